@@ -1,0 +1,143 @@
+"""The command line: thin commands over the library, no logic of their own.
+
+Bad data and bad configuration end in a one-line message and an exit code,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .config import Config, load_config
+from .errors import ConfigError, RecordError
+from .publish import UnsafePath, publish
+from .records import LoadResult, load_records
+from .site import assemble
+
+#: Above this many files a build on a terminal shows a progress bar.
+PROGRESS_THRESHOLD = 2_000
+
+
+def _config(ctx: click.Context) -> Config:
+    try:
+        return load_config(ctx.obj.get("config_path"))
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def _report(problems: tuple[RecordError, ...], *, warnings: bool) -> None:
+    for p in problems:
+        if warnings or not p.is_warning:
+            click.echo(str(p), err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="FEEDSVC_CONFIG",
+    help="Configuration file (default: $FEEDSVC_CONFIG, else ./config.yaml).",
+)
+@click.version_option(__version__, prog_name="feedsvc")
+@click.pass_context
+def main(ctx: click.Context, config_path: Path | None) -> None:
+    """Publish news records as RSS 2.0 and Atom 1.0 feeds, per topic and per provider."""
+    ctx.ensure_object(dict)
+    ctx.obj["config_path"] = config_path
+
+
+@main.command()
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder (default: output_dir from the config).")
+@click.option("--strict", is_flag=True, help="Exit 1 if any record was rejected.")
+@click.option("--warnings/--no-warnings", default=False, help="Also print warnings (records published with something dropped).")
+@click.pass_context
+def build(ctx: click.Context, out: Path | None, strict: bool, warnings: bool) -> None:
+    """Write every feed, page and the OPML as static files.
+
+    The files sit at the same URL paths the web app serves. Rejected records
+    are reported as "file: field: reason" and left out; every good record is
+    still published.
+    """
+    config = _config(ctx)
+    started = time.monotonic()
+    loaded = _load(config)
+    result = assemble(loaded, config)
+    try:
+        written = publish(result.documents, out or config.output_dir)
+    except (UnsafePath, OSError) as e:
+        raise click.ClickException(f"cannot write the output: {e}") from None
+    _report(result.problems, warnings=warnings)
+    errors = len(loaded.errors)
+    click.echo(
+        f"{loaded.files} records read, {errors} rejected, {len(result.feeds)} feeds; "
+        f"{written.written} files written, {written.unchanged} unchanged, {written.removed} removed "
+        f"in {time.monotonic() - started:.2f}s → {out or config.output_dir}",
+        err=True,
+    )
+    if strict and errors:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--warnings/--no-warnings", default=True, help="Also print warnings (default: yes).")
+@click.argument("folder", required=False, type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.pass_context
+def check(ctx: click.Context, warnings: bool, folder: Path | None) -> None:
+    """Validate every record; print "file: field: reason" lines and a summary.
+
+    Checks FOLDER, or records_dir from the config. Exits 1 if any record was
+    rejected.
+    """
+    config = _config(ctx)
+    loaded = load_records(folder or config.records_dir, config)
+    _report(loaded.problems, warnings=warnings)
+    click.echo(
+        f"{loaded.files} records checked: {len(loaded.records)} usable, "
+        f"{len(loaded.errors)} rejected, {len(loaded.warnings)} warnings"
+    )
+    if loaded.errors:
+        sys.exit(1)
+
+
+@main.command()
+@click.pass_context
+def feeds(ctx: click.Context) -> None:
+    """List every feed with its entry count and newest date."""
+    config = _config(ctx)
+    result = assemble(load_records(config.records_dir, config), config)
+    for feed in result.feeds:
+        newest = feed.updated.isoformat() if feed.updated else "-"
+        click.echo(f"/{feed.key.path}.atom\t{len(feed.entries)} of {feed.total}\t{newest}\t{feed.name}")
+
+
+@main.command()
+@click.option("--host", help="Address to listen on (default: server.host).")
+@click.option("--port", type=int, help="Port to listen on (default: server.port).")
+@click.option("--dev", is_flag=True, help="Use Flask's development server instead of gunicorn.")
+@click.pass_context
+def serve(ctx: click.Context, host: str | None, port: int | None, dev: bool) -> None:
+    """Serve the feeds over HTTP (gunicorn; --dev for Flask's server)."""
+    from .server import run
+
+    config = _config(ctx)
+    run(config, host=host, port=port, dev=dev)
+
+
+def _load(config: Config) -> LoadResult:
+    """Load the records, with a progress bar on a terminal when there are many."""
+
+    def bar(files: Sequence[str]) -> Iterator[str]:
+        if len(files) < PROGRESS_THRESHOLD or not sys.stderr.isatty():
+            yield from files
+            return
+        with click.progressbar(files, label="Reading records", file=sys.stderr) as items:
+            yield from items
+
+    return load_records(config.records_dir, config, progress=bar)

@@ -1,0 +1,192 @@
+"""Configuration: `config.yaml` read once into a typed, frozen `Config`.
+
+The dataclasses below are the schema: a key that is not a field is an error that
+names the known keys, and a value of the wrong type is an error naming the key.
+Relative paths are resolved against the config file's folder, so `feedsvc build`
+gives the same result from any working directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from .errors import ConfigError
+
+ENV_VAR = "FEEDSVC_CONFIG"
+DEFAULT_FILE = "config.yaml"
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    #: Shown as the title of every feed ("<title>: <Topic>") and of the index.
+    title: str = "feedsvc"
+    #: Absolute URL the site is published under; every self link starts with it.
+    base_url: str = "http://127.0.0.1:8000/"
+    #: The RSS channel description and Atom subtitle.
+    description: str = "News feeds published by feedsvc"
+    #: RSS <language> and Atom xml:lang (an RFC 5646 tag).
+    language: str = "en"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    #: Seconds a client or cache may reuse a response without asking again.
+    cache_max_age: int = 300
+    #: gunicorn worker processes; two suit a 2-core machine.
+    workers: int = 2
+    #: Threads per gunicorn worker.
+    threads: int = 4
+    #: Seconds between scans of records_dir for changed files.
+    reload_interval: float = 5.0
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    #: Record files larger than this are rejected unread (a real record is a few KB).
+    max_file_bytes: int = 1_048_576
+    #: Longest title a feed carries, in characters; longer ones are cut with "…".
+    max_title_chars: int = 300
+    #: Longest excerpt a feed carries, in characters.
+    max_excerpt_chars: int = 2_000
+    #: Most topics, images and related items kept from one record.
+    max_topics: int = 20
+    max_images: int = 10
+    max_related: int = 20
+
+
+@dataclass(frozen=True)
+class Config:
+    site: SiteConfig = field(default_factory=SiteConfig)
+    records_dir: Path = Path("seeds")
+    output_dir: Path = Path("public")
+    #: Entries per feed, newest first.
+    max_entries: int = 50
+    #: Publish records marked `published: false` (off by default, so they never leak).
+    include_unpublished: bool = False
+    #: Leave out records whose quality is below this.
+    min_quality: float = 0
+    #: Repair mojibake (UTF-8 decoded as cp1252/latin-1) with ftfy.
+    repair_mojibake: bool = True
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
+    #: Where this config was read from ("<defaults>" when built in code).
+    source: str = field(default="<defaults>", compare=False)
+
+
+def default_path() -> Path:
+    """The config file to use when none is named: $FEEDSVC_CONFIG, else ./config.yaml."""
+    return Path(os.environ.get(ENV_VAR) or DEFAULT_FILE)
+
+
+def load_config(path: Path | str | None = None) -> Config:
+    """Read and check a config file; raise `ConfigError` naming the bad key."""
+    path = Path(path) if path is not None else default_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(str(path), "-", f"cannot read: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(str(path), "-", "not UTF-8 text") from e
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "-"
+        raise ConfigError(str(path), where, f"not valid YAML: {getattr(e, 'problem', e)}") from e
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), "-", "must be a mapping of keys to values")
+    config = _build(Config, data, str(path), "")
+    base = path.resolve().parent
+    config = dataclasses.replace(
+        config,
+        records_dir=_resolve(base, config.records_dir),
+        output_dir=_resolve(base, config.output_dir),
+        source=str(path),
+    )
+    check(config)
+    return config
+
+
+def check(config: Config) -> None:
+    """Check the values that a type alone cannot (ranges, URL shape)."""
+    src = config.source
+    url = urlsplit(config.site.base_url)
+    if url.scheme not in ("http", "https") or not url.netloc:
+        raise ConfigError(src, "site.base_url", "must be an absolute http(s) URL")
+    if config.max_entries < 1:
+        raise ConfigError(src, "max_entries", "must be at least 1")
+    if not 0 < config.server.port < 65536:
+        raise ConfigError(src, "server.port", "must be between 1 and 65535")
+    for name in ("workers", "threads"):
+        if getattr(config.server, name) < 1:
+            raise ConfigError(src, f"server.{name}", "must be at least 1")
+    if config.server.cache_max_age < 0:
+        raise ConfigError(src, "server.cache_max_age", "must not be negative")
+    if config.server.reload_interval <= 0:
+        raise ConfigError(src, "server.reload_interval", "must be positive")
+    for f in dataclasses.fields(LimitsConfig):
+        if getattr(config.limits, f.name) < 1:
+            raise ConfigError(src, f"limits.{f.name}", "must be at least 1")
+
+
+def base_url(config: Config) -> str:
+    """site.base_url with exactly one trailing slash."""
+    return config.site.base_url.rstrip("/") + "/"
+
+
+def _resolve(base: Path, p: Path) -> Path:
+    return p if p.is_absolute() else base / p
+
+
+def _build(cls: type, data: dict[Any, Any], src: str, prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in dataclasses.fields(cls) if f.name != "source"]
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if key not in known:
+            raise ConfigError(src, dotted, f"unknown key; known keys here: {', '.join(known)}")
+        values[key] = _convert(hints[key], value, src, dotted)
+    return cls(**values)
+
+
+def _convert(hint: Any, value: Any, src: str, key: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        if value is None:
+            return hint()
+        if not isinstance(value, dict):
+            raise ConfigError(src, key, "must be a mapping")
+        return _build(hint, value, src, key + ".")
+    if hint is Path:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(src, key, "must be a path (text)")
+        return Path(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(src, key, "must be true or false")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(src, key, "must be a whole number")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(src, key, "must be a number")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(src, key, "must be text")
+        return value
+    raise TypeError(f"config field {key} has an unsupported type {hint!r}")

@@ -1,0 +1,102 @@
+"""What goes in which feed: filter, merge duplicates, group, sort and cap.
+
+Nothing here knows about XML. Every ordering is total (date, then id; name,
+then key) so the same records always give the same feeds, whatever order the
+files were listed or loaded in.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from .config import Config
+from .errors import RecordError
+from .model import Feed, FeedKey, FeedKind, Record
+from .text import topic_slug
+
+ALL_NAME = "All articles"
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """The records that will be published, and what choosing them reported."""
+
+    records: tuple[Record, ...]
+    problems: tuple[RecordError, ...]
+
+
+def select(records: Iterable[Record], config: Config) -> Selection:
+    """Drop unpublished and low-quality records, then merge duplicate articles."""
+    kept = [
+        r
+        for r in records
+        if (r.is_published or config.include_unpublished) and r.quality >= config.min_quality
+    ]
+    return dedupe(kept)
+
+
+def dedupe(records: Iterable[Record]) -> Selection:
+    """One record per article (entry id); the most recently updated file wins.
+
+    Ties go to the file whose path sorts first, so the winner never depends on
+    load order. Each losing file gets a warning naming the winner.
+    """
+    groups: dict[str, list[Record]] = defaultdict(list)
+    for r in records:
+        groups[r.id].append(r)
+    winners: list[Record] = []
+    problems: list[RecordError] = []
+    for group in groups.values():
+        group.sort(key=lambda r: r.path)
+        group.sort(key=lambda r: r.updated, reverse=True)
+        winners.append(group[0])
+        for loser in group[1:]:
+            problems.append(
+                RecordError(loser.path, "originalUrl", f"same article as {group[0].path}, which is published instead", severity="warning")
+            )
+    winners.sort(key=lambda r: r.path)
+    problems.sort(key=lambda p: p.path)
+    return Selection(tuple(winners), tuple(problems))
+
+
+def newest_first(records: Iterable[Record]) -> list[Record]:
+    """Newest published first; ties broken by entry id."""
+    ordered = sorted(records, key=lambda r: r.id)
+    ordered.sort(key=lambda r: r.published, reverse=True)
+    return ordered
+
+
+def topic_keys(record: Record) -> list[tuple[str, str]]:
+    """(slug, name as written) for each of a record's topics."""
+    return [(topic_slug(name), name) for name in record.topics]
+
+
+def build_feeds(records: Sequence[Record], config: Config) -> list[Feed]:
+    """Every feed: all records, one per topic and one per provider, sorted by key."""
+    by_key: dict[FeedKey, list[Record]] = defaultdict(list)
+    names: dict[FeedKey, Counter[str]] = defaultdict(Counter)
+    all_key = FeedKey(FeedKind.ALL, "all")
+    by_key[all_key] = []
+    for r in records:
+        by_key[all_key].append(r)
+        for slug, name in topic_keys(r):
+            key = FeedKey(FeedKind.TOPIC, slug)
+            by_key[key].append(r)
+            names[key][name] += 1
+        pkey = FeedKey(FeedKind.PROVIDER, r.provider.domain)
+        by_key[pkey].append(r)
+        names[pkey][r.provider.name] += 1
+    feeds = []
+    for key in sorted(by_key):
+        members = by_key[key]
+        name = ALL_NAME if key.kind is FeedKind.ALL else display_name(names[key])
+        entries = tuple(newest_first(members)[: config.max_entries])
+        feeds.append(Feed(key=key, name=name, entries=entries, total=len(members)))
+    return feeds
+
+
+def display_name(counts: Counter[str]) -> str:
+    """The most common spelling; among equals, the one that sorts first."""
+    return min(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0]

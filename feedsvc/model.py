@@ -1,0 +1,97 @@
+"""The data model: typed, frozen dataclasses that cross module boundaries.
+
+Datetimes are timezone-aware UTC from the moment a record is loaded. A `Record`
+holds only what may be published: the loader never copies `secured` into it, so
+nothing downstream can leak it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    #: Display name ("The Guardian").
+    name: str
+    #: Normalised domain, the key of the provider's feed ("theguardian.com").
+    domain: str
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    url: str
+    width: int | None = None
+    height: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Related:
+    title: str
+    url: str
+    provider_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    #: The file this record came from, relative to records_dir (for messages).
+    path: str
+    #: Entry id: ``urn:uuid:`` + UUID5 of the canonical URL; the same everywhere.
+    id: str
+    #: originalUrl, else webUrl, normalised; what makes two files one article.
+    canonical_url: str
+    title: str
+    #: webUrl, else originalUrl: where a reader goes to read the article.
+    link: str
+    published: datetime
+    updated: datetime
+    excerpt: str
+    provider: Provider
+    #: Topic names as written (cleaned), in record order, without duplicates.
+    topics: tuple[str, ...] = ()
+    images: tuple[Image, ...] = ()
+    related: tuple[Related, ...] = ()
+    category: str | None = None
+    type: str | None = None
+    quality: float = 0.0
+    heat: int | None = None
+    #: The record's `published` flag (default true when absent).
+    is_published: bool = True
+
+
+class FeedKind(str, Enum):
+    ALL = "all"
+    TOPIC = "topics"
+    PROVIDER = "providers"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class FeedKey:
+    kind: FeedKind
+    #: "all", a topic slug, or a provider domain; safe as one path segment.
+    slug: str
+
+    @property
+    def path(self) -> str:
+        """URL path of the feed without extension, e.g. ``feeds/topics/ai``."""
+        if self.kind is FeedKind.ALL:
+            return "feeds/all"
+        return f"feeds/{self.kind.value}/{self.slug}"
+
+
+@dataclass(frozen=True, slots=True)
+class Feed:
+    key: FeedKey
+    #: Display name of the topic or provider ("All articles" for the all-feed).
+    name: str
+    #: Entries newest first, at most max_entries.
+    entries: tuple[Record, ...]
+    #: Records in the feed before the cap (the index shows it).
+    total: int
+
+    @property
+    def updated(self) -> datetime | None:
+        """The newest entry's updated time: the feed's own, never the build time."""
+        return max((r.updated for r in self.entries), default=None)

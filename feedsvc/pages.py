@@ -1,0 +1,135 @@
+"""The documents around the feeds: the HTML index, a browser view per feed, OPML.
+
+Jinja2 with autoescaping writes them, so every value from a record is escaped
+as text; the pages carry no script and need none (no XSLT either), so a strict
+Content-Security-Policy holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import format_datetime
+from importlib.resources import files
+from typing import Any
+
+import jinja2
+
+from .model import Feed, FeedKind, Record
+from .render import FORMATS, Site, feed_title
+
+_ENV = jinja2.Environment(
+    loader=jinja2.PackageLoader("feedsvc", "templates"),
+    autoescape=jinja2.select_autoescape(["html", "opml"], default_for_string=True),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+)
+_FORMAT_NAMES = {"rss": "RSS", "atom": "Atom"}
+SECTIONS = ((FeedKind.ALL, "All articles"), (FeedKind.TOPIC, "Topics"), (FeedKind.PROVIDER, "Providers"))
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    name: str
+    total: int
+    updated: datetime | None
+    html_url: str
+    rss_url: str
+    atom_url: str
+
+    @property
+    def updated_iso(self) -> str:
+        return self.updated.isoformat() if self.updated else ""
+
+    @property
+    def updated_text(self) -> str:
+        return _human(self.updated) if self.updated else ""
+
+
+def _rows(feeds: Sequence[Feed], site: Site) -> list[tuple[str, list[_Row]]]:
+    sections = []
+    for kind, title in SECTIONS:
+        rows = [_row(f, site) for f in feeds if f.key.kind is kind]
+        rows.sort(key=lambda r: (r.name.casefold(), r.html_url))
+        if rows:
+            sections.append((title, rows))
+    return sections
+
+
+def _row(feed: Feed, site: Site) -> _Row:
+    path = feed.key.path
+    return _Row(
+        name=feed.name,
+        total=feed.total,
+        updated=feed.updated,
+        html_url=site.url(f"{path}.html"),
+        rss_url=site.url(f"{path}.rss"),
+        atom_url=site.url(f"{path}.atom"),
+    )
+
+
+def _autodiscovery(feed: Feed, site: Site) -> list[tuple[str, str, str, str]]:
+    title = feed_title(site, feed)
+    return [
+        (fmt, media_type, site.url(f"{feed.key.path}.{fmt}"), f"{title} ({_FORMAT_NAMES[fmt]})")
+        for fmt, media_type in FORMATS.items()
+    ]
+
+
+def render_index(feeds: Sequence[Feed], site: Site) -> bytes:
+    """/index.html: every feed with its size, newest date and subscribe links."""
+    all_feeds = [f for f in feeds if f.key.kind is FeedKind.ALL]
+    discovery = [a for f in all_feeds for a in _autodiscovery(f, site)]
+    return _render(
+        "index.html", site=site, page_title=site.title, sections=_rows(feeds, site), autodiscovery=discovery
+    )
+
+
+def render_feed_page(feed: Feed, site: Site) -> bytes:
+    """/feeds/…/<key>.html: a feed's entries as a page, and how to subscribe."""
+    title = feed_title(site, feed)
+    return _render(
+        "feed.html",
+        site=site,
+        page_title=title,
+        title=title,
+        autodiscovery=_autodiscovery(feed, site),
+        rss_url=site.url(f"{feed.key.path}.rss"),
+        atom_url=site.url(f"{feed.key.path}.atom"),
+        entries=[_entry(r) for r in feed.entries],
+        total=feed.total,
+    )
+
+
+def render_opml(feeds: Sequence[Feed], site: Site) -> bytes:
+    """/feeds.opml: OPML 2.0 listing every feed, for one-click import."""
+    newest = max((f.updated for f in feeds if f.updated), default=None)
+    updated = format_datetime(newest) if newest else None
+    return _render("feeds.opml", site=site, sections=_rows(feeds, site), updated=updated)
+
+
+def stylesheet() -> bytes:
+    return files("feedsvc").joinpath("templates/style.css").read_bytes()
+
+
+def _entry(r: Record) -> dict[str, Any]:
+    return {
+        "title": r.title,
+        "link": r.link,
+        "excerpt": r.excerpt,
+        "provider": r.provider.name,
+        "published_iso": r.published.isoformat(),
+        "published_text": _human(r.published),
+        "topics": list(r.topics),
+        "image": r.images[0] if r.images else None,
+        "related": list(r.related),
+    }
+
+
+def _human(when: datetime) -> str:
+    return when.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _render(template: str, **context: Any) -> bytes:
+    return _ENV.get_template(template).render(**context).encode("utf-8")

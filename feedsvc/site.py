@@ -1,0 +1,101 @@
+"""The whole published tree as documents: URL path → bytes, media type, date.
+
+`feedsvc build` writes these documents to disk and the web app serves them, so
+a static file and an HTTP response are always the same bytes. Rendering is
+keyed by the `Feed` value: a feed whose entries did not change is not rendered
+again, which is what makes a live reload or a rebuild after one changed record
+cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from .config import Config
+from .errors import RecordError
+from .feeds import build_feeds, select
+from .model import Feed
+from .pages import render_feed_page, render_index, render_opml, stylesheet
+from .records import LoadResult, load_records
+from .render import FORMATS, Site, render_feed
+
+MEDIA_TYPES = {
+    "rss": "application/rss+xml; charset=utf-8",
+    "atom": "application/atom+xml; charset=utf-8",
+    "html": "text/html; charset=utf-8",
+    "opml": "text/x-opml; charset=utf-8",
+    "css": "text/css; charset=utf-8",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    #: URL path without the leading slash, e.g. "feeds/topics/ai.atom".
+    path: str
+    body: bytes
+    media_type: str
+    #: The newest entry's updated time (Last-Modified); None for the stylesheet.
+    last_modified: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Build:
+    """One consistent state of the site: what was loaded and what it gives."""
+
+    documents: Mapping[str, Document]
+    feeds: tuple[Feed, ...]
+    loaded: LoadResult
+    #: Warnings from choosing records (duplicates), beside the loader's problems.
+    selection_problems: tuple[RecordError, ...] = ()
+    #: Rendered documents per feed, reused by the next build when a feed is unchanged.
+    cache: Mapping[Feed, tuple[Document, ...]] = field(default_factory=dict, repr=False)
+
+    @property
+    def problems(self) -> tuple[RecordError, ...]:
+        return self.loaded.problems + self.selection_problems
+
+
+def build(config: Config, records_dir: Path | None = None) -> Build:
+    """Load the records and render every document."""
+    loaded = load_records(records_dir or config.records_dir, config)
+    return assemble(loaded, config)
+
+
+def assemble(loaded: LoadResult, config: Config, previous: Build | None = None) -> Build:
+    """Every document for `loaded`, reusing `previous`'s for unchanged feeds."""
+    selection = select(loaded.records, config)
+    feeds = tuple(build_feeds(selection.records, config))
+    site = Site.from_config(config)
+    old = previous.cache if previous else {}
+    cache = {f: old.get(f) or feed_documents(f, site) for f in feeds}
+    documents: dict[str, Document] = {}
+    for docs in cache.values():
+        for doc in docs:
+            documents[doc.path] = doc
+    for doc in site_documents(feeds, site):
+        documents[doc.path] = doc
+    return Build(documents, feeds, loaded, selection.problems, cache)
+
+
+def feed_documents(feed: Feed, site: Site) -> tuple[Document, ...]:
+    """A feed in every format, plus its browser view."""
+    path = feed.key.path
+    docs = [
+        Document(f"{path}.{fmt}", render_feed(feed, site, fmt), MEDIA_TYPES[fmt], feed.updated)
+        for fmt in FORMATS
+    ]
+    docs.append(Document(f"{path}.html", render_feed_page(feed, site), MEDIA_TYPES["html"], feed.updated))
+    return tuple(docs)
+
+
+def site_documents(feeds: Sequence[Feed], site: Site) -> list[Document]:
+    """The documents that list feeds: index, OPML, and the stylesheet."""
+    newest = max((f.updated for f in feeds if f.updated), default=None)
+    return [
+        Document("index.html", render_index(feeds, site), MEDIA_TYPES["html"], newest),
+        Document("feeds.opml", render_opml(feeds, site), MEDIA_TYPES["opml"], newest),
+        Document("style.css", stylesheet(), MEDIA_TYPES["css"], None),
+    ]
