@@ -9,16 +9,17 @@ rejects the record. See docs/design.md ("Input rules") for each decision.
 from __future__ import annotations
 
 import email.utils
+import math
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import RecordError
 from .model import Image, Provider, Record, Related
-from .text import canonical_url, http_url, plain_text, provider_key, topic_slug
+from .text import MAX_URL_CHARS, canonical_url, http_url, plain_text, provider_key, topic_slug
 
 #: Dates outside [EARLIEST, LATEST) are rejected: before 1990 there was no
 #: web to publish on (the W3C feed validator calls such dates implausible), and
@@ -26,6 +27,17 @@ from .text import canonical_url, http_url, plain_text, provider_key, topic_slug
 #: never depends on the clock.
 EARLIEST = datetime(1990, 1, 1, tzinfo=timezone.utc)
 LATEST = datetime(2100, 1, 1, tzinfo=timezone.utc)
+#: Longest topic name, provider name and category or type kept, in characters.
+MAX_NAME_CHARS = 100
+#: At most this many problems are reported per list field; the rest are counted.
+MAX_ITEM_WARNINGS = 5
+#: A secured piece this long is looked for in the published fields.
+_MIN_SECRET_PIECE = 8
+_SLICE = 24
+
+T = TypeVar("T")
+#: What an item maker returns for an item that repeats one already kept.
+_REPEAT: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +59,27 @@ class _Fields:
     def __init__(self, rel: str, text: str, problems: list[RecordError]) -> None:
         self.rel, self.text, self.problems = rel, text, problems
         self.rejected = False
+        self._lines: dict[str, int | None] = {}
 
     def line(self, field: str) -> int | None:
+        """The file line of the field's top-level key (the text starts at line 1)."""
         top = field.split(".")[0].split("[")[0]
-        m = re.search(rf"^{re.escape(top)}\s*:", self.text, re.MULTILINE)
-        # The front matter starts on the file's second line.
-        return self.text.count("\n", 0, m.start()) + 1 if m else None
+        if top not in self._lines:
+            m = re.search(rf"^{re.escape(top)}[ \t]*:", self.text, re.MULTILINE)
+            self._lines[top] = self.text.count("\n", 0, m.start()) + 1 if m else None
+        return self._lines[top]
+
+    def source(self, field: str, value: int | float) -> str:
+        """How a top-level number was written ("3.10", "007"), else its value as text.
+
+        YAML reads an unquoted title like 3.10 as a number; the file still
+        says what was meant. Only read for the rare text field that YAML read
+        as a number, so ordinary records pay nothing for it.
+        """
+        m = re.search(rf"^{re.escape(field)}[ \t]*:[ \t]*([^\s#'\"][^#\n]*?)[ \t]*(?:#.*)?$", self.text, re.MULTILINE)
+        if m and _same_number(m.group(1), value):
+            return m.group(1)
+        return str(value)
 
     def error(self, field: str, reason: str) -> None:
         self.rejected = True
@@ -65,20 +92,22 @@ class _Fields:
 def record_from_mapping(
     rel: str, values: dict[Any, Any], text: str, settings: Settings, problems: list[RecordError]
 ) -> Record | None:
-    """Build a `Record` from front matter, or None (with errors) if it is unusable."""
+    """Build a `Record` from front matter, or None (with errors) if it is unusable.
+
+    `text` is the front matter as it stands in the file, for line numbers.
+    """
     f = _Fields(rel, text, problems)
     title = _text(f, values, "title", settings, settings.max_title_chars, required=True)
     link, canonical = _links(f, values)
     published = _date(f, values, "publishedDateTime", required=True)
     updated = _date(f, values, "updatedDateTime", required=False)
-    _check_secured(f, values, text)
     if f.rejected or title is None or link is None or canonical is None or published is None:
         return None
     if updated is None or updated < published:
         if updated is not None:
             f.warn("updatedDateTime", "earlier than publishedDateTime; using publishedDateTime")
         updated = published
-    return Record(
+    record = Record(
         path=rel,
         id=entry_id(canonical),
         canonical_url=canonical,
@@ -91,12 +120,15 @@ def record_from_mapping(
         topics=_topics(f, values, settings),
         images=_images(f, values, settings),
         related=_related(f, values, settings),
-        category=_text(f, values, "category", settings, 100),
-        type=_text(f, values, "type", settings, 100),
+        category=_text(f, values, "category", settings, MAX_NAME_CHARS),
+        type=_text(f, values, "type", settings, MAX_NAME_CHARS),
         quality=_quality(f, values),
         heat=_heat(f, values),
         is_published=_published(f, values),
     )
+    if _leaks_secured(f, values.get("secured"), record):
+        return None
+    return record
 
 
 def entry_id(canonical: str) -> str:
@@ -112,19 +144,42 @@ def _text(
         if required:
             f.error(name, "missing" if name not in values else "empty")
         return None
-    text = _as_text(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        text: str | None = f.source(name, value)
+    else:
+        text = _as_text(value)
     if text is None:
-        (f.error if required else f.warn)(name, f"must be text, not {_kind(value)}")
+        hint = " (put it in quotes)" if isinstance(value, bool) else ""
+        (f.error if required else f.warn)(name, f"must be text, not {_kind(value)}{hint}")
         return None
-    cleaned = plain_text(text, repair=s.repair_mojibake)
+    cleaned, cut = _clean(text, s, limit)
     if not cleaned:
         if required:
             f.error(name, "empty")
         return None
-    if len(cleaned) > limit:
-        f.warn(name, f"longer than {limit} characters; cut to fit")
-        cleaned = plain_text(cleaned, repair=False, max_chars=limit)
+    if cut:
+        f.warn(name, f"longer than {limit:,} characters; cut to fit")
     return cleaned
+
+
+def _clean(text: str, s: Settings, limit: int) -> tuple[str, bool]:
+    """Plain text of at most `limit` characters, and whether it had to be cut.
+
+    A value far over the limit is cut before cleaning, so a megabyte of text
+    costs no more than what is kept of it.
+    """
+    bound = limit * 8 + 1_000
+    cut = len(text) > bound
+    cleaned = plain_text(text[:bound] if cut else text, repair=s.repair_mojibake)
+    if len(cleaned) > limit:
+        return plain_text(cleaned, repair=False, max_chars=limit), True
+    return cleaned, cut
+
+
+def _name(value: Any, s: Settings) -> str:
+    """A short display name (topic, provider), or "" when there is none."""
+    text = _as_text(value)
+    return _clean(text, s, MAX_NAME_CHARS)[0] if text is not None else ""
 
 
 def _as_text(value: Any) -> str | None:
@@ -138,11 +193,28 @@ def _as_text(value: Any) -> str | None:
     return None
 
 
+def _same_number(text: str, value: int | float) -> bool:
+    """Whether `text` is a spelling of `value` (YAML 1.1 reads "007" as 7, "3.10" as 3.1)."""
+    if len(text) > 64:
+        return False
+    if ":" in text or text.lower().lstrip("+-") in (".inf", ".nan"):
+        return True  # base 60 ("12:30" is 750), or infinity
+    cleaned = text.replace("_", "")
+    readings = (lambda: int(cleaned, 0), lambda: int(cleaned, 8), lambda: int(cleaned)) if isinstance(value, int) else (lambda: float(cleaned),)
+    for read in readings:
+        try:
+            if read() == value:
+                return True
+        except ValueError:
+            continue
+    return False
+
+
 def _links(f: _Fields, values: dict[Any, Any]) -> tuple[str | None, str | None]:
     web = _url(f, values, "webUrl")
     original = _url(f, values, "originalUrl")
-    if f.rejected:
-        return None, None
+    if (web is None and values.get("webUrl") is not None) or (original is None and values.get("originalUrl") is not None):
+        return None, None  # a link that is there but unusable: already reported
     link = web or original
     if link is None:
         f.error("webUrl", "missing: a record needs webUrl or originalUrl")
@@ -156,6 +228,9 @@ def _url(f: _Fields, values: dict[Any, Any], name: str) -> str | None:
         return None
     if not isinstance(value, str):
         f.error(name, f"must be a URL, not {_kind(value)}")
+        return None
+    if len(value.strip()) > MAX_URL_CHARS:
+        f.error(name, f"longer than {MAX_URL_CHARS:,} characters")
         return None
     url = http_url(value)
     if url is None:
@@ -187,14 +262,18 @@ def parse_date(value: Any) -> datetime | None:
     elif isinstance(value, date):
         dt = datetime.combine(value, time(0, 0))
     elif isinstance(value, str):
-        dt = _parse_date_text(value.strip())
-        if dt is None:
+        parsed = _parse_date_text(value.strip())
+        if parsed is None:
             return None
+        dt = parsed
     else:
         return None
     if dt.tzinfo is None:
         return dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc)
+    try:
+        return dt.astimezone(timezone.utc)
+    except (OverflowError, ValueError):  # year 1 or 9999 with an offset
+        return None
 
 
 def _parse_date_text(text: str) -> datetime | None:
@@ -216,13 +295,12 @@ def _provider(f: _Fields, values: dict[Any, Any], link: str, s: Settings) -> Pro
     domain: str | None = None
     if isinstance(raw, dict):
         if raw.get("name") is not None:
-            text = _as_text(raw.get("name"))
-            name = plain_text(text, repair=s.repair_mojibake, max_chars=200) if text else None
+            name = _name(raw.get("name"), s) or None
             if not name:
                 f.warn("provider.name", "not usable text; using the domain")
         if raw.get("domain") is not None:
-            text = _as_text(raw.get("domain"))
-            domain = provider_key(text) if text else None
+            text = raw.get("domain")
+            domain = provider_key(text) if isinstance(text, str) and len(text) <= MAX_URL_CHARS else None
             if domain is None:
                 f.warn("provider.domain", "not a domain name; using the link's host")
     elif raw is not None:
@@ -232,77 +310,103 @@ def _provider(f: _Fields, values: dict[Any, Any], link: str, s: Settings) -> Pro
     return Provider(name=name or domain, domain=domain)
 
 
+def _items(
+    f: _Fields, name: str, raw: list[Any], cap: int, make: Callable[[Any], T | None], skipped: str
+) -> list[T]:
+    """Up to `cap` items that `make` accepts, reading a bounded number of items.
+
+    Items `make` refuses (None) are skipped with a warning (the first few
+    named, the rest counted), repeats (`_REPEAT`) silently; past `cap`, or
+    after reading a few times `cap` items, the rest are dropped with one
+    warning, so a list of 100,000 items costs no more than a short one.
+    """
+    kept: list[T] = []
+    refused: list[int] = []
+    examined = 0
+    budget = cap * 4 + 100
+    for i, item in enumerate(raw):
+        if len(kept) >= cap or examined >= budget:
+            break
+        examined += 1
+        made = make(item)
+        if made is None:
+            refused.append(i)
+        elif made is not _REPEAT:
+            kept.append(made)
+    for i in refused[:MAX_ITEM_WARNINGS]:
+        f.warn(f"{name}[{i}]", skipped)
+    if len(refused) > MAX_ITEM_WARNINGS:
+        f.warn(name, f"{len(refused) - MAX_ITEM_WARNINGS} more items skipped for the same reason")
+    if examined < len(raw):
+        f.warn(name, f"{len(raw)} given; kept {len(kept)} (limits.max_{name} is {cap})")
+    return kept
+
+
+def _list(f: _Fields, values: dict[Any, Any], name: str, what: str) -> list[Any] | None:
+    raw = values.get(name)
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        f.warn(name, f"must be a list of {what}, not {_kind(raw)}")
+        return None
+    return raw
+
+
 def _topics(f: _Fields, values: dict[Any, Any], s: Settings) -> tuple[str, ...]:
     raw = values.get("topics")
-    if raw is None:
+    if isinstance(raw, (str, int, float)) and not isinstance(raw, bool):
+        items: list[Any] | None = [raw]  # lenient: one topic written without a list
+    else:
+        items = _list(f, values, "topics", "names")
+    if items is None:
         return ()
-    if isinstance(raw, str):
-        raw = [raw]
-    if not isinstance(raw, list):
-        f.warn("topics", f"must be a list of names, not {_kind(raw)}")
-        return ()
-    names: list[str] = []
     seen: set[str] = set()
-    for i, item in enumerate(raw):
-        text = _as_text(item)
-        name = plain_text(text, repair=s.repair_mojibake, max_chars=100) if text is not None else ""
+
+    def make(item: Any) -> str | None:
+        name = _name(item, s)
         if not name:
-            f.warn(f"topics[{i}]", "not a usable topic name; skipped")
-            continue
+            return None
         slug = topic_slug(name)
-        if slug not in seen:
-            seen.add(slug)
-            names.append(name)
-    if len(names) > s.max_topics:
-        f.warn("topics", f"{len(names)} topics; kept the first {s.max_topics} (limits.max_topics)")
-        names = names[: s.max_topics]
-    return tuple(names)
+        if slug in seen:
+            return _REPEAT  # the same topic spelt again ("AI", "ai")
+        seen.add(slug)
+        return name
+
+    return tuple(_items(f, "topics", items, s.max_topics, make, "not a usable topic name; skipped"))
 
 
 def _images(f: _Fields, values: dict[Any, Any], s: Settings) -> tuple[Image, ...]:
-    raw = values.get("images")
-    if raw is None:
+    items = _list(f, values, "images", "images")
+    if items is None:
         return ()
-    if not isinstance(raw, list):
-        f.warn("images", f"must be a list, not {_kind(raw)}")
-        return ()
-    images: list[Image] = []
-    for i, item in enumerate(raw):
-        url = http_url(item.get("url")) if isinstance(item, dict) and isinstance(item.get("url"), str) else None
-        if url is None:
-            f.warn(f"images[{i}]", "no absolute http(s) url; skipped")
-            continue
-        images.append(Image(url, _dimension(item.get("width")), _dimension(item.get("height"))))
-    if len(images) > s.max_images:
-        f.warn("images", f"{len(images)} images; kept the first {s.max_images} (limits.max_images)")
-        images = images[: s.max_images]
-    return tuple(images)
+    return tuple(_items(f, "images", items, s.max_images, _image, "no absolute http(s) url; skipped"))
+
+
+def _image(item: Any) -> Image | None:
+    if not isinstance(item, dict) or not isinstance(item.get("url"), str):
+        return None
+    url = http_url(item["url"])
+    if url is None:
+        return None
+    return Image(url, _dimension(item.get("width")), _dimension(item.get("height")))
 
 
 def _dimension(value: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 100_000:
         return None
-    return value
+    return int(value)
 
 
 def _related(f: _Fields, values: dict[Any, Any], s: Settings) -> tuple[Related, ...]:
-    raw = values.get("related")
-    if raw is None:
+    items = _list(f, values, "related", "articles")
+    if items is None:
         return ()
-    if not isinstance(raw, list):
-        f.warn("related", f"must be a list, not {_kind(raw)}")
-        return ()
-    items: list[Related] = []
-    for i, item in enumerate(raw):
-        related = _related_item(item, s)
-        if related is None:
-            f.warn(f"related[{i}]", "needs a title and an absolute http(s) webUrl; skipped")
-        else:
-            items.append(related)
-    if len(items) > s.max_related:
-        f.warn("related", f"{len(items)} related items; kept the first {s.max_related} (limits.max_related)")
-        items = items[: s.max_related]
-    return tuple(items)
+
+    def make(item: Any) -> Related | None:
+        return _related_item(item, s)
+
+    reason = "needs a title and an absolute http(s) webUrl; skipped"
+    return tuple(_items(f, "related", items, s.max_related, make, reason))
 
 
 def _related_item(item: Any, s: Settings) -> Related | None:
@@ -310,13 +414,14 @@ def _related_item(item: Any, s: Settings) -> Related | None:
         return None
     raw_url = item.get("webUrl") or item.get("originalUrl")
     url = http_url(raw_url) if isinstance(raw_url, str) else None
+    if url is None:
+        return None
     text = _as_text(item.get("title"))
-    title = plain_text(text, repair=s.repair_mojibake, max_chars=s.max_title_chars) if text else ""
-    if url is None or not title:
+    title = _clean(text, s, s.max_title_chars)[0] if text is not None else ""
+    if not title:
         return None
     provider = item.get("provider")
-    name = _as_text(provider.get("name")) if isinstance(provider, dict) else None
-    name = plain_text(name, repair=s.repair_mojibake, max_chars=200) if name else None
+    name = _name(provider.get("name"), s) if isinstance(provider, dict) else ""
     return Related(title=title, url=url, provider_name=name or None)
 
 
@@ -326,11 +431,14 @@ def _quality(f: _Fields, values: dict[Any, Any]) -> float:
         return 0.0
     if isinstance(value, str):
         try:
-            value = float(value)
+            value = float(value) if len(value) <= 64 else value
         except ValueError:
             pass
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         f.warn("quality", f"must be a number, not {_kind(value)}; using 0")
+        return 0.0
+    if not math.isfinite(value):
+        f.warn("quality", "must be a finite number; using 0")
         return 0.0
     return float(value)
 
@@ -342,7 +450,7 @@ def _heat(f: _Fields, values: dict[Any, Any]) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int):
         f.warn("heat", f"must be a whole number, not {_kind(value)}; ignored")
         return None
-    return value
+    return int(value)
 
 
 def _published(f: _Fields, values: dict[Any, Any]) -> bool:
@@ -354,16 +462,44 @@ def _published(f: _Fields, values: dict[Any, Any]) -> bool:
     return value
 
 
-def _check_secured(f: _Fields, values: dict[Any, Any], text: str) -> None:
-    """Reject a record whose secured value, or a part of it, is copied into another field."""
-    secured = values.get("secured")
-    if not isinstance(secured, str) or not secured:
-        return
-    parts = [p for p in re.split(r"[;\s]+", secured) if len(p) >= 8] or [secured]
-    for part in parts:
-        if text.count(part) > 1:
-            f.error("secured", "its value also appears in another field; refusing to publish it")
-            return
+def _published_fields(r: Record) -> Iterable[tuple[str, str]]:
+    yield "title", r.title
+    yield "excerpt", r.excerpt
+    yield "webUrl", r.link
+    yield "originalUrl", r.canonical_url
+    yield "provider", f"{r.provider.name}\n{r.provider.domain}"
+    yield "topics", "\n".join(r.topics)
+    yield "images", "\n".join(i.url for i in r.images)
+    yield "related", "\n".join(f"{x.title}\n{x.url}\n{x.provider_name or ''}" for x in r.related)
+    yield "category", r.category or ""
+    yield "type", r.type or ""
+
+
+def _leaks_secured(f: _Fields, secured: Any, record: Record) -> bool:
+    """Reject a record that copies its secured value, or a part of it, into a published field.
+
+    Each ``;``-separated piece is looked for, and the first, middle and last
+    24 characters of a longer one (a cut copy still holds one of them). A few
+    searches, not one per window: this runs for every record. The message
+    never quotes the value.
+    """
+    if not isinstance(secured, str) or len(secured) < _MIN_SECRET_PIECE:
+        return False
+    needles: set[str] = set()
+    for piece in secured.split(";"):
+        piece = piece.strip()
+        if len(piece) >= _MIN_SECRET_PIECE:
+            needles.add(piece)
+            if len(piece) > _SLICE:
+                middle = (len(piece) - _SLICE) // 2
+                needles.update((piece[:_SLICE], piece[middle : middle + _SLICE], piece[-_SLICE:]))
+    fields = list(_published_fields(record))
+    everything = "\n".join(text for _, text in fields)
+    if not any(needle in everything for needle in needles):
+        return False
+    where = next(name for name, text in fields if any(n in text for n in needles))
+    f.error("secured", f"its value, or a part of it, also appears in {where}; refusing to publish the record")
+    return True
 
 
 def _kind(value: Any) -> str:

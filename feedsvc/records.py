@@ -5,36 +5,56 @@ Every file gives a `Loaded`: a `Record` or none, plus the problems found
 nothing here ever puts a record's ``secured`` value into a message: messages
 describe what is wrong, they never quote the value.
 
-python-frontmatter frames the file and parses the YAML with PyYAML's safe
-loader (the C one where PyYAML has it); the field rules live in `fields.py`.
+The file is framed here (a ``---`` line, the YAML, the next ``---`` line) and
+the YAML is read with PyYAML's safe loader (the C one where PyYAML has it),
+hardened against hostile input; the field rules live in `fields.py`.
+docs/design.md ("Input rules") says why each rule is what it is.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import stat
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import frontmatter
 import yaml
+from yaml.constructor import SafeConstructor
 
 from .config import Config
 from .errors import RecordError
 from .fields import Settings, record_from_mapping
 from .model import Record
-from .text import FORBIDDEN_CHARS
+from .text import FILE_CONTROLS, clean_file_text
 
 #: File name endings read as records; everything else in records_dir is ignored.
 SUFFIXES = (".txt", ".md")
-_HANDLER = frontmatter.YAMLHandler()
-_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+#: Deepest nesting of lists and mappings a record may use (a real one needs 5).
+MAX_DEPTH = 64
+_BASE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # A record never needs YAML anchors or aliases; looking for them first keeps
-# alias bombs from ever being expanded. The regex is a cheap pre-check, the
-# parser's events the real one.
-_MAYBE_ALIAS = re.compile(r"(?:^|[\s\[\{,:-])[&*][^\s\[\]{},]")
+# alias bombs from ever being expanded. `_maybe_alias` is a cheap pre-check
+# (an "&" or "*" where YAML could start an anchor or alias), the parser's
+# events the real one.
+_BEFORE_ALIAS = frozenset(" \t\n\r[{,:-?\x85\u2028\u2029")
+# libyaml's composer recurses once per nesting level and overflows the C stack
+# (a segfault, not an exception) some 20,000 levels down. A level opens with
+# "[", "{", "- " or "? ", or one more column of indentation, so front matter
+# with few of those and no deep indentation is parsed directly; only the rest
+# has its depth measured first, from the parser's events (which do not recurse).
+_MAX_OPENERS = 1_000
+_DEEP_INDENT = "\n" + " " * 200
+_OPENERS = ("[", "{", "- ", "-\t", "? ", "?\t")
+# A number or date longer than this is not one; it stays text (and a field
+# rule reports it). It also keeps "1:2:3:…" (YAML 1.1 base 60) from costing
+# quadratic time, and int() from refusing more than 4,300 digits.
+_MAX_SCALAR_CHARS = 64
+_OPEN = re.compile(r"(?:[ \t]*\n)*---[ \t]*(?:\n|$)")
+_CLOSE = re.compile(r"^---[ \t]*$", re.MULTILINE)
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +73,11 @@ class LoadResult:
     records: tuple[Record, ...]
     problems: tuple[RecordError, ...]
     files: int
+
+    @property
+    def rejected(self) -> int:
+        """How many files gave no record (one file can have several errors)."""
+        return self.files - len(self.records)
 
     @property
     def errors(self) -> tuple[RecordError, ...]:
@@ -79,8 +104,9 @@ def settings_for(config: Config) -> Settings:
 def record_files(root: Path) -> list[str]:
     """Record files under `root`, as sorted relative POSIX paths.
 
-    Hidden files and folders are skipped, and so are symbolic links to
-    folders, so a scan always ends and stays inside `root`.
+    Only regular files (or links to them) are taken: a FIFO, socket or device
+    named like a record would block or never end. Hidden files and folders are
+    skipped, and so are symbolic links to folders, so a scan always ends.
     """
     found: list[str] = []
     stack = [root]
@@ -93,10 +119,13 @@ def record_files(root: Path) -> list[str]:
         for entry in entries:
             if entry.name.startswith("."):
                 continue
-            if entry.is_dir(follow_symlinks=False):
-                stack.append(Path(entry.path))
-            elif entry.name.endswith(SUFFIXES) and entry.is_file():
-                found.append(Path(entry.path).relative_to(root).as_posix())
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
+                elif entry.name.endswith(SUFFIXES) and entry.is_file():
+                    found.append(Path(entry.path).relative_to(root).as_posix())
+            except OSError:
+                continue
     return sorted(found)
 
 
@@ -126,30 +155,29 @@ def collect(outcomes: Iterable[Loaded]) -> LoadResult:
 
 
 def load_file(root: Path, rel: str, settings: Settings) -> Loaded:
-    """Load one record file, relative path `rel` under `root`."""
+    """Load one record file, relative path `rel` under `root`; never raises."""
     try:
         data = read_bytes(root / rel, settings.max_file_bytes)
     except _Reject as e:
         return Loaded(rel, None, (RecordError(rel, e.field, e.reason, e.line),))
-    return parse_bytes(rel, data, settings)
+    try:
+        return parse_bytes(rel, data, settings)
+    except Exception as e:  # noqa: BLE001 - one file must never stop the batch
+        # A bug, not bad data; the exception's text could quote the file, so
+        # only its type is reported.
+        reason = f"could not be read ({type(e).__name__}); please report this file"
+        return Loaded(rel, None, (RecordError(rel, "-", reason),))
 
 
 def parse_bytes(rel: str, data: bytes, settings: Settings) -> Loaded:
     """Parse a record file's bytes (also the entry point for tests and fuzzing)."""
     problems: list[RecordError] = []
     try:
-        mapping = front_matter(data, rel, problems)
+        values, fm = front_matter(data, rel, problems)
     except _Reject as e:
         return Loaded(rel, None, (*problems, RecordError(rel, e.field, e.reason, e.line)))
-    record = record_from_mapping(rel, mapping.values, mapping.text, settings, problems)
+    record = record_from_mapping(rel, values, fm, settings, problems)
     return Loaded(rel, record, tuple(problems))
-
-
-@dataclass(frozen=True, slots=True)
-class _Mapping:
-    values: dict[str, Any]
-    #: The front matter's text, for line numbers of field errors.
-    text: str
 
 
 class _Reject(Exception):
@@ -159,94 +187,214 @@ class _Reject(Exception):
 
 
 def read_bytes(path: Path, limit: int) -> bytes:
-    """A file's bytes, refusing one over `limit` before reading it."""
+    """A regular file's bytes, refusing one over `limit` before reading it.
+
+    The file is opened without blocking and checked to be a regular file, so
+    a FIFO or device put in its place after the scan cannot stall the load.
+    """
     try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size > limit:
-                raise _Reject("-", f"file is {size:,} bytes, over the limit of {limit:,} (limits.max_file_bytes)")
-            data = f.read(limit + 1)
+        fd = os.open(path, _OPEN_FLAGS)
     except OSError as e:
-        raise _Reject("-", f"cannot read file: {e.strerror or type(e).__name__}") from e
+        raise _Reject("-", f"cannot read file: {e.strerror or type(e).__name__}") from None
+    with open(fd, "rb", closefd=True) as f:
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise _Reject("-", "not a regular file (a pipe, socket or device)")
+            if info.st_size > limit:
+                raise _Reject(
+                    "-", f"file is {info.st_size:,} bytes, over the limit of {limit:,} (limits.max_file_bytes)"
+                )
+            data = f.read(limit + 1)
+        except OSError as e:
+            raise _Reject("-", f"cannot read file: {e.strerror or type(e).__name__}") from None
     if len(data) > limit:  # grew while we read it
         raise _Reject("-", f"file is over the limit of {limit:,} bytes (limits.max_file_bytes)")
     return data
 
 
 def decode(data: bytes, rel: str, problems: list[RecordError]) -> str:
-    """UTF-8 text with the byte-order mark dropped, LF line ends, no forbidden characters."""
+    """UTF-8 text with the byte-order mark dropped, LF line ends, no forbidden characters.
+
+    C1 controls stay, as stand-ins YAML accepts (see `text.clean_file_text`).
+    """
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise _Reject("-", f"not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start})", line) from e
+        line = data.count(b"\n", 0, e.start) + 1
+        raise _Reject("-", f"not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start})", line) from None
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if FORBIDDEN_CHARS.search(text):
-        line = text[: FORBIDDEN_CHARS.search(text).start()].count("\n") + 1  # type: ignore[union-attr]
-        problems.append(
-            RecordError(rel, "-", "control characters removed", line, severity="warning")
-        )
-        text = FORBIDDEN_CHARS.sub("", text)
+    if FILE_CONTROLS.search(text):
+        text, line = clean_file_text(text)
+        if line is not None:
+            problems.append(RecordError(rel, "-", "control characters removed", line, severity="warning"))
     return text
 
 
-def front_matter(data: bytes, rel: str, problems: list[RecordError]) -> _Mapping:
-    text = decode(data, rel, problems).lstrip("\n")
+def front_matter(data: bytes, rel: str, problems: list[RecordError]) -> tuple[dict[Any, Any], str]:
+    """The front matter as a mapping, and its text (from the file's first line).
+
+    The text keeps the opening ``---`` line (YAML reads it as the start of a
+    document), so a line number in it is the line number in the file.
+    """
+    text = decode(data, rel, problems)
     if not text.strip():
         raise _Reject("-", "empty file")
-    if not _HANDLER.detect(text):
+    opening = _OPEN.match(text)
+    if opening is None:
         raise _Reject("-", "no front matter: the file must start with a '---' line", 1)
+    opening_line = text.count("\n", 0, text.index("---")) + 1
+    closing = _CLOSE.search(text, opening.end())
+    if closing is None:
+        raise _Reject("-", "front matter is not closed: no second '---' line", opening_line)
+    fm = text[: closing.start()]
+    values = _load_yaml(fm)
+    if values is None:
+        raise _Reject("-", "front matter is empty", opening_line)
+    if not isinstance(values, dict):
+        raise _Reject("-", f"front matter must be a mapping of fields, not {_kind(values)}", _first_content_line(fm))
+    return values, fm
+
+
+def _load_yaml(fm: str) -> Any:
+    if _maybe_alias(fm) or _may_nest_deeply(fm):
+        _check_events(fm)
     try:
-        fm, _body = _HANDLER.split(text)
-    except ValueError:
-        raise _Reject("-", "front matter is not closed: no second '---' line", 1) from None
-    if _MAYBE_ALIAS.search(fm):
-        _refuse_aliases(fm)
-    try:
-        values = yaml.load(fm, Loader=_SAFE_LOADER)  # noqa: S506 - a safe loader
+        return yaml.load(fm, Loader=_Loader)  # noqa: S506 - a hardened safe loader
+    except _DuplicateKey as e:
+        what = "given twice" if e.field != "-" else "YAML error: a key is given twice"
+        raise _Reject(e.field, f"{what} (first on line {e.first})", e.line) from None
     except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        line = mark.line + 1 if mark else None
-        raise _Reject("-", f"YAML error: {_yaml_problem(e)}", line) from None
+        raise _yaml_reject(e) from None
     except yaml.YAMLError as e:
         raise _Reject("-", f"YAML error: {type(e).__name__}") from None
     except RecursionError:
-        raise _Reject("-", "YAML nested too deeply") from None
-    if values is None:
-        raise _Reject("-", "front matter is empty", 1)
-    if not isinstance(values, dict):
-        raise _Reject("-", f"front matter must be a mapping of fields, not {_kind(values)}", 2)
-    return _Mapping(values, fm)
+        raise _Reject("-", f"YAML nested too deeply (more than {MAX_DEPTH} levels)") from None
 
 
-def _refuse_aliases(fm: str) -> None:
-    """Reject YAML that uses anchors or aliases, reading events only (no expansion)."""
+def _maybe_alias(fm: str) -> bool:
+    # str.find is far faster than a regex here: most records hold a few "&"
+    # (in URLs), each after a letter.
+    for marker in "&*":
+        i = fm.find(marker)
+        while i != -1:
+            if i == 0 or fm[i - 1] in _BEFORE_ALIAS:
+                return True
+            i = fm.find(marker, i + 1)
+    return False
+
+
+def _may_nest_deeply(fm: str) -> bool:
+    # An upper bound on the depth, from a few fast counts (no regex, no loop per character).
+    return _DEEP_INDENT in fm or sum(fm.count(opener) for opener in _OPENERS) > _MAX_OPENERS
+
+
+def _check_events(fm: str) -> None:
+    """Reject anchors, aliases and deep nesting, reading events only (no expansion)."""
+    depth = 0
     try:
-        for event in _events(fm):
-            anchor = getattr(event, "anchor", None)
-            if isinstance(event, yaml.AliasEvent) or anchor:
-                line = event.start_mark.line + 1 if event.start_mark else None
-                raise _Reject("-", "YAML anchors and aliases are not allowed in records", line)
+        for event in yaml.parse(fm, Loader=_BASE_LOADER):
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                raise _Reject("-", "YAML anchors and aliases are not allowed in records", _line(event))
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise _Reject("-", f"YAML nested too deeply (more than {MAX_DEPTH} levels)", _line(event))
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
     except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        raise _Reject("-", f"YAML error: {_yaml_problem(e)}", mark.line + 1 if mark else None) from None
+        raise _yaml_reject(e) from None
     except yaml.YAMLError as e:
         raise _Reject("-", f"YAML error: {type(e).__name__}") from None
 
 
-def _events(fm: str) -> Iterator[yaml.Event]:
-    return yaml.parse(fm, Loader=_SAFE_LOADER)
+def _line(event: yaml.Event) -> int | None:
+    return event.start_mark.line + 1 if event.start_mark else None
 
 
-def _yaml_problem(e: yaml.MarkedYAMLError) -> str:
-    # PyYAML's problem text names the construct, never a value; the tag of a
-    # refused Python object is safe to show.
-    problem = (e.problem or e.context or "invalid YAML").strip()
-    return problem.split("\n")[0][:200]
+def _yaml_reject(e: yaml.MarkedYAMLError) -> _Reject:
+    # PyYAML's problem text names the construct, never a value (at most one
+    # character, or a tag, which is safe to show).
+    problem = (e.problem or e.context or "invalid YAML").strip().split("\n")[0][:200]
+    mark = e.problem_mark or e.context_mark
+    line = mark.line + 1 if mark else None
+    context = e.context_mark
+    if e.context and context is not None and mark is not None and context.line != mark.line:
+        problem += f" ({e.context.strip()[:100]} on line {context.line + 1})"
+    return _Reject("-", f"YAML error: {problem}", line)
+
+
+def _first_content_line(fm: str) -> int:
+    for number, line in enumerate(fm.split("\n"), 1):
+        if line.strip() and not line.startswith(("---", "#")):
+            return number
+    return 1
 
 
 def _kind(value: Any) -> str:
-    return {list: "a list", str: "text", int: "a number", float: "a number", bool: "true/false"}.get(
-        type(value), type(value).__name__
-    )
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, (str, list)):
+        return "text" if isinstance(value, str) else "a list"
+    return type(value).__name__
+
+
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, field: str, line: int, first: int) -> None:
+        super().__init__(field, line, first)
+        self.field, self.line, self.first = field, line, first
+
+
+_SIMPLE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,40}")
+
+
+class _Loader(_BASE_LOADER):  # type: ignore[misc, valid-type]
+    """PyYAML's safe loader, hardened for untrusted records.
+
+    Duplicate keys are an error (YAML says so; PyYAML keeps the last one
+    silently), and a number, date or true/false that cannot be converted
+    stays text (a field rule then reports it) instead of raising ValueError
+    out of the parser.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> Any:
+        keys = [key.value for key, _value in node.value]
+        try:
+            repeated = len(set(keys)) != len(keys) and "<<" not in keys
+        except TypeError:  # a complex key: constructing it reports the error
+            repeated = False
+        if repeated:
+            _raise_duplicate(node)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _raise_duplicate(node: yaml.MappingNode) -> None:
+    seen: dict[tuple[str, str], int] = {}
+    for key_node, _value in node.value:
+        key = (key_node.tag, key_node.value)
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            name = key_node.value if _SIMPLE_KEY.fullmatch(key_node.value) else "-"
+            raise _DuplicateKey(name, line, seen[key])
+        seen[key] = line
+
+
+def _scalar(base: Callable[[Any, yaml.Node], Any]) -> Callable[[Any, yaml.Node], Any]:
+    def construct(loader: Any, node: yaml.Node) -> Any:
+        text = node.value  # a scalar's text; for any other node, base() raises
+        if isinstance(text, str) and len(text) > _MAX_SCALAR_CHARS:
+            return text
+        try:
+            return base(loader, node)
+        except (ValueError, OverflowError, TypeError, AttributeError, KeyError):
+            return text
+
+    return construct
+
+
+_TAG = "tag:yaml.org,2002:"
+for _name in ("int", "float", "bool", "timestamp"):
+    _Loader.add_constructor(_TAG + _name, _scalar(SafeConstructor.yaml_constructors[_TAG + _name]))

@@ -21,10 +21,41 @@ from slugify import slugify
 #: Characters XML 1.0 forbids, or that YAML refuses in a stream (C0 and C1
 #: controls but tab, LF, CR and NEL; DEL; surrogates; U+FFFE and U+FFFF).
 FORBIDDEN_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ud800-\udfff\ufffe\uffff]")
-#: What a published text field may not hold: the above, plus NEL and U+FFFD,
-#: which the W3C feed validator flags as signs of broken encoding.
-_UNPUBLISHABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffd\ufffe\uffff]")
+#: What a file may not hold at all (removed with a warning), and the C1
+#: controls (U+0080 to U+009F), found together in one pass over a file.
+FILE_CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff]")
+_FILE_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
+# C1 controls are part of mojibake ("â€\x9d" is a misread "”", "Ð\x9f" a
+# misread "П"), and ftfy can only repair it with them in place; but YAML
+# refuses them in a file. So the loader parks each as a stand-in from a
+# private-use plane while YAML reads the file, and `plain_text` puts them back
+# before repairing. Whatever is left is removed like any control character.
+_STANDIN_OFFSET = 0xF0000
+_HIDE_C1 = {c: c + _STANDIN_OFFSET for c in range(0x80, 0xA0)}
+_RESTORE_C1 = {c + _STANDIN_OFFSET: c for c in range(0x80, 0xA0)}
+_STANDINS = re.compile("[\U000f0080-\U000f009f]")
+#: Removed before mojibake is repaired: what neither ftfy nor XML can use.
+_BEFORE_REPAIR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+#: What a published text field may not hold: the above, plus C1 controls,
+#: U+FFFD (the W3C feed validator flags both as signs of broken encoding),
+#: the Unicode noncharacters, which make an HTML parser (html5lib) report an
+#: error, and left-over stand-ins.
+_NONCHARACTERS = "\ufdd0-\ufdef" + "".join(f"{chr(p + 0xFFFE)}{chr(p + 0xFFFF)}" for p in range(0x10000, 0x110000, 0x10000))
+_UNPUBLISHABLE = re.compile(
+    f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffd\ufffe\uffff{_NONCHARACTERS}\U000f0080-\U000f009f]"
+)
+#: "<" before a letter, "/", "!" or "?" reads as a tag: the W3C validator flags
+#: it in an RSS plain-text field, so what nh3 leaves of it gets a space.
+_TAG_START = re.compile(r"<(?=[/!?]|[^\W\d_])")
+#: A "%" that does not start a percent-escape.
+_BARE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _SPACE = re.compile(r"\s+")
+#: Where a block element starts or ends, words on either side stay apart.
+_BLOCK_TAG = re.compile(
+    r"<(?=/?(?:p|div|br|hr|li|ul|ol|dl|dt|dd|h[1-6]|tr|td|th|table|blockquote|section|article|header"
+    r"|footer|aside|nav|pre|figure|figcaption|iframe|img|video|audio|svg|form|main|title|script|style)\b)",
+    re.IGNORECASE,
+)
 _MARKUP = re.compile(r"<[A-Za-z!/?]|&(?:#\d+|#x[0-9A-Fa-f]+|[A-Za-z][A-Za-z0-9]*);")
 _DOMAIN_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
 _DOMAIN = re.compile(rf"^(?=.{{1,253}}$){_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})*$")
@@ -32,6 +63,8 @@ _DOMAIN = re.compile(rf"^(?=.{{1,253}}$){_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})*$")
 _URL_SAFE = "!#$%&'()*+,/:;=?@[]~"
 MAX_SLUG = 80
 ELLIPSIS = "…"
+#: Longest URL published, in characters: what browsers and sitemaps support.
+MAX_URL_CHARS = 2_048
 
 _IMAGE_TYPES = {
     ".jpg": "image/jpeg",
@@ -49,6 +82,21 @@ def strip_forbidden(text: str) -> str:
     return FORBIDDEN_CHARS.sub("", text)
 
 
+def clean_file_text(text: str) -> tuple[str, int | None]:
+    """A file's text made readable for YAML, and the line of the first character removed.
+
+    Characters no file may hold (C0 controls but tab, LF and CR; DEL; U+FFFE,
+    U+FFFF) are removed; C1 controls are kept, as stand-ins (see above).
+    """
+    removed = _FILE_FORBIDDEN.search(text)
+    line = text.count("\n", 0, removed.start()) + 1 if removed else None
+    if removed:
+        text = _FILE_FORBIDDEN.sub("", text)
+    if not text.isascii():
+        text = text.translate(_HIDE_C1)
+    return text, line
+
+
 def plain_text(
     value: str,
     *,
@@ -63,17 +111,23 @@ def plain_text(
     carries a tag; whitespace runs become one space; over `max_chars` the text
     is cut at a word boundary and ends with "…".
     """
-    text = _UNPUBLISHABLE.sub("", value)
-    if repair and not text.isascii():
-        text = ftfy.fix_encoding(text)
+    text = _BEFORE_REPAIR.sub("", value)
+    if not text.isascii():
+        if _STANDINS.search(text):
+            text = text.translate(_RESTORE_C1)
+        if repair:
+            text = ftfy.fix_encoding(text)
     # Escaped markup ("&lt;b&gt;") turns into markup when unescaped: repeat
     # until no tag or entity is left (three rounds undo triple escaping).
     for _ in range(3):
         if not _MARKUP.search(text):
             break
+        text = _BLOCK_TAG.sub(" <", text)
         text = html.unescape(nh3.clean(text, tags=set(), clean_content_tags={"script", "style"}))
     text = _UNPUBLISHABLE.sub("", text)
     text = unicodedata.normalize("NFC", _SPACE.sub(" ", text).strip())
+    if "<" in text:
+        text = _TAG_START.sub("< ", text)
     if max_chars is not None and len(text) > max_chars:
         text = truncate(text, max_chars)
     return text
@@ -95,7 +149,9 @@ def http_url(value: str) -> str | None:
     written in punycode, so the result is a plain URI every reader accepts.
     """
     text = value.strip()
-    if not text or FORBIDDEN_CHARS.search(text) or _SPACE.search(text) or "\\" in text:
+    if not text or len(text) > MAX_URL_CHARS:
+        return None
+    if FORBIDDEN_CHARS.search(text) or _SPACE.search(text) or "\\" in text or _STANDINS.search(text):
         return None
     try:
         parts = urlsplit(text)
@@ -108,10 +164,13 @@ def http_url(value: str) -> str | None:
     if host is None or parts.username is not None or parts.password is not None:
         return None
     netloc = host if port is None else f"{host}:{port}"
-    path = quote(parts.path or "/", safe=_URL_SAFE)
-    query = quote(parts.query, safe=_URL_SAFE)
-    fragment = quote(parts.fragment, safe=_URL_SAFE)
+    path, query, fragment = (_encode(part) for part in (parts.path or "/", parts.query, parts.fragment))
     return urlunsplit((parts.scheme.lower(), netloc, path, query, fragment))
+
+
+def _encode(part: str) -> str:
+    # Existing escapes stay as they are; a "%" that starts none is escaped itself.
+    return quote(_BARE_PERCENT.sub("%25", part), safe=_URL_SAFE)
 
 
 def canonical_url(url: str) -> str:
