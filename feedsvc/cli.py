@@ -8,27 +8,31 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import click
 
 from . import __version__
-from .config import Config, load_config
-from .errors import ConfigError, RecordError
-from .publish import UnsafePath, publish
-from .records import LoadResult, load_records
+from .config import Config, check_records_dir, load_config
+from .errors import ConfigError, FeedsvcError, RecordError
+from .publish import publish
+from .records import load_records
 from .site import assemble
 
-#: Above this many files a build on a terminal shows a progress bar.
+#: From this many files on, a build on a terminal shows progress bars.
 PROGRESS_THRESHOLD = 2_000
 
 
-def _config(ctx: click.Context) -> Config:
+def _config(ctx: click.Context, *, records: bool = True) -> Config:
+    """The configuration, checked; with `records`, records_dir must exist too."""
     try:
-        return load_config(ctx.obj.get("config_path"))
+        config = load_config(ctx.obj.get("config_path"))
+        if records:
+            check_records_dir(config)
     except ConfigError as e:
         raise click.ClickException(str(e)) from None
+    return config
 
 
 def _report(problems: tuple[RecordError, ...], *, warnings: bool) -> None:
@@ -41,7 +45,7 @@ def _report(problems: tuple[RecordError, ...], *, warnings: bool) -> None:
 @click.option(
     "--config",
     "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     envvar="FEEDSVC_CONFIG",
     help="Configuration file (default: $FEEDSVC_CONFIG, else ./config.yaml).",
 )
@@ -66,19 +70,22 @@ def build(ctx: click.Context, out: Path | None, strict: bool, warnings: bool) ->
     still published.
     """
     config = _config(ctx)
+    target = out or config.output_dir
     started = time.monotonic()
-    loaded = _load(config)
+    loaded = load_records(config.records_dir, config, progress=_progress("Reading records"))
     result = assemble(loaded, config)
     try:
-        written = publish(result.documents, out or config.output_dir)
-    except (UnsafePath, OSError) as e:
+        # A large build is one with many records; it writes fewer files than that.
+        large = loaded.files >= PROGRESS_THRESHOLD
+        written = publish(result.documents, target, progress=_progress("Writing files", large=large))
+    except (FeedsvcError, OSError) as e:
         raise click.ClickException(f"cannot write the output: {e}") from None
     _report(result.problems, warnings=warnings)
-    errors = len(loaded.errors)
+    errors = loaded.rejected
     click.echo(
-        f"{loaded.files} records read, {errors} rejected, {len(result.feeds)} feeds; "
-        f"{written.written} files written, {written.unchanged} unchanged, {written.removed} removed "
-        f"in {time.monotonic() - started:.2f}s → {out or config.output_dir}",
+        f"{loaded.files} records read, {errors} rejected, {len(result.feeds)} feeds written "
+        f"({written.written} files changed, {written.unchanged} unchanged, {written.removed} removed) "
+        f"in {time.monotonic() - started:.2f}s → {target}",
         err=True,
     )
     if strict and errors:
@@ -95,12 +102,12 @@ def check(ctx: click.Context, warnings: bool, folder: Path | None) -> None:
     Checks FOLDER, or records_dir from the config. Exits 1 if any record was
     rejected.
     """
-    config = _config(ctx)
+    config = _config(ctx, records=folder is None)
     loaded = load_records(folder or config.records_dir, config)
     _report(loaded.problems, warnings=warnings)
     click.echo(
         f"{loaded.files} records checked: {len(loaded.records)} usable, "
-        f"{len(loaded.errors)} rejected, {len(loaded.warnings)} warnings"
+        f"{loaded.rejected} rejected, {len(loaded.warnings)} warnings"
     )
     if loaded.errors:
         sys.exit(1)
@@ -127,17 +134,25 @@ def serve(ctx: click.Context, host: str | None, port: int | None, dev: bool) -> 
     from .server import run
 
     config = _config(ctx)
-    run(config, host=host, port=port, dev=dev)
+    try:
+        run(config, host=host, port=port, dev=dev)
+    except OSError as e:
+        where = f"{host or config.server.host}:{port or config.server.port}"
+        raise click.ClickException(f"cannot serve on {where}: {e.strerror or e}") from None
 
 
-def _load(config: Config) -> LoadResult:
-    """Load the records, with a progress bar on a terminal when there are many."""
+def _progress(label: str, large: bool | None = None) -> Callable[[Sequence[str]], Iterable[str]]:
+    """A wrapper that shows a progress bar when stderr is a terminal and the job is large.
 
-    def bar(files: Sequence[str]) -> Iterator[str]:
-        if len(files) < PROGRESS_THRESHOLD or not sys.stderr.isatty():
-            yield from files
-            return
-        with click.progressbar(files, label="Reading records", file=sys.stderr) as items:
+    Large means PROGRESS_THRESHOLD items or more, unless `large` says otherwise.
+    """
+
+    def bar(items: Sequence[str]) -> Iterator[str]:
+        show = len(items) >= PROGRESS_THRESHOLD if large is None else large
+        if not show or not sys.stderr.isatty():
             yield from items
+            return
+        with click.progressbar(items, label=label, file=sys.stderr) as shown:
+            yield from shown
 
-    return load_records(config.records_dir, config, progress=bar)
+    return bar

@@ -9,19 +9,32 @@ gives the same result from any working directory.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import yaml
 
 from .errors import ConfigError
+from .text import normalize_host
 
 ENV_VAR = "FEEDSVC_CONFIG"
 DEFAULT_FILE = "config.yaml"
+
+#: Characters no configuration text may hold: XML 1.0 forbids most of them and
+#: the W3C feed validator flags the rest (C1 controls, U+FFFD).
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffd\ufffe\uffff]")
+#: Markup in a plain-text setting (a tag or an entity) would reach RSS as HTML.
+_MARKUP = re.compile(r"<[A-Za-z/!?]|&#?\w+;")
+#: An RFC 5646 language tag, in the shape the feed validator accepts.
+_LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*$")
+#: What may stay unescaped in the path of site.base_url (RFC 3986 pchar and "/").
+_PATH_SAFE = "/!$&'()*+,;=:@-._~%"
 
 
 @dataclass(frozen=True)
@@ -111,6 +124,7 @@ def load_config(path: Path | str | None = None) -> Config:
     base = path.resolve().parent
     config = dataclasses.replace(
         config,
+        site=dataclasses.replace(config.site, base_url=canonical_base_url(config.site.base_url, str(path))),
         records_dir=_resolve(base, config.records_dir),
         output_dir=_resolve(base, config.output_dir),
         source=str(path),
@@ -119,12 +133,67 @@ def load_config(path: Path | str | None = None) -> Config:
     return config
 
 
+def canonical_base_url(value: str, src: str = "<defaults>") -> str:
+    """site.base_url in canonical form, ending in "/"; `ConfigError` if unusable.
+
+    Every feed's Atom id and self link start with it, and the feed validator
+    wants ids in canonical form: scheme and host lower-case, no default port,
+    non-ASCII percent-encoded with upper-case hex digits.
+    """
+    key = "site.base_url"
+    try:
+        parts = urlsplit(value.strip())
+        port = parts.port
+    except ValueError as e:
+        raise ConfigError(src, key, f"not a valid URL ({e})") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(src, key, "must be an absolute http(s) URL")
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(src, key, "must not contain a user name or password")
+    if parts.query or parts.fragment or value.strip().endswith(("?", "#")):
+        raise ConfigError(src, key, "must not have a query or a fragment")
+    if ":" in parts.hostname:  # an IPv6 literal
+        host: str | None = f"[{parts.hostname.lower()}]"
+    else:
+        host = normalize_host(parts.hostname)
+    if host is None:
+        raise ConfigError(src, key, "the host is not a valid domain name or address")
+    if port is not None and (scheme, port) not in (("http", 80), ("https", 443)):
+        host = f"{host}:{port}"
+    segments = parts.path.split("/")
+    if any(seg in (".", "..") for seg in segments):
+        raise ConfigError(src, key, "the path must not contain '.' or '..' segments")
+    path = quote(parts.path, safe=_PATH_SAFE)
+    path = re.sub(r"%(?![0-9A-Fa-f]{2})", "%25", path)
+    path = re.sub(r"%[0-9a-f]{2}", lambda m: m.group(0).upper(), path)
+    return urlunsplit((scheme, host, path.rstrip("/") + "/", "", ""))
+
+
+def check_records_dir(config: Config) -> None:
+    """Raise `ConfigError` unless records_dir is a folder.
+
+    Without this, a typo in records_dir would publish empty feeds (and a
+    rebuild would remove every feed published before) instead of failing.
+    """
+    if not config.records_dir.is_dir():
+        raise ConfigError(config.source, "records_dir", f"not a folder: {config.records_dir}")
+
+
 def check(config: Config) -> None:
     """Check the values that a type alone cannot (ranges, URL shape)."""
     src = config.source
-    url = urlsplit(config.site.base_url)
-    if url.scheme not in ("http", "https") or not url.netloc:
-        raise ConfigError(src, "site.base_url", "must be an absolute http(s) URL")
+    canonical_base_url(config.site.base_url, src)
+    for name in ("title", "description"):
+        text = getattr(config.site, name)
+        if not text.strip():
+            raise ConfigError(src, f"site.{name}", "must not be empty")
+        if _MARKUP.search(text):
+            raise ConfigError(src, f"site.{name}", "must be plain text, without HTML tags or entities")
+    if not _LANGUAGE.match(config.site.language):
+        raise ConfigError(src, "site.language", "must be a language tag such as en or en-GB")
+    if not config.server.host.strip():
+        raise ConfigError(src, "server.host", "must not be empty")
     if config.max_entries < 1:
         raise ConfigError(src, "max_entries", "must be at least 1")
     if not 0 < config.server.port < 65536:
@@ -142,8 +211,12 @@ def check(config: Config) -> None:
 
 
 def base_url(config: Config) -> str:
-    """site.base_url with exactly one trailing slash."""
-    return config.site.base_url.rstrip("/") + "/"
+    """site.base_url in canonical form, ending in exactly one "/".
+
+    `load_config` stores it that way already; this also covers a `Config`
+    built in code.
+    """
+    return canonical_base_url(config.site.base_url, config.source)
 
 
 def _resolve(base: Path, p: Path) -> Path:
@@ -170,9 +243,11 @@ def _convert(hint: Any, value: Any, src: str, key: str) -> Any:
             raise ConfigError(src, key, "must be a mapping")
         return _build(hint, value, src, key + ".")
     if hint is Path:
-        if not isinstance(value, str) or not value:
+        if not isinstance(value, str) or not value.strip():
             raise ConfigError(src, key, "must be a path (text)")
-        return Path(value)
+        if "\x00" in value:
+            raise ConfigError(src, key, "must not contain a NUL character")
+        return Path(value).expanduser()
     if hint is bool:
         if not isinstance(value, bool):
             raise ConfigError(src, key, "must be true or false")
@@ -184,9 +259,13 @@ def _convert(hint: Any, value: Any, src: str, key: str) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(src, key, "must be a number")
+        if not math.isfinite(value):
+            raise ConfigError(src, key, "must be a finite number")
         return float(value)
     if hint is str:
         if not isinstance(value, str):
             raise ConfigError(src, key, "must be text")
+        if _CONTROL.search(value):
+            raise ConfigError(src, key, "must not contain control characters")
         return value
     raise TypeError(f"config field {key} has an unsupported type {hint!r}")

@@ -35,6 +35,11 @@ class RecordError(FeedsvcError):
         self.line = line
         self.severity = severity
 
+    @classmethod
+    def duplicate(cls, path: str, winner: str) -> RecordError:
+        """The warning for a file left out because `winner` holds the same article."""
+        return cls(path, "originalUrl", f"same article as {winner}, which is the current copy", severity="warning")
+
     @property
     def is_warning(self) -> bool:
         return self.severity == "warning"

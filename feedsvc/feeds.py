@@ -7,6 +7,7 @@ files were listed or loaded in.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -28,13 +29,20 @@ class Selection:
 
 
 def select(records: Iterable[Record], config: Config) -> Selection:
-    """Drop unpublished and low-quality records, then merge duplicate articles."""
-    kept = [
+    """Merge duplicate articles, then drop unpublished and low-quality ones.
+
+    Duplicates are merged first: the newest file is the article's current
+    state, so when it says ``published: false`` (or falls below min_quality)
+    the article is left out, and an older copy of it is never published in its
+    place.
+    """
+    merged = dedupe(records)
+    kept = tuple(
         r
-        for r in records
+        for r in merged.records
         if (r.is_published or config.include_unpublished) and r.quality >= config.min_quality
-    ]
-    return dedupe(kept)
+    )
+    return Selection(kept, merged.problems)
 
 
 def dedupe(records: Iterable[Record]) -> Selection:
@@ -52,10 +60,7 @@ def dedupe(records: Iterable[Record]) -> Selection:
         group.sort(key=lambda r: r.path)
         group.sort(key=lambda r: r.updated, reverse=True)
         winners.append(group[0])
-        for loser in group[1:]:
-            problems.append(
-                RecordError(loser.path, "originalUrl", f"same article as {group[0].path}, which is published instead", severity="warning")
-            )
+        problems.extend(RecordError.duplicate(loser.path, group[0].path) for loser in group[1:])
     winners.sort(key=lambda r: r.path)
     problems.sort(key=lambda p: p.path)
     return Selection(tuple(winners), tuple(problems))
@@ -69,8 +74,20 @@ def newest_first(records: Iterable[Record]) -> list[Record]:
 
 
 def topic_keys(record: Record) -> list[tuple[str, str]]:
-    """(slug, name as written) for each of a record's topics."""
-    return [(topic_slug(name), name) for name in record.topics]
+    """(slug, name as written) for each of a record's topics, one per slug.
+
+    Two spellings of one topic in a record ("AI", "ai") would otherwise put
+    the record in that topic's feed twice, with a duplicate entry id.
+    """
+    keys: dict[str, str] = {}
+    for name in record.topics:
+        keys.setdefault(cached_slug(name), name)
+    return list(keys.items())
+
+
+#: Slugging (transliteration included) is slow and a corpus repeats a few
+#: hundred topic names across thousands of records.
+cached_slug = functools.lru_cache(maxsize=65_536)(topic_slug)
 
 
 def build_feeds(records: Sequence[Record], config: Config) -> list[Feed]:

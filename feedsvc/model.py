@@ -95,3 +95,13 @@ class Feed:
     def updated(self) -> datetime | None:
         """The newest entry's updated time: the feed's own, never the build time."""
         return max((r.updated for r in self.entries), default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSummary:
+    """What the index and the OPML say of a feed, without its entries."""
+
+    key: FeedKey
+    name: str
+    total: int
+    updated: datetime | None

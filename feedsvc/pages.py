@@ -12,12 +12,25 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
 from importlib.resources import files
-from typing import Any
+from typing import Any, Protocol
 
 import jinja2
 
-from .model import Feed, FeedKind, Record
+from .model import Feed, FeedKey, FeedKind, Record
 from .render import FORMATS, Site, feed_title
+
+
+class Listed(Protocol):
+    """What the index and the OPML need of a feed: a `Feed` or a `FeedSummary`."""
+
+    @property
+    def key(self) -> FeedKey: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def total(self) -> int: ...
+    @property
+    def updated(self) -> datetime | None: ...
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("feedsvc", "templates"),
@@ -47,7 +60,7 @@ class _Row:
         return _human(self.updated) if self.updated else ""
 
 
-def _rows(feeds: Sequence[Feed], site: Site) -> list[tuple[str, list[_Row]]]:
+def _rows(feeds: Sequence[Listed], site: Site) -> list[tuple[str, list[_Row]]]:
     sections = []
     for kind, title in SECTIONS:
         rows = [_row(f, site) for f in feeds if f.key.kind is kind]
@@ -57,7 +70,7 @@ def _rows(feeds: Sequence[Feed], site: Site) -> list[tuple[str, list[_Row]]]:
     return sections
 
 
-def _row(feed: Feed, site: Site) -> _Row:
+def _row(feed: Listed, site: Site) -> _Row:
     path = feed.key.path
     return _Row(
         name=feed.name,
@@ -69,7 +82,7 @@ def _row(feed: Feed, site: Site) -> _Row:
     )
 
 
-def _autodiscovery(feed: Feed, site: Site) -> list[tuple[str, str, str, str]]:
+def _autodiscovery(feed: Listed, site: Site) -> list[tuple[str, str, str, str]]:
     title = feed_title(site, feed)
     return [
         (fmt, media_type, site.url(f"{feed.key.path}.{fmt}"), f"{title} ({_FORMAT_NAMES[fmt]})")
@@ -77,7 +90,7 @@ def _autodiscovery(feed: Feed, site: Site) -> list[tuple[str, str, str, str]]:
     ]
 
 
-def render_index(feeds: Sequence[Feed], site: Site) -> bytes:
+def render_index(feeds: Sequence[Listed], site: Site) -> bytes:
     """/index.html: every feed with its size, newest date and subscribe links."""
     all_feeds = [f for f in feeds if f.key.kind is FeedKind.ALL]
     discovery = [a for f in all_feeds for a in _autodiscovery(f, site)]
@@ -102,7 +115,7 @@ def render_feed_page(feed: Feed, site: Site) -> bytes:
     )
 
 
-def render_opml(feeds: Sequence[Feed], site: Site) -> bytes:
+def render_opml(feeds: Sequence[Listed], site: Site) -> bytes:
     """/feeds.opml: OPML 2.0 listing every feed, for one-click import."""
     newest = max((f.updated for f in feeds if f.updated), default=None)
     updated = format_datetime(newest) if newest else None

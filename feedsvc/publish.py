@@ -6,7 +6,8 @@ one, never half of either. A file whose bytes did not change is not touched
 (its modification time stays, so rsync, CDNs and nginx's gzip_static see no
 change). Feeds are written before the index and OPML that list them; files
 from an earlier build that are gone now are removed last, and only files that
-feedsvc itself wrote there (listed in its manifest) are ever removed.
+feedsvc itself wrote there (listed in its manifest, with the digest of what it
+wrote) are ever removed: a file someone else put or changed there is left alone.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -25,6 +27,8 @@ from .site import Document
 MANIFEST = ".feedsvc-manifest.json"
 #: Written last, listed first in the folder: the documents that list the others.
 LISTINGS = ("index.html", "feeds.opml")
+#: `tempfile.mkstemp` names: "." + target name + "." + 8 random characters + ".tmp".
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.tmp$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,26 +60,48 @@ def safe_target(out: Path, rel: str) -> Path:
     return target
 
 
-def publish(documents: Mapping[str, Document], out: Path) -> PublishResult:
-    """Write `documents` under `out`; remove what an earlier build wrote and is gone."""
+def publish(
+    documents: Mapping[str, Document],
+    out: Path,
+    progress: Callable[[Sequence[str]], Iterable[str]] | None = None,
+) -> PublishResult:
+    """Write `documents` under `out`; remove what an earlier build wrote and is gone.
+
+    `progress`, if given, wraps the list of paths being written (a progress
+    bar, say). Raises `UnsafePath` for a path outside `out` (before anything
+    is written) and `OSError` when the disk refuses.
+    """
     out.mkdir(parents=True, exist_ok=True)
-    previous = _read_manifest(out)
-    current: dict[str, str] = {}
-    written = unchanged = 0
     ordered = sorted(documents, key=lambda p: (p in LISTINGS, p))
-    for rel in ordered:
-        body = documents[rel].body
-        digest = hashlib.sha256(body).hexdigest()
-        current[rel] = digest
-        target = safe_target(out, rel)
-        if previous.get(rel) == digest and _same_size(target, len(body)):
+    targets = {rel: safe_target(out, rel) for rel in ordered}
+    previous = _read_manifest(out)
+    current = {rel: _digest(documents[rel].body) for rel in ordered}
+    # Until this build is complete, the manifest lists what it may have
+    # written as well as what the last one did, so an interrupted build never
+    # leaves a file behind that a later one would not know to remove.
+    _write_manifest(out, {**previous, **current})
+    _remove_leftover_temps(out, targets.values())
+    written = unchanged = 0
+    for rel in progress(ordered) if progress else ordered:
+        if write_if_changed(targets[rel], documents[rel].body):
+            written += 1
+        else:
             unchanged += 1
-            continue
-        write_atomic(target, body)
-        written += 1
-    removed = _remove_stale(out, previous.keys() - current.keys())
-    write_atomic(out / MANIFEST, json.dumps(current, sort_keys=True, indent=0).encode("utf-8"))
+    stale = {rel: previous[rel] for rel in previous.keys() - current.keys()}
+    removed = _remove_stale(out, stale)
+    _write_manifest(out, current)
     return PublishResult(written, unchanged, removed)
+
+
+def write_if_changed(target: Path, body: bytes) -> bool:
+    """Write `body` to `target` unless it already holds exactly that; True if written."""
+    try:
+        if target.stat().st_size == len(body) and target.read_bytes() == body:
+            return False
+    except OSError:
+        pass
+    write_atomic(target, body)
+    return True
 
 
 def write_atomic(target: Path, body: bytes) -> None:
@@ -92,11 +118,8 @@ def write_atomic(target: Path, body: bytes) -> None:
         raise
 
 
-def _same_size(target: Path, size: int) -> bool:
-    try:
-        return target.stat().st_size == size
-    except OSError:
-        return False
+def _digest(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
 
 
 def _read_manifest(out: Path) -> dict[str, str]:
@@ -110,7 +133,29 @@ def _read_manifest(out: Path) -> dict[str, str]:
     return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
 
 
-def _remove_stale(out: Path, stale: Iterable[str]) -> int:
+def _write_manifest(out: Path, entries: Mapping[str, str]) -> None:
+    write_if_changed(out / MANIFEST, json.dumps(dict(entries), sort_keys=True, indent=0).encode("utf-8"))
+
+
+def _remove_leftover_temps(out: Path, targets: Iterable[Path]) -> None:
+    """Remove temporary files an interrupted build left beside the files it writes."""
+    names: dict[Path, set[str]] = {}
+    for target in targets:
+        names.setdefault(target.parent, set()).add(target.name)
+    names.setdefault(out, set()).add(MANIFEST)
+    for folder, wanted in sorted(names.items()):
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            m = _TEMP_NAME.match(entry.name)
+            if m and m.group("name") in wanted and entry.is_file(follow_symlinks=False):
+                Path(entry.path).unlink(missing_ok=True)
+
+
+def _remove_stale(out: Path, stale: Mapping[str, str]) -> int:
+    """Remove files of an earlier build, but only while they hold what feedsvc wrote."""
     removed = 0
     for rel in sorted(stale):
         try:
@@ -118,9 +163,11 @@ def _remove_stale(out: Path, stale: Iterable[str]) -> int:
         except UnsafePath:
             continue
         try:
+            if target.is_symlink() or _digest(target.read_bytes()) != stale[rel]:
+                continue  # changed or replaced since: no longer feedsvc's file
             target.unlink()
             removed += 1
-        except FileNotFoundError:
+        except OSError:
             continue
         _prune_empty(target.parent, out)
     return removed

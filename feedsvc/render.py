@@ -27,9 +27,15 @@ related        <link rel="related" title>       (content:encoded only)
 
 from __future__ import annotations
 
+import hashlib
 import html
+import re
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from html.entities import html5, name2codepoint
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from feedgen.entry import FeedEntry
 from feedgen.ext.base import BaseEntryExtension, BaseExtension
@@ -40,12 +46,33 @@ from feedgen.util import xml_elem
 
 from . import __version__
 from .config import Config, base_url
-from .model import Feed, FeedKind, Record
-from .text import image_media_type, topic_slug
+from .feeds import cached_slug
+from .model import Feed, FeedKind, FeedSummary, Record
+from .text import image_media_type
 
 #: The date an empty feed claims: fixed, so an empty feed is deterministic too.
 EMPTY_FEED_DATE = datetime(2000, 1, 1, tzinfo=timezone.utc)
 FORMATS = {"rss": "application/rss+xml", "atom": "application/atom+xml"}
+
+#: Characters no published text may hold: those XML 1.0 forbids, C1 controls
+#: and U+FFFD (the feed validator's "bad characters"), and the Unicode
+#: noncharacters, which make html5lib (and so the validator) reject HTML.
+_UNPUBLISHABLE = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffd\ufffe\uffff"
+    + "".join(f"{chr(p * 0x10000 + 0xFFFE)}{chr(p * 0x10000 + 0xFFFF)}" for p in range(1, 17))
+    + "]"
+)
+#: Where a plain-text field reads as markup to a reader that treats it as HTML
+#: (and to the feed validator): a tag opener, or "&" starting an entity name.
+_TAG_OPEN = re.compile(r"<(?=[A-Za-z/!?])")
+_AMP_WORD = re.compile(r"&(#?\w+)(;?)")
+#: U+2060 WORD JOINER: invisible, and it keeps "<b" or "&copy" from being
+#: read as a tag or an entity, so the text displays exactly as written.
+_JOINER = "\u2060"
+#: What may stay as it is in a URL's path, query and fragment; brackets, which
+#: are only allowed in an IPv6 host, are percent-encoded.
+_URL_SAFE = "!#$%&'()*+,/:;=?@~"
+_BARE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +99,8 @@ class Site:
         return self.base_url + path.lstrip("/")
 
 
-def feed_title(site: Site, feed: Feed) -> str:
+def feed_title(site: Site, feed: Feed | FeedSummary) -> str:
+    """The site title for the all-articles feed, else "<site title>: <name>"."""
     if feed.key.kind is FeedKind.ALL:
         return site.title
     return f"{site.title}: {feed.name}"
@@ -80,53 +108,128 @@ def feed_title(site: Site, feed: Feed) -> str:
 
 def render_feed(feed: Feed, site: Site, fmt: str) -> bytes:
     """The feed in `fmt` ("rss" or "atom") as UTF-8 XML bytes."""
-    fg = _generator(feed, site, fmt)
-    for record in feed.entries:
-        _entry(fg.add_entry(order="append"), record, site)
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown feed format {fmt!r}; known: {', '.join(FORMATS)}")
+    updated = entry_updated_times(feed.entries)
+    fg = _generator(feed, site, fmt, max(updated, default=EMPTY_FEED_DATE))
+    for record, when in zip(feed.entries, updated):
+        _entry(fg.add_entry(order="append"), record, when)
     if fmt == "atom":
         return bytes(fg.atom_str(pretty=True))
     return bytes(fg.rss_str(pretty=True))
 
 
-def _generator(feed: Feed, site: Site, fmt: str) -> FeedGenerator:
+def entry_updated_times(entries: Sequence[Record]) -> list[datetime]:
+    """The `updated` time written for each entry: the record's, made unique in the feed.
+
+    The feed validator warns when two Atom entries share an ``updated`` value,
+    which happens whenever two articles carry the same minute-precision
+    timestamp. Entries that share a time get a sub-second offset derived from
+    their id (so the same on every build and in every feed where they still
+    collide); a remaining clash moves on by a microsecond. An entry whose time
+    is unique in the feed keeps it exactly.
+    """
+    counts = Counter(r.updated for r in entries)
+    taken: set[datetime] = set(t for t, n in counts.items() if n == 1)
+    result: list[datetime] = []
+    for r in entries:
+        when = r.updated
+        if counts[when] > 1:
+            offset = int.from_bytes(hashlib.sha256(r.id.encode("utf-8")).digest()[:4], "big") % 1_000_000
+            when = when + timedelta(microseconds=offset)
+            while when in taken:
+                when += timedelta(microseconds=1)
+            taken.add(when)
+        result.append(when)
+    return result
+
+
+def _generator(feed: Feed, site: Site, fmt: str, updated: datetime) -> FeedGenerator:
     fg = FeedGenerator()
     fg.register_extension("media", MediaExtension, MediaEntryExtension)
     fg.register_extension("dc", DcExtension, DcEntryExtension, atom=False, rss=True)
     fg.register_extension("links", BaseExtension, LinksEntryExtension, atom=True, rss=False)
     self_url = site.url(f"{feed.key.path}.{fmt}")
     fg.id(site.url(feed.key.path))
-    fg.title(feed_title(site, feed))
-    fg.subtitle(site.description)  # RSS <description> as well
+    fg.title(plain(feed_title(site, feed)))
+    fg.subtitle(plain(site.description))  # RSS <description> as well
     fg.language(site.language)
     fg.generator("feedsvc", version=__version__)
+    # Atom wants an author for a feed without entries; entries name their own.
+    fg.author(name=plain(site.title), uri=site.base_url)
     fg.link(href=self_url, rel="self", type=FORMATS[fmt])
     fg.link(href=site.url(f"{feed.key.path}.html"), rel="alternate", type="text/html")
-    fg.updated(feed.updated or EMPTY_FEED_DATE)
+    fg.updated(updated)
     fg.ttl(site.ttl_minutes)
     return fg
 
 
-def _entry(fe: FeedEntry, r: Record, site: Site) -> None:
+def _entry(fe: FeedEntry, r: Record, updated: datetime) -> None:
     fe.id(r.id)
-    fe.title(r.title)
-    fe.link(href=r.link, rel="alternate")
+    fe.title(plain(r.title))
+    fe.link(href=safe_url(r.link), rel="alternate")
     fe.published(r.published)
-    fe.updated(r.updated)
-    if r.excerpt:
-        fe.summary(r.excerpt, type="text")
+    fe.updated(updated)
+    excerpt = plain(r.excerpt)
+    if excerpt:
+        fe.summary(excerpt, type="text")
         # RSS readers treat <description> as HTML: escape the plain text once.
-        fe.description(html.escape(r.excerpt, quote=False))
+        fe.description(html.escape(excerpt, quote=False))
     fe.content(content_html(r), type="html")
-    fe.author(name=r.provider.name, uri=f"https://{r.provider.domain}/")
-    fe.dc.dc_creator(r.provider.name)
+    fe.author(name=plain(r.provider.name), uri=safe_url(f"https://{r.provider.domain}/"))
+    fe.dc.dc_creator(plain(r.provider.name))
     for name in r.topics:
-        fe.category(term=topic_slug(name), label=name)
+        fe.category(term=cached_slug(name), label=plain(name))
     for image in r.images:
-        fe.media.content(url=image.url, medium="image", group=None, **_size(image.width, image.height))
+        fe.media.content(url=safe_url(image.url), medium="image", group=None, **_size(image.width, image.height))
     if r.images:
         lead = r.images[0]
-        fe.media.thumbnail(url=lead.url, group=None, **_size(lead.width, lead.height))
+        fe.media.thumbnail(url=safe_url(lead.url), group=None, **_size(lead.width, lead.height))
     fe.links.record = r
+
+
+def plain(text: str) -> str:
+    """`text` made safe for a plain-text feed field, looking the same.
+
+    Drops characters a feed must not carry, and puts an invisible word joiner
+    after a "<" that would open a tag and after an "&" that would start a
+    character reference, which is where the feed validator (and a reader that
+    renders titles as HTML) would see markup. Text from `text.plain_text` rarely
+    has either; this is the last line of defence, not the cleaning.
+    """
+    text = _UNPUBLISHABLE.sub("", text)
+    if "<" in text:
+        text = _TAG_OPEN.sub("<" + _JOINER, text)
+    if "&" in text:
+        text = _AMP_WORD.sub(_break_reference, text)
+    return text
+
+
+def _break_reference(m: re.Match[str]) -> str:
+    name, semicolon = m.group(1), m.group(2)
+    if (
+        name in name2codepoint
+        or name == "apos"
+        or not name.isalpha()
+        or (semicolon and f"{name};" in html5)
+    ):
+        return "&" + _JOINER + m.group(0)[1:]
+    return m.group(0)
+
+
+def safe_url(url: str) -> str:
+    """`url` with anything a URI may not hold outside its host percent-encoded.
+
+    Record URLs arrive normalised by `text.http_url`; this only guarantees the
+    result, e.g. for "[" and "]" in a path, which RFC 3986 reserves for IPv6
+    hosts and the feed validator rejects.
+    """
+    parts = urlsplit(url)
+
+    def encode(part: str) -> str:
+        return quote(_BARE_PERCENT.sub("%25", part), safe=_URL_SAFE)
+
+    return urlunsplit((parts.scheme, parts.netloc, encode(parts.path), encode(parts.query), encode(parts.fragment)))
 
 
 def _size(width: int | None, height: int | None) -> dict[str, str]:
@@ -140,21 +243,24 @@ def _size(width: int | None, height: int | None) -> dict[str, str]:
 
 def content_html(r: Record) -> str:
     """The entry's HTML body: excerpt, lead image, related coverage; all text escaped."""
-    esc = html.escape
+
+    def esc(text: str) -> str:
+        return html.escape(_UNPUBLISHABLE.sub("", text))
+
     parts = []
     if r.excerpt:
         parts.append(f"<p>{esc(r.excerpt)}</p>")
     if r.images:
         lead = r.images[0]
         size = "".join(f' {k}="{v}"' for k, v in _size(lead.width, lead.height).items())
-        parts.append(f'<p><img src="{esc(lead.url)}" alt=""{size}></p>')
+        parts.append(f'<p><img src="{esc(safe_url(lead.url))}" alt=""{size}></p>')
     if r.related:
         items = []
         for rel in r.related:
             by = f" ({esc(rel.provider_name)})" if rel.provider_name else ""
-            items.append(f'<li><a href="{esc(rel.url)}">{esc(rel.title)}</a>{by}</li>')
+            items.append(f'<li><a href="{esc(safe_url(rel.url))}">{esc(rel.title)}</a>{by}</li>')
         parts.append("<h3>Related coverage</h3><ul>" + "".join(items) + "</ul>")
-    parts.append(f'<p><a href="{esc(r.link)}">Read the article at {esc(r.provider.name)}</a></p>')
+    parts.append(f'<p><a href="{esc(safe_url(r.link))}">Read the article at {esc(r.provider.name)}</a></p>')
     return "\n".join(parts)
 
 
@@ -177,11 +283,11 @@ class LinksEntryExtension(BaseEntryExtension):
             return entry
         if r.images:
             lead = r.images[0]
-            attrs = {"rel": "enclosure", "href": lead.url}
+            attrs = {"rel": "enclosure", "href": safe_url(lead.url)}
             media_type = image_media_type(lead.url)
             if media_type:
                 attrs["type"] = media_type
             xml_elem("link", entry, **attrs)
         for rel in r.related:
-            xml_elem("link", entry, rel="related", href=rel.url, title=rel.title)
+            xml_elem("link", entry, rel="related", href=safe_url(rel.url), title=plain(rel.title))
         return entry
