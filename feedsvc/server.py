@@ -1,17 +1,166 @@
-"""Running the web app: gunicorn by default, Flask's server with --dev."""
+"""Running the web app: gunicorn by default, Flask's development server with --dev.
+
+The app is made (records loaded, every feed rendered) once, before gunicorn
+forks its workers, so they start with the same snapshot and share its memory
+until they reload. Threads do not survive a fork: each worker starts its own
+record scanner in gunicorn's post_worker_init hook (and, failing that, on its
+first request).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+from flask import Flask
+from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
+from gunicorn.glogging import Logger as GunicornLogger  # type: ignore[import-untyped]
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from .config import Config
+from .reload import LiveSite
+from .web import configure_logging, create_app
+
+log = logging.getLogger("feedsvc.server")
+
+#: gunicorn's request limits: the longest request line (method, target,
+#: version), the most header fields and the longest one. Anything larger is
+#: refused by gunicorn with 414 or 431 before the app sees it.
+LIMIT_REQUEST_LINE = 4094
+LIMIT_REQUEST_FIELDS = 50
+LIMIT_REQUEST_FIELD_SIZE = 8190
 
 
 def run(config: Config, host: str | None = None, port: int | None = None, dev: bool = False) -> None:
+    """Serve `config`'s feeds until interrupted; `host`/`port` override the config."""
     server = dataclasses.replace(config.server, host=host or config.server.host, port=port or config.server.port)
     config = dataclasses.replace(config, server=server)
-    from .web import create_app
-
+    configure_logging()
     app = create_app(config)
-    print(f"Serving feeds at http://{server.host}:{server.port}/index.html", flush=True)
-    app.run(host=server.host, port=server.port)
+    url = index_url(server.host, server.port)
+    if dev:
+        _run_dev(app, server.host, server.port, url)
+    else:
+        FeedsvcGunicorn(app, gunicorn_options(config, url)).run()
+
+
+def index_url(host: str, port: int) -> str:
+    """The URL of the index page for a listening address."""
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/index.html"
+
+
+def bind_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def gunicorn_options(config: Config, url: str) -> dict[str, Any]:
+    """gunicorn settings for `config`: workers, threads, limits, hooks."""
+    server = config.server
+
+    def when_ready(arbiter: Any) -> None:
+        print(f"Serving feeds at {url}", flush=True)
+
+    def post_fork(arbiter: Any, worker: Any) -> None:
+        # Until the worker installs its own signal handlers, a SIGTERM would
+        # reach the master's handlers that fork copied and be lost, leaving the
+        # worker to be killed after graceful_timeout: stop the worker instead.
+        def stop_worker(signum: int, frame: Any) -> None:
+            worker.alive = False
+
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            signal.signal(sig, stop_worker)
+
+    def post_worker_init(worker: Any) -> None:
+        # After the worker set up its signal handlers: a scanner started any
+        # earlier would slow the boot and widen the window in which a SIGTERM
+        # to a just-forked worker is lost.
+        live: LiveSite = worker.app.load().extensions["feedsvc"]
+        live.ensure_running()
+
+    return {
+        "bind": [bind_address(server.host, server.port)],
+        "workers": server.workers,
+        "threads": server.threads,
+        "worker_class": "gthread",
+        "limit_request_line": LIMIT_REQUEST_LINE,
+        "limit_request_fields": LIMIT_REQUEST_FIELDS,
+        "limit_request_field_size": LIMIT_REQUEST_FIELD_SIZE,
+        # feedsvc writes its own access log (web.AccessLog).
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": "info",
+        "logger_class": QuietLogger,
+        # gunicorn 25+ otherwise creates a control socket under $HOME.
+        "control_socket_disable": True,
+        # The workers' heartbeat files (unlinked at once) stay off the disk.
+        "worker_tmp_dir": "/dev/shm" if os.path.isdir("/dev/shm") else None,
+        "proc_name": "feedsvc",
+        "graceful_timeout": 10,
+        "when_ready": when_ready,
+        "post_fork": post_fork,
+        "post_worker_init": post_worker_init,
+    }
+
+
+class FeedsvcGunicorn(BaseApplication):  # type: ignore[misc]
+    """gunicorn running one ready-made app object, configured in code only."""
+
+    def __init__(self, app: Flask, options: dict[str, Any]) -> None:
+        self.application = app
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        return self.application
+
+
+class QuietLogger(GunicornLogger):  # type: ignore[misc]
+    """gunicorn's logger, minus the raw request line it quotes for a bad request.
+
+    gunicorn logs "Invalid request from ip=…: Invalid Request Line '<line>'";
+    the line holds the query string, which feedsvc never logs.
+    """
+
+    def warning(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        if isinstance(msg, str) and msg.startswith("Invalid request from"):
+            msg, args = msg.split("'", 1)[0].rstrip(" :"), ()
+        super().warning(msg, *args, **kwargs)
+
+
+class _DevRequestHandler(WSGIRequestHandler):
+    """werkzeug's handler without its own request log (feedsvc writes one) and
+    without quoting bad request lines in its error log."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+    def log_error(self, format: str, *args: Any) -> None:
+        code = args[0] if args and format.startswith("code") else "?"
+        log.warning("dev server: refused a request from %s (%s)", self.address_string(), code)
+
+
+def _run_dev(app: Flask, host: str, port: int, url: str) -> None:
+    try:
+        httpd = make_server(host, port, app, threaded=True, request_handler=_DevRequestHandler)
+    except OSError as e:
+        raise SystemExit(f"feedsvc serve: cannot listen on {bind_address(host, port)}: {e.strerror or e}") from None
+    live: LiveSite = app.extensions["feedsvc"]
+    live.ensure_running()
+    print(f"Serving feeds at {url} (development server)", flush=True)
+    try:
+        httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        httpd.server_close()
+        live.stop()
+    sys.stdout.flush()

@@ -1,40 +1,414 @@
-"""The web app: serves the same documents `feedsvc build` writes.
+"""The web app: the documents `feedsvc build` writes, served with HTTP caching.
 
-A request is a dictionary lookup plus HTTP caching logic; feeds are rendered
-when records change, never per request.
+A request is a dictionary lookup in the current snapshot plus header logic:
+feeds are rendered when records change (`reload.py`), never per request, and
+each document's gzip body and ETags are computed once, when it is rendered.
+The app never touches the file system while answering: an unknown path is a
+missing key, so ``..``, encoded slashes and NUL bytes can only ever give 404.
+
+Caching follows RFC 9110/9111: a strong ETag per encoding (a hash of the
+bytes sent), Last-Modified from the feed's newest entry, If-None-Match (weak
+comparison, lists, ``*``) before If-Modified-Since, ``Cache-Control: public,
+max-age`` and ``Vary: Accept-Encoding``.
+
+`create_app()` without a config is the entry point for any WSGI server
+(``gunicorn 'feedsvc.web:create_app()'``): it reads the file FEEDSVC_CONFIG
+names, else ./config.yaml.
 """
 
 from __future__ import annotations
 
-from flask import Flask, Response, abort, request
+import json
+import logging
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
+from functools import lru_cache
+from html import escape
+from typing import IO, Any
+from urllib.parse import quote
 
-from .config import Config, load_config
-from .site import Build, build
+from flask import Flask, Response, request
+from werkzeug.datastructures import Headers
+from werkzeug.exceptions import HTTPException
+from werkzeug.http import parse_date
+
+from .config import Config, base_url, load_config
+from .reload import LiveSite, Prepared
+
+access_log = logging.getLogger("feedsvc.access")
+log = logging.getLogger("feedsvc.web")
+
+#: Longest URL path looked up; every real document path is far shorter.
+MAX_PATH = 512
+#: Longest query string accepted (414 beyond); feeds take no parameters.
+MAX_QUERY = 2048
+#: Longest value of a header the app reads (431 beyond), as gunicorn's default.
+MAX_FIELD = 8190
+#: The methods every URL allows.
+ALLOW = "GET, HEAD"
+
+CSP = (
+    "default-src 'none'; img-src https: http:; style-src 'self'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+_NOSNIFF = ("X-Content-Type-Options", "nosniff")
+_CSP = ("Content-Security-Policy", CSP)
+_VARY = ("Vary", "Accept-Encoding")
+_NO_STORE = ("Cache-Control", "no-store")
+_HTML = "text/html; charset=utf-8"
+_TEXT = "text/plain; charset=utf-8"
+# The next entity tag in an If-None-Match list; "W/" is case-sensitive (RFC 9110 8.8.3).
+_ETAG = re.compile(r'[\s,]*(?:W/)?"([^"]*)"')
+_QVALUE = re.compile(r"(?:0(?:\.\d{0,3})?|1(?:\.0{0,3})?)")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_PATH_SAFE = "/:@!$&'()*+,;=-._~%"
+# What needs no escaping in a log line: the common case, checked before quoting.
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9/._~%-]{0,300}")
+_PLAIN_TOKEN = re.compile(r"[A-Za-z0-9/.:_\[\]-]{1,64}")
 
 
-def create_app(config: Config | None = None) -> Flask:
-    """The Flask app for `config` (default: the config file `load_config` finds)."""
-    config = config or load_config()
+class _Final(Response):
+    """A response whose headers are complete as built: werkzeug adds and drops none.
+
+    werkzeug would strip Last-Modified from a 304 and add a default
+    Content-Type; RFC 9110 15.4.5 wants the validators on a 304 and no body
+    metadata.
+    """
+
+    default_mimetype = None
+    automatically_set_content_length = False
+
+    def get_wsgi_headers(self, environ: Any) -> Headers:
+        return self.headers
+
+
+def create_app(config: Config | None = None, *, background: bool = True) -> Flask:
+    """The Flask app serving `config`'s records; loads and renders them now.
+
+    Without `config`, reads the config file `load_config` finds (FEEDSVC_CONFIG,
+    else ./config.yaml) and, if logging is not set up, logs to stderr: that is
+    the call WSGI servers make. `app.extensions["feedsvc"]` is the `LiveSite`;
+    its `reload_now()` rescans the records synchronously. With `background`
+    false no scanner thread ever starts, so only `reload_now()` reloads (tests).
+    """
+    if config is None:
+        config = load_config()
+        if not logging.getLogger("feedsvc").hasHandlers():
+            configure_logging()
+    live = LiveSite(config, background=background)
     app = Flask(__name__, static_folder=None)
-    app.extensions["feedsvc"] = {"config": config, "build": build(config)}
-
-    @app.get("/", defaults={"path": "index.html"})
-    @app.get("/<path:path>")
-    def document(path: str) -> Response:
-        current: Build = app.extensions["feedsvc"]["build"]
-        doc = current.documents.get(path)
-        if doc is None:
-            abort(404)
-        resp = Response(doc.body, content_type=doc.media_type)
-        if doc.last_modified:
-            resp.last_modified = doc.last_modified
-        resp.set_etag(_etag(doc.body))
-        return resp.make_conditional(request)
-
+    # Never rewrite a path (werkzeug merges "//" in rules by default): unknown is 404.
+    app.url_map.merge_slashes = False
+    app.extensions["feedsvc"] = live
+    responder = _Responder(live, config)
+    methods = ["GET", "HEAD"]  # and no automatic OPTIONS: anything else is 405
+    for rule, endpoint, view in (
+        ("/", "index", responder.index),
+        ("/healthz", "healthz", responder.healthz),
+        ("/<path:path>", "document", responder.document),
+    ):
+        app.add_url_rule(rule, endpoint, view, methods=methods, provide_automatic_options=False)
+    app.register_error_handler(HTTPException, responder.http_error)
+    app.register_error_handler(Exception, responder.server_error)
+    app.wsgi_app = AccessLog(app.wsgi_app)  # type: ignore[method-assign]
     return app
 
 
-def _etag(body: bytes) -> str:
-    import hashlib
+class _Responder:
+    """The views, over one `LiveSite`."""
 
-    return hashlib.sha256(body).hexdigest()[:32]
+    def __init__(self, live: LiveSite, config: Config) -> None:
+        self.live = live
+        self.cache_control = ("Cache-Control", f"public, max-age={config.server.cache_max_age}")
+        index = escape(base_url(config) + "index.html")
+        self.not_found_body = (
+            '<!doctype html>\n<html lang="en">\n<head><meta charset="utf-8"><title>Not found</title></head>\n'
+            f'<body><h1>Not found</h1><p>There is no feed or page here. <a href="{index}">See every feed</a>.</p>'
+            "</body>\n</html>\n"
+        ).encode("utf-8")
+
+    def index(self) -> Response:
+        return self.document("index.html")
+
+    def document(self, path: str) -> Response:
+        self.live.ensure_running()
+        environ = request.environ
+        if len(environ.get("QUERY_STRING", "")) > MAX_QUERY:
+            return _plain(414, "URI Too Long")
+        prepared = self.live.snapshot.documents.get(path) if len(path) <= MAX_PATH else None
+        if prepared is None or _encoded_separator(environ):
+            return self.not_found()
+        accept = environ.get("HTTP_ACCEPT_ENCODING")
+        inm = environ.get("HTTP_IF_NONE_MATCH")
+        ims = environ.get("HTTP_IF_MODIFIED_SINCE")
+        if any(v is not None and len(v) > MAX_FIELD for v in (accept, inm, ims)):
+            return _plain(431, "Request Header Fields Too Large")
+        gz = prepared.gzip
+        variant = gz if gz is not None and accept is not None and wants_gzip(accept) else prepared.plain
+        headers = [("ETag", variant.etag)]
+        if prepared.last_modified is not None:
+            headers.append(("Last-Modified", prepared.last_modified))
+        headers += (self.cache_control, _VARY, _NOSNIFF)
+        if prepared.document.media_type == _HTML:
+            headers.append(_CSP)
+        if not_modified(inm, ims, variant.etag, prepared):
+            return _Final(None, 304, Headers(headers))
+        headers.append(("Content-Type", prepared.document.media_type))
+        headers.append(("Content-Length", str(len(variant.body))))
+        if variant is gz:
+            headers.append(("Content-Encoding", "gzip"))
+        return _Final(variant.body, 200, Headers(headers))
+
+    def healthz(self) -> Response:
+        self.live.ensure_running()
+        snap = self.live.snapshot
+        status = {
+            "status": "ok",
+            "records_loaded": snap.records_loaded,
+            "records_rejected": snap.records_rejected,
+            "feeds": len(snap.build.feeds),
+            "documents": len(snap.documents),
+            "generation": snap.generation,
+            # Each worker process reloads on its own; this says which answered.
+            "pid": os.getpid(),
+            "last_reload": _iso(snap.made_at),
+            "last_scan": _iso(self.live.last_scan),
+            "reload_interval": self.live.interval,
+        }
+        body = json.dumps(status, sort_keys=True).encode("utf-8") + b"\n"
+        headers = [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(body))),
+            _NO_STORE,
+            _NOSNIFF,
+        ]
+        return _Final(body, 200, Headers(headers))
+
+    def not_found(self) -> Response:
+        body = self.not_found_body
+        headers = [("Content-Type", _HTML), ("Content-Length", str(len(body))), _NO_STORE, _NOSNIFF, _CSP]
+        return _Final(body, 404, Headers(headers))
+
+    def http_error(self, e: HTTPException) -> Response:
+        code = e.code or 500
+        if code == 404:
+            return self.not_found()
+        resp = _plain(code, e.name)
+        if code == 405:
+            resp.headers["Allow"] = ALLOW
+        return resp
+
+    def server_error(self, e: Exception) -> Response:
+        # The type only: an exception's message could quote request or record data.
+        log.error("error answering %s: %s", _log_path(request.environ), type(e).__name__)
+        log.debug("error detail", exc_info=True)
+        return _plain(500, "Internal Server Error")
+
+
+def _plain(code: int, text: str) -> Response:
+    body = f"{code} {text}\n".encode("utf-8")
+    headers = [("Content-Type", _TEXT), ("Content-Length", str(len(body))), _NO_STORE, _NOSNIFF]
+    return _Final(body, code, Headers(headers))
+
+
+def _encoded_separator(environ: dict[str, Any]) -> bool:
+    """Whether the path as sent hid a slash, backslash or NUL in a %-escape.
+
+    WSGI servers decode PATH_INFO, so "/feeds%2Fall.rss" would arrive as
+    "/feeds/all.rss"; the raw request target (gunicorn's RAW_URI, werkzeug's
+    REQUEST_URI) still shows the escape.
+    """
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI") or ""
+    target = raw.partition("?")[0]
+    if "%" not in target:
+        return False
+    target = target.lower()
+    return "%2f" in target or "%5c" in target or "%00" in target
+
+
+def not_modified(inm: str | None, ims: str | None, etag: str, prepared: Prepared) -> bool:
+    """Whether the client's copy is current (RFC 9110 13.2.2 order).
+
+    If-None-Match decides when present (weak comparison: "W/" is ignored on
+    both sides); If-Modified-Since counts only without it, and a value that is
+    not an HTTP date is ignored.
+    """
+    if inm is not None:
+        return etag_matches(inm, etag)
+    # An HTTP date has at most one comma; more means a list, which is ignored.
+    if ims is None or prepared.last_modified_epoch is None or len(ims) > 100 or ims.count(",") > 1:
+        return False
+    since = parse_date(ims)
+    return since is not None and prepared.last_modified_epoch <= since.timestamp()
+
+
+def etag_matches(if_none_match: str, etag: str) -> bool:
+    """Weak comparison of `etag` (quoted, strong) against an If-None-Match value."""
+    value = if_none_match.strip()
+    if value == "*":
+        return True
+    if etag not in value:  # cheap and necessary: the quoted tag must appear
+        return False
+    opaque, pos = etag[1:-1], 0
+    while (m := _ETAG.match(value, pos)) is not None:
+        if m.group(1) == opaque:
+            return True
+        pos = m.end()
+    return False  # the end, or a member that is not an entity tag
+
+
+def wants_gzip(accept_encoding: str) -> bool:
+    """Whether to send gzip for this Accept-Encoding value (RFC 9110 12.5.3).
+
+    gzip (or x-gzip, else "*") must have a q-value above 0, and "identity"
+    must not be listed with a higher one. Entries with a malformed q-value
+    are ignored.
+    """
+    if len(accept_encoding) > 200:
+        return _wants_gzip(accept_encoding)
+    return _wants_gzip_cached(accept_encoding)
+
+
+def _wants_gzip(value: str) -> bool:
+    gzip_q: float | None = None
+    star_q: float | None = None
+    identity_q: float | None = None
+    for item in value.split(","):
+        coding, _, params = item.partition(";")
+        coding = coding.strip().lower()
+        if not coding:
+            continue
+        q = _qvalue(params)
+        if q is None:
+            continue
+        if coding in ("gzip", "x-gzip"):
+            gzip_q = q if gzip_q is None else max(gzip_q, q)
+        elif coding == "*":
+            star_q = q
+        elif coding == "identity":
+            identity_q = q
+    q = gzip_q if gzip_q is not None else star_q
+    if not q:
+        return False
+    return identity_q is None or q >= identity_q
+
+
+_wants_gzip_cached = lru_cache(maxsize=256)(_wants_gzip)
+
+
+def _qvalue(params: str) -> float | None:
+    """The q parameter (1 when absent); None when it is not a valid qvalue."""
+    if not params:
+        return 1.0
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "q":
+            value = value.strip()
+            return float(value) if _QVALUE.fullmatch(value) else None
+    return 1.0
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds")
+
+
+# -- access log ----------------------------------------------------------------
+
+
+class AccessLog:
+    """WSGI middleware: one line per request on the `feedsvc.access` logger.
+
+    The line is Apache's common format plus the time taken and a 304 flag:
+    ``addr - - [time] "METHOD /path HTTP/1.1" status bytes seconds flag``,
+    where flag is ``not-modified`` for a 304 and ``-`` otherwise, and bytes is
+    the body length sent. The query string and headers are never logged, and
+    the path is logged %-escaped, so a line can never be split or forged.
+    """
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], logger: logging.Logger = access_log) -> None:
+        self.app = app
+        self.logger = logger
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if not self.logger.isEnabledFor(logging.INFO):
+            return self.app(environ, start_response)
+        started = time.perf_counter()
+        seen: list[Any] = []
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            seen[:] = [status, headers]
+            if exc_info is not None:
+                return start_response(status, headers, exc_info)
+            return start_response(status, headers)
+
+        result = self.app(environ, capture)
+        if seen:
+            self.logger.info("%s", access_line(environ, seen[0], seen[1], time.perf_counter() - started))
+        return result
+
+
+def access_line(environ: dict[str, Any], status: str, headers: list[tuple[str, str]], seconds: float) -> str:
+    code = int(status[:3]) if status[:3].isdigit() else 0
+    method = _token(environ.get("REQUEST_METHOD", "-"))
+    size = 0
+    if method != "HEAD" and code >= 200 and code not in (204, 304):
+        for name, value in headers:
+            if name.lower() == "content-length":
+                size = int(value) if value.isdigit() else 0
+                break
+    when = _log_time(int(time.time()))
+    addr = _token(environ.get("REMOTE_ADDR") or "-")
+    proto = _token(environ.get("SERVER_PROTOCOL", "-"))
+    flag = "not-modified" if code == 304 else "-"
+    return f'{addr} - - [{when}] "{method} {_log_path(environ)} {proto}" {code} {size} {seconds:.6f} {flag}'
+
+
+@lru_cache(maxsize=4)
+def _log_time(epoch: int) -> str:
+    t = time.gmtime(epoch)
+    return f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}:{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
+
+
+def _log_path(environ: dict[str, Any]) -> str:
+    """The path as the client sent it, without the query, %-escaped and capped."""
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if raw:
+        path = raw.partition("?")[0]
+    else:
+        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+    escaped = path if _PLAIN_PATH.fullmatch(path) else quote(path.encode("latin-1", "replace"), safe=_PATH_SAFE)
+    return escaped if len(escaped) <= 300 else escaped[:300] + "..."
+
+
+def _token(value: str) -> str:
+    if _PLAIN_TOKEN.fullmatch(value):
+        return value
+    return quote(value[:64].encode("latin-1", "replace"), safe="/.:-_[]")
+
+
+def configure_logging(stream: IO[str] | None = None) -> None:
+    """Log feedsvc's messages and access lines to `stream` (stderr), once.
+
+    Access lines go out as they are; other messages get a time, the process
+    id (there is one scanner per worker) and a level.
+    """
+    stream = stream or sys.stderr
+    base = logging.getLogger("feedsvc")
+    if any(getattr(h, "_feedsvc", False) for h in base.handlers):
+        return
+    plain = logging.StreamHandler(stream)
+    plain.setFormatter(logging.Formatter("%(message)s"))
+    detailed = logging.StreamHandler(stream)
+    detailed.setFormatter(
+        logging.Formatter("[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S %z")
+    )
+    for handler in (plain, detailed):
+        handler._feedsvc = True  # type: ignore[attr-defined]
+    access_log.addHandler(plain)
+    access_log.propagate = False
+    base.addHandler(detailed)
+    base.setLevel(logging.INFO)
