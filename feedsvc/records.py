@@ -5,9 +5,11 @@ Every file gives a `Loaded`: a `Record` or none, plus the problems found
 nothing here ever puts a record's ``secured`` value into a message: messages
 describe what is wrong, they never quote the value.
 
-The file is framed here (a ``---`` line, the YAML, the next ``---`` line) and
-the YAML is read with PyYAML's safe loader (the C one where PyYAML has it),
-hardened against hostile input; the field rules live in `fields.py`.
+The file is framed by python-frontmatter's YAML delimiter rule (a ``---``
+line, the YAML, the next ``---`` line), located here so that line numbers stay
+the file's own; the YAML is read with PyYAML's safe loader (the C one where
+PyYAML has it), hardened against hostile input; the field rules live in
+`fields.py`.
 docs/design.md ("Input rules") says why each rule is what it is.
 """
 
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import frontmatter
 import yaml
 from yaml.constructor import SafeConstructor
 
@@ -39,21 +42,25 @@ _BASE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # alias bombs from ever being expanded. `_maybe_alias` is a cheap pre-check
 # (an "&" or "*" where YAML could start an anchor or alias), the parser's
 # events the real one.
-_BEFORE_ALIAS = frozenset(" \t\n\r[{,:-?\x85\u2028\u2029")
+_BEFORE_ALIAS = frozenset(" \t\n\r[{,:-?\x85\u2028\u2029\ufeff")
 # libyaml's composer recurses once per nesting level and overflows the C stack
 # (a segfault, not an exception) some 20,000 levels down. A level opens with
-# "[", "{", "- " or "? ", or one more column of indentation, so front matter
-# with few of those and no deep indentation is parsed directly; only the rest
-# has its depth measured first, from the parser's events (which do not recurse).
+# "[", "{", "?", "- " (up to two: an item holding a mapping) or a "-" ending a
+# line, or one more column of indentation, so the depth is at most twice those
+# openers plus the indentation plus one. Front matter with few openers and no
+# deep indentation is parsed directly; only the rest has its depth measured
+# first, from the parser's events (which do not recurse).
 _MAX_OPENERS = 1_000
 _DEEP_INDENT = "\n" + " " * 200
-_OPENERS = ("[", "{", "- ", "-\t", "? ", "?\t")
+_OPENERS = ("[", "{", "?", "- ", "-\t", "-\n")
 # A number or date longer than this is not one; it stays text (and a field
 # rule reports it). It also keeps "1:2:3:…" (YAML 1.1 base 60) from costing
 # quadratic time, and int() from refusing more than 4,300 digits.
 _MAX_SCALAR_CHARS = 64
-_OPEN = re.compile(r"(?:[ \t]*\n)*---[ \t]*(?:\n|$)")
-_CLOSE = re.compile(r"^---[ \t]*$", re.MULTILINE)
+_HANDLER = frontmatter.YAMLHandler()
+#: python-frontmatter's delimiter line ("---", or more dashes), as it matches it.
+_BOUNDARY: re.Pattern[str] = _HANDLER.FM_BOUNDARY
+_LEADING_BLANK_LINES = re.compile(r"(?:[ \t]*\n)*")
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -241,11 +248,12 @@ def front_matter(data: bytes, rel: str, problems: list[RecordError]) -> tuple[di
     text = decode(data, rel, problems)
     if not text.strip():
         raise _Reject("-", "empty file")
-    opening = _OPEN.match(text)
-    if opening is None:
+    start = _LEADING_BLANK_LINES.match(text).end()  # type: ignore[union-attr]
+    if not _HANDLER.detect(text[start:]):
         raise _Reject("-", "no front matter: the file must start with a '---' line", 1)
-    opening_line = text.count("\n", 0, text.index("---")) + 1
-    closing = _CLOSE.search(text, opening.end())
+    opening_line = text.count("\n", 0, start) + 1
+    opening_end = text.find("\n", start)
+    closing = _BOUNDARY.search(text, opening_end) if opening_end != -1 else None
     if closing is None:
         raise _Reject("-", "front matter is not closed: no second '---' line", opening_line)
     fm = text[: closing.start()]
@@ -287,7 +295,12 @@ def _maybe_alias(fm: str) -> bool:
 
 def _may_nest_deeply(fm: str) -> bool:
     # An upper bound on the depth, from a few fast counts (no regex, no loop per character).
-    return _DEEP_INDENT in fm or sum(fm.count(opener) for opener in _OPENERS) > _MAX_OPENERS
+    return _DEEP_INDENT in fm or nesting_openers(fm) > _MAX_OPENERS
+
+
+def nesting_openers(fm: str) -> int:
+    """How many places in `fm` could open a nested list or mapping (an upper bound)."""
+    return sum(fm.count(opener) for opener in _OPENERS) + fm.endswith("-")
 
 
 def _check_events(fm: str) -> None:
