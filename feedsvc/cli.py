@@ -136,6 +136,8 @@ def serve(ctx: click.Context, host: str | None, port: int | None, dev: bool) -> 
     config = _config(ctx)
     try:
         run(config, host=host, port=port, dev=dev)
+    except FeedsvcError as e:
+        raise click.ClickException(str(e)) from None
     except OSError as e:
         where = f"{host or config.server.host}:{port or config.server.port}"
         raise click.ClickException(f"cannot serve on {where}: {e.strerror or e}") from None
