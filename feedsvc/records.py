@@ -30,6 +30,7 @@ from yaml.constructor import SafeConstructor
 from .config import Config
 from .errors import RecordError
 from .fields import Settings, record_from_mapping
+from . import yamlfast
 from .model import Record
 from .text import FILE_CONTROLS, clean_file_text
 
@@ -269,7 +270,7 @@ def _load_yaml(fm: str) -> Any:
     if _maybe_alias(fm) or _may_nest_deeply(fm):
         _check_events(fm)
     try:
-        return yaml.load(fm, Loader=_Loader)  # noqa: S506 - a hardened safe loader
+        return yamlfast.load(fm, _reference_load)
     except _DuplicateKey as e:
         what = "given twice" if e.field != "-" else "YAML error: a key is given twice"
         raise _Reject(e.field, f"{what} (first on line {e.first})", e.line) from None
@@ -279,6 +280,10 @@ def _load_yaml(fm: str) -> Any:
         raise _Reject("-", f"YAML error: {type(e).__name__}") from None
     except RecursionError:
         raise _Reject("-", f"YAML nested too deeply (more than {MAX_DEPTH} levels)") from None
+
+
+def _reference_load(fm: str) -> Any:
+    return yaml.load(fm, Loader=_Loader)  # noqa: S506 - a hardened safe loader
 
 
 def _maybe_alias(fm: str) -> bool:
