@@ -6,14 +6,16 @@ never a traceback.
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 
-from . import __version__
+from . import __version__, incremental
 from .config import Config, check_records_dir, load_config
 from .errors import ConfigError, FeedsvcError, RecordError
 from .publish import publish
@@ -61,35 +63,59 @@ def main(ctx: click.Context, config_path: Path | None) -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder (default: output_dir from the config).")
 @click.option("--strict", is_flag=True, help="Exit 1 if any record was rejected.")
 @click.option("--warnings/--no-warnings", default=False, help="Also print warnings (records published with something dropped).")
+@click.option("--full", is_flag=True, help="Ignore the build cache: parse every record and render every feed.")
+@click.option("--jobs", type=click.IntRange(min=1), help="Processes for parsing records (default: one per core).")
 @click.pass_context
-def build(ctx: click.Context, out: Path | None, strict: bool, warnings: bool) -> None:
+def build(ctx: click.Context, out: Path | None, strict: bool, warnings: bool, full: bool, jobs: int | None) -> None:
     """Write every feed, page and the OPML as static files.
 
-    The files sit at the same URL paths the web app serves. Rejected records
-    are reported as "file: field: reason" and left out; every good record is
-    still published.
+    The files sit at the same URL paths the web app serves, each with a .gz
+    beside it for servers that send precompressed files. Rejected records are
+    reported as "file: field: reason" and left out; every good record is
+    still published. Builds are incremental: only changed record files are
+    read again and only the feeds they touch are rendered (the cache lives
+    beside the output folder, see docs/design.md).
     """
     config = _config(ctx)
     target = out or config.output_dir
-    started = time.monotonic()
-    loaded = load_records(config.records_dir, config, progress=_progress("Reading records"))
-    result = assemble(loaded, config)
-    try:
-        # A large build is one with many records; it writes fewer files than that.
-        large = loaded.files >= PROGRESS_THRESHOLD
-        written = publish(result.documents, target, progress=_progress("Writing files", large=large))
-    except (FeedsvcError, OSError) as e:
-        raise click.ClickException(f"cannot write the output: {e}") from None
-    _report(result.problems, warnings=warnings)
-    errors = loaded.rejected
+    with _Bar("Reading records") as bar:
+        try:
+            report = incremental.build(config, target, full=full, workers=jobs, progress=bar.update)
+        except (FeedsvcError, OSError, sqlite3.Error) as e:
+            raise click.ClickException(f"cannot write the output: {e}") from None
+    _report(report.problems, warnings=warnings)
+    c, p = report.changes, report.published
     click.echo(
-        f"{loaded.files} records read, {errors} rejected, {len(result.feeds)} feeds written "
-        f"({written.written} files changed, {written.unchanged} unchanged, {written.removed} removed) "
-        f"in {time.monotonic() - started:.2f}s → {target}",
+        f"{c.files} records read ({c.parsed} parsed, {c.cached} from cache), {report.rejected} rejected, "
+        f"{c.feeds} feeds ({c.feeds_rendered} rendered, {c.feeds - c.feeds_rendered} unchanged); "
+        f"{p.written} files written, {p.removed} removed in {report.seconds:.2f}s → {target}",
         err=True,
     )
-    if strict and errors:
+    if strict and report.rejected:
         sys.exit(1)
+
+
+class _Bar:
+    """A progress bar on stderr for a large job, when stderr is a terminal."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar: Any = None
+
+    def __enter__(self) -> _Bar:
+        return self
+
+    def update(self, done: int, total: int) -> None:
+        if self.bar is None:
+            if total < PROGRESS_THRESHOLD or not sys.stderr.isatty():
+                return
+            self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr)
+            self.bar.__enter__()
+        self.bar.update(done - self.bar.pos)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
 
 
 @main.command()

@@ -7,7 +7,6 @@ files were listed or loaded in.
 
 from __future__ import annotations
 
-import functools
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -85,9 +84,9 @@ def topic_keys(record: Record) -> list[tuple[str, str]]:
     return list(keys.items())
 
 
-#: Slugging (transliteration included) is slow and a corpus repeats a few
-#: hundred topic names across thousands of records.
-cached_slug = functools.lru_cache(maxsize=65_536)(topic_slug)
+#: The slug of a topic name (`text.topic_slug` caches: slugging, transliteration
+#: included, is slow and a corpus repeats a few hundred names).
+cached_slug = topic_slug
 
 
 def build_feeds(records: Sequence[Record], config: Config) -> list[Feed]:

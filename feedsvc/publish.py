@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from .errors import FeedsvcError
+from .compress import gzip_body
 from .site import Document
 
 MANIFEST = ".feedsvc-manifest.json"
@@ -36,6 +37,8 @@ class PublishResult:
     written: int
     unchanged: int
     removed: int
+    #: URL paths of the documents whose files were written (new or changed bytes).
+    changed: tuple[str, ...] = ()
 
 
 class UnsafePath(FeedsvcError):
@@ -64,33 +67,60 @@ def publish(
     documents: Mapping[str, Document],
     out: Path,
     progress: Callable[[Sequence[str]], Iterable[str]] | None = None,
+    *,
+    complete: bool = True,
+    removed: Iterable[str] = (),
 ) -> PublishResult:
-    """Write `documents` under `out`; remove what an earlier build wrote and is gone.
+    """Write `documents` (each with its .gz) under `out`; remove what is gone.
 
-    `progress`, if given, wraps the list of paths being written (a progress
-    bar, say). Raises `UnsafePath` for a path outside `out` (before anything
-    is written) and `OSError` when the disk refuses.
+    With `complete`, `documents` is the whole site and anything an earlier
+    build wrote that is not in it is removed. Without, `documents` are the
+    changed ones only (an incremental build) and `removed` names the documents
+    that are gone. `progress`, if given, wraps the list of paths being written.
+    Raises `UnsafePath` for a path outside `out` (before anything is written)
+    and `OSError` when the disk refuses.
     """
     out.mkdir(parents=True, exist_ok=True)
-    ordered = sorted(documents, key=lambda p: (p in LISTINGS, p))
+    files = files_for(documents)
+    ordered = sorted(files, key=lambda p: (p.removesuffix(".gz") in LISTINGS, p))
     targets = {rel: safe_target(out, rel) for rel in ordered}
     previous = _read_manifest(out)
-    current = {rel: _digest(documents[rel].body) for rel in ordered}
+    current = {rel: _digest(files[rel]) for rel in ordered}
+    if complete:
+        gone = previous.keys() - current.keys()
+    else:
+        gone = {p for doc in removed for p in (doc, doc + ".gz")} | {
+            f"{doc}.gz" for doc in documents if f"{doc}.gz" not in files
+        }
+        gone = (gone & previous.keys()) - current.keys()
     # Until this build is complete, the manifest lists what it may have
     # written as well as what the last one did, so an interrupted build never
     # leaves a file behind that a later one would not know to remove.
     _write_manifest(out, {**previous, **current})
     _remove_leftover_temps(out, targets.values())
-    written = unchanged = 0
+    written: list[str] = []
+    unchanged = 0
     for rel in progress(ordered) if progress else ordered:
-        if write_if_changed(targets[rel], documents[rel].body):
-            written += 1
+        if write_if_changed(targets[rel], files[rel]):
+            written.append(rel)
         else:
             unchanged += 1
-    stale = {rel: previous[rel] for rel in previous.keys() - current.keys()}
-    removed = _remove_stale(out, stale)
-    _write_manifest(out, current)
-    return PublishResult(written, unchanged, removed)
+    removed_count = _remove_stale(out, {rel: previous[rel] for rel in gone})
+    final = current if complete else {k: v for k, v in {**previous, **current}.items() if k not in gone}
+    _write_manifest(out, final)
+    changed = tuple(sorted({rel.removesuffix(".gz") for rel in written} & documents.keys()))
+    return PublishResult(len(written), unchanged, removed_count, changed)
+
+
+def files_for(documents: Mapping[str, Document]) -> dict[str, bytes]:
+    """The files for `documents`: each one, and its gzip form beside it (for gzip_static)."""
+    files: dict[str, bytes] = {}
+    for rel, doc in documents.items():
+        files[rel] = doc.body
+        packed = gzip_body(doc.body)
+        if packed is not None:
+            files[rel + ".gz"] = packed
+    return files
 
 
 def write_if_changed(target: Path, body: bytes) -> bool:

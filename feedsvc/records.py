@@ -164,10 +164,20 @@ def collect(outcomes: Iterable[Loaded]) -> LoadResult:
 
 def load_file(root: Path, rel: str, settings: Settings) -> Loaded:
     """Load one record file, relative path `rel` under `root`; never raises."""
+    data = read_record(root, rel, settings)
+    return data if isinstance(data, Loaded) else load_bytes(rel, data, settings)
+
+
+def read_record(root: Path, rel: str, settings: Settings) -> bytes | Loaded:
+    """A record file's bytes, or the `Loaded` that rejects it unread (too big, not a file)."""
     try:
-        data = read_bytes(root / rel, settings.max_file_bytes)
+        return read_bytes(root / rel, settings.max_file_bytes)
     except _Reject as e:
         return Loaded(rel, None, (RecordError(rel, e.field, e.reason, e.line),))
+
+
+def load_bytes(rel: str, data: bytes, settings: Settings) -> Loaded:
+    """`parse_bytes`, with a bug in feedsvc reported for the file instead of raised."""
     try:
         return parse_bytes(rel, data, settings)
     except Exception as e:  # noqa: BLE001 - one file must never stop the batch

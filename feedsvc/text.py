@@ -7,6 +7,7 @@ plain-text fields, only http(s) URLs, and keys that are safe as one path segment
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 import posixpath
@@ -50,6 +51,14 @@ _TAG_START = re.compile(r"<(?=[/!?]|[^\W\d_])")
 #: A "%" that does not start a percent-escape.
 _BARE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _SPACE = re.compile(r"\s+")
+#: ASCII text that `plain_text` would change: controls, markup, odd spaces.
+_PLAIN_ODD = re.compile(r"[\x00-\x1f\x7f<&]|  |^ | $")
+#: An ASCII http(s) URL already normalised: lower-case scheme and host, no
+#: port, user or fragment, only characters that need no escaping.
+_URL_CHAR = r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})"
+_FAST_URL = re.compile(
+    rf"(?P<scheme>https?)://(?P<host>[a-z0-9.-]+)(?P<path>/{_URL_CHAR}*)?(?:\?(?P<query>(?:{_URL_CHAR}|\?)+))?"
+)
 #: Where a block element starts or ends, words on either side stay apart.
 _BLOCK_TAG = re.compile(
     r"<(?=/?(?:p|div|br|hr|li|ul|ol|dl|dt|dd|h[1-6]|tr|td|th|table|blockquote|section|article|header"
@@ -111,6 +120,13 @@ def plain_text(
     carries a tag; whitespace runs become one space; over `max_chars` the text
     is cut at a word boundary and ends with "…".
     """
+    if value.isascii() and not _PLAIN_ODD.search(value):
+        # Nothing below would change it (most text): skip the passes.
+        return truncate(value, max_chars) if max_chars is not None and len(value) > max_chars else value
+    return _plain_text(value, repair, max_chars)
+
+
+def _plain_text(value: str, repair: bool, max_chars: int | None) -> str:
     text = _BEFORE_REPAIR.sub("", value)
     if not text.isascii():
         if _STANDINS.search(text):
@@ -151,6 +167,14 @@ def http_url(value: str) -> str | None:
     text = value.strip()
     if not text or len(text) > MAX_URL_CHARS:
         return None
+    fast = _FAST_URL.fullmatch(text)
+    if fast and _DOMAIN.match(fast["host"]):
+        # Already in the form the general path below would give (most URLs).
+        return f"{fast['scheme']}://{fast['host']}{fast['path'] or '/'}{'?' + fast['query'] if fast['query'] else ''}"
+    return _general_http_url(text)
+
+
+def _general_http_url(text: str) -> str | None:
     if FORBIDDEN_CHARS.search(text) or _SPACE.search(text) or "\\" in text or _STANDINS.search(text):
         return None
     try:
@@ -215,6 +239,7 @@ def provider_key(value: str) -> str | None:
     return host
 
 
+@functools.lru_cache(maxsize=65_536)
 def topic_slug(name: str) -> str:
     """A URL-safe key for a topic name that merges spellings a person would merge.
 

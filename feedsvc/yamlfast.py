@@ -41,20 +41,27 @@ _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 #: in related items, are not read at all).
 DATE_KEYS = frozenset({"publishedDateTime", "updatedDateTime"})
 
-# Tags (!x), anchors (&x) and aliases (*x) at the start of a value.
-_NODE_PROPERTY = re.compile(r"(?<![^\s,\[{:-])[!&*][^\s,\]}]")
-_COMPLEX_KEY = re.compile(r"(?m)^[ \t]*\?(?:[ \t]|$)")
-# Unquoted numbers YAML 1.1 and 1.2 read differently: 010 and 0o10 ...
-# (after a space; after "," "[" or "{" only where a flow collection could be).
-_LEADING_ZERO = re.compile(r"(?<![^\s])[-+]?0[0-9_oO]")
-_ZERO_STARTS = (" 0", "\t0", "\n0", " -0", " +0")
-_FLOW_LEADING_ZERO = re.compile(r"[,\[{][ \t]*[-+]?0[0-9_oO]")
+# Tags (!x), anchors (&x) and aliases (*x) start a value: after a space or
+# one of these, and followed by a name.
+_BEFORE_PROPERTY = frozenset(" \t\n\r,[{:-\ufeff")
+_AFTER_PROPERTY = frozenset(" \t\n\r,]}")
+# A "?" that could open a complex key ("? key" at the start of a line).
+_QUESTION = re.compile(r"\?(?=[ \t\n]|$)")
+# Unquoted numbers YAML 1.1 and 1.2 read differently: 010 and 0o10, after a
+# space (or after "," "[" "{" where a flow collection could be). Each pattern
+# starts with a literal "0", which the regex engine finds fast.
+_LEADING_ZERO = re.compile(r"0(?:(?<=\s0)|(?<=\s[-+]0))[0-9_oO]")
+_FLOW_LEADING_ZERO = re.compile(r"0(?:(?<=[,\[{]0)|(?<=[,\[{][ \t]0)|(?<=[,\[{][-+]0))[0-9_oO]")
 _BIG = 10**40
 _STRICT_ISO = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?(?:Z|[+-][0-9]{2}:[0-9]{2})?)?"
 )
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _RESOLVERS: dict[str, list[tuple[str, re.Pattern[str]]]] = yaml.resolver.Resolver.yaml_implicit_resolvers
+#: First characters of text some resolver claims ("" for the empty text).
+_RESOLVER_FIRST = frozenset(_RESOLVERS) | {""}
+#: Of those, the letters: they begin only words of five letters or fewer.
+_WORD_FIRST = frozenset(c for c in _RESOLVERS if c.isalpha())
 
 
 def load(text: str, reference: Callable[[str], Any] | None = None) -> Any:
@@ -87,42 +94,67 @@ def _fast(text: str) -> dict[str, Any] | None:
 
 
 def _text_ok(text: str) -> bool:
-    """Cheap checks first: the regexes run only where their characters occur."""
-    if "<<" in text:
-        return False
-    if ("!" in text or "&" in text or "*" in text) and _NODE_PROPERTY.search(text):
-        return False
-    if any(s in text for s in _ZERO_STARTS) and _LEADING_ZERO.search(text):
+    """Cheap checks on the text (each a scan for a rare character)."""
+    if "<<" in text or _has_node_property(text) or _LEADING_ZERO.search(text):
         return False
     if ("[" in text or "{" in text) and _FLOW_LEADING_ZERO.search(text):
         return False
-    return "?" not in text or not _COMPLEX_KEY.search(text)
+    for m in _QUESTION.finditer(text):
+        line = text[text.rfind("\n", 0, m.start()) + 1 : m.start()]
+        if not line.strip(" \t-"):
+            return False
+    return True
+
+
+def _has_node_property(text: str) -> bool:
+    # str.find beats a regex here: most records hold a few "&" or "!", each
+    # inside quoted text after a letter.
+    for marker in "!&*":
+        i = text.find(marker)
+        while i != -1:
+            before = text[i - 1] if i else " "
+            after = text[i + 1 : i + 2]
+            if before in _BEFORE_PROPERTY and after and after not in _AFTER_PROPERTY:
+                return True
+            i = text.find(marker, i + 1)
+    return False
 
 
 def _same_as_pyyaml(value: Any) -> bool:
-    if isinstance(value, str):
-        return not _resolves(value)
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str) or _resolves(key):
+    """Whether PyYAML would have built the same value (walked without recursion)."""
+    stack = [value]
+    pop, push = stack.pop, stack.append
+    while stack:
+        item = pop()
+        kind = type(item)
+        if kind is str:
+            if item[:1] in _RESOLVER_FIRST and _resolves(item):
                 return False
-            if key in DATE_KEYS and isinstance(item, str) and _STRICT_ISO.fullmatch(item):
-                continue
-            if not _same_as_pyyaml(item):
+        elif kind is dict:
+            for key, child in item.items():
+                if type(key) is not str or (key[:1] in _RESOLVER_FIRST and _resolves(key)):
+                    return False
+                if key in DATE_KEYS and type(child) is str and _STRICT_ISO.fullmatch(child):
+                    continue
+                push(child)
+        elif kind is list:
+            stack.extend(item)
+        elif kind is int:
+            # Numbers longer than PyYAML's loader keeps as numbers stay text there.
+            if not -_BIG < item < _BIG:
                 return False
-        return True
-    if isinstance(value, list):
-        return all(_same_as_pyyaml(v) for v in value)
-    if isinstance(value, bool) or value is None:
-        return True
-    # Floats are rare in records and their spellings many (1e3, 3.10, .5):
-    # PyYAML reads them. So are numbers longer than PyYAML's loader keeps.
-    return isinstance(value, int) and -_BIG < value < _BIG
+        elif not (kind is bool or item is None):
+            # Floats are rare in records and their spellings many (1e3, 3.10,
+            # .5): PyYAML reads them.
+            return False
+    return True
 
 
 def _resolves(text: str) -> bool:
     """Would PyYAML read this text, written plain, as something other than a string?"""
-    for _tag, regexp in _RESOLVERS.get(text[:1] or "", ()):
+    if len(text) > 5 and text[0] in _WORD_FIRST:
+        return False  # only true/false/yes/no/on/off/null start with these
+    for _tag, regexp in _RESOLVERS.get(text[:1], ()):
         if regexp.match(text):
             return True
     return False

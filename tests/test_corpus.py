@@ -58,7 +58,8 @@ def parsed_feeds(corpus: Corpus) -> dict[Path, Any]:
 def test_the_build_succeeds_and_reports_the_rejected_records(corpus: Corpus) -> None:
     assert corpus.exit_code == 0, corpus.output
     summary = corpus.output.strip().splitlines()[-1]
-    assert summary.startswith(f"{CORPUS_RECORDS + len(BAD_RECORDS)} records read, {len(BAD_RECORDS)} rejected, ")
+    read = CORPUS_RECORDS + len(BAD_RECORDS)
+    assert summary.startswith(f"{read} records read ({read} parsed, 0 from cache), {len(BAD_RECORDS)} rejected, ")
     for name in BAD_RECORDS:
         assert re.search(rf"^{re.escape(name)}(:\d+)?: [\w.\-\[\]]+: ", corpus.output, re.MULTILINE), name
     assert "Traceback" not in corpus.output

@@ -43,6 +43,8 @@ class Site:
     records: Path
     #: What `feedsvc build` wrote for the same config: URL path → bytes.
     static: dict[str, bytes]
+    #: The .gz files it wrote beside them (for gzip_static): URL path → bytes.
+    static_gzip: dict[str, bytes]
 
 
 def make_records(folder: Path) -> Path:
@@ -67,6 +69,13 @@ def static_build(config: Path, out: Path) -> dict[str, bytes]:
     }
 
 
+def split_gzip(files: dict[str, bytes]) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    """(documents, their .gz files keyed by the document's path)."""
+    docs = {k: v for k, v in files.items() if not k.endswith(".gz")}
+    packed = {k.removesuffix(".gz"): v for k, v in files.items() if k.endswith(".gz")}
+    return docs, packed
+
+
 def start_site(workdir: Path, *, dev: bool = False, records: Path | None = None) -> Site:
     workdir.mkdir(parents=True, exist_ok=True)
     records = records or make_records(workdir / "records")
@@ -80,10 +89,10 @@ def start_site(workdir: Path, *, dev: bool = False, records: Path | None = None)
         workers=2,
         threads=2,
     )
-    static = static_build(config, workdir / "static")
+    static, static_gzip = split_gzip(static_build(config, workdir / "static"))
     server = Server(config, port, workdir, dev=dev, workers=1 if dev else 2)
     server.start()
-    return Site(server, records, static)
+    return Site(server, records, static, static_gzip)
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +164,8 @@ def test_every_file_is_byte_identical_to_the_static_build(site: Site) -> None:
         assert zipped.header("Content-Encoding") == "gzip"
         assert gzip.decompress(zipped.body) == body
         assert zipped.header("ETag") != plain.header("ETag")
+        # The .gz beside the static file is the very body the app sends.
+        assert zipped.body == site.static_gzip[path], path
 
 
 def test_every_feed_parses_with_feedparser_over_http(site: Site) -> None:

@@ -277,3 +277,26 @@ def test_provider_key(value: str, key: str | None) -> None:
 )
 def test_image_media_type(url: str, media_type: str | None) -> None:
     assert image_media_type(url) == media_type
+
+
+# --- Fast paths give what the general paths give ------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from feedsvc.text import _general_http_url, _plain_text, http_url, plain_text  # noqa: E402
+
+_URLISH = st.text(alphabet="abcAZ019-._~!$&'()*+,;=:@/?#%[] \t\"<>^`{|}\\é", max_size=40)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(["http://", "https://", "HTTP://", "ftp://", ""]), st.text(alphabet="abcxyz09.-", max_size=20), _URLISH)
+def test_fast_url_path_agrees_with_the_general_one(scheme: str, host: str, rest: str) -> None:
+    url = scheme + host + rest
+    assert http_url(url) == _general_http_url(url.strip())
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=60), st.sampled_from([None, 5, 20]))
+def test_fast_plain_text_path_agrees_with_the_general_one(value: str, limit: int | None) -> None:
+    assert plain_text(value, max_chars=limit) == _plain_text(value, True, limit)

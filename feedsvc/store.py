@@ -1,0 +1,280 @@
+"""The build cache: parsed records and feed membership in SQLite.
+
+An incremental build must find, without loading 100,000 records, which files
+changed (a stamp per file), which feeds those changes touch (a membership row
+per record and feed), and the newest entries of just those feeds (an index on
+feed, date, id). SQLite gives all three, and its transactions mean a build that
+dies half-way leaves the cache as it was before: a half-written cache is never
+trusted. The cache is rebuilt from scratch whenever its fingerprint (feedsvc's
+version and every setting that shapes the output) differs.
+
+The rules are the same as `feeds.py`'s, applied row by row: duplicates of one
+article (same entry id) are merged first, the most recently updated file
+winning and ties going to the path that sorts first; the winner is published
+when it passes the filters; entries sort newest first, ties broken by id.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import codec
+from .errors import RecordError
+from .feeds import ALL_NAME, display_name, topic_keys
+from .model import Feed, FeedKey, FeedKind, FeedSummary, Record
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    rel TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, ino INTEGER, digest TEXT,
+    rec BLOB, id TEXT, updated INTEGER, published INTEGER, selected INTEGER NOT NULL DEFAULT 0,
+    best INTEGER NOT NULL DEFAULT 0, problems BLOB
+);
+CREATE INDEX IF NOT EXISTS files_id ON files (id);
+CREATE TABLE IF NOT EXISTS members (
+    feed TEXT NOT NULL, rel TEXT NOT NULL, name TEXT NOT NULL, published INTEGER NOT NULL,
+    id TEXT NOT NULL, PRIMARY KEY (feed, rel)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS members_order ON members (feed, published DESC, id);
+CREATE INDEX IF NOT EXISTS members_rel ON members (rel);
+CREATE TABLE IF NOT EXISTS summaries (
+    feed TEXT PRIMARY KEY, name TEXT NOT NULL, total INTEGER NOT NULL, updated INTEGER
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    """A file's identity: unchanged stamp means unchanged file (no read needed)."""
+
+    size: int
+    mtime_ns: int
+    ino: int
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """One file's parse, encoded for the cache (made in worker processes)."""
+
+    rel: str
+    stamp: Stamp
+    digest: str
+    #: codec-encoded Record, or None if the file was rejected.
+    rec: bytes | None
+    id: str | None
+    updated: int | None
+    published: int | None
+    #: Whether the record passes the filters (published flag, min_quality).
+    selected: bool
+    #: (feed key text, display name) for each feed the record belongs to.
+    feeds: tuple[tuple[str, str], ...]
+    problems: tuple[RecordError, ...]
+
+
+def feed_text(key: FeedKey) -> str:
+    return f"{key.kind.value}/{key.slug}"
+
+
+def feed_key(text: str) -> FeedKey:
+    kind, slug = text.split("/", 1)
+    return FeedKey(FeedKind(kind), slug)
+
+
+class Store:
+    """The cache in one SQLite file; every change happens in one transaction."""
+
+    def __init__(self, path: Path | str, fingerprint: str) -> None:
+        self.db = sqlite3.connect(str(path), isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(_SCHEMA)
+        row = self.db.execute("SELECT value FROM meta WHERE key='fingerprint'").fetchone()
+        self.fresh = row is None or row[0] != fingerprint
+        if self.fresh:
+            with self.transaction():
+                self.db.execute("DELETE FROM files")
+                self.db.execute("DELETE FROM members")
+                self.db.execute("DELETE FROM summaries")
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES ('fingerprint', ?)", (fingerprint,))
+
+    def close(self) -> None:
+        self.db.close()
+
+    def transaction(self) -> _Transaction:
+        return _Transaction(self.db)
+
+    def stamps(self) -> dict[str, tuple[Stamp, str]]:
+        """Every cached file's stamp and content digest."""
+        return {
+            rel: (Stamp(size, mtime, ino), digest)
+            for rel, size, mtime, ino, digest in self.db.execute("SELECT rel, size, mtime_ns, ino, digest FROM files")
+        }
+
+    def touch(self, rel: str, stamp: Stamp) -> None:
+        """Record a new stamp for a file whose content turned out unchanged."""
+        self.db.execute(
+            "UPDATE files SET size=?, mtime_ns=?, ino=? WHERE rel=?", (stamp.size, stamp.mtime_ns, stamp.ino, rel)
+        )
+
+    def apply(self, parsed: Sequence[Parsed], removed: Iterable[str]) -> set[str]:
+        """Store new parses and forget removed files; return the feeds whose entries may differ."""
+        removed = list(removed)
+        gone = [p.rel for p in parsed] + removed
+        affected_ids = set()
+        affected: set[str] = set()
+        for chunk in _chunks(gone):
+            marks = ",".join("?" * len(chunk))
+            affected.update(f for (f,) in self.db.execute(f"SELECT DISTINCT feed FROM members WHERE rel IN ({marks})", chunk))
+            affected_ids.update(i for (i,) in self.db.execute(f"SELECT id FROM files WHERE rel IN ({marks}) AND id IS NOT NULL", chunk))
+            self.db.execute(f"DELETE FROM members WHERE rel IN ({marks})", chunk)
+            self.db.execute(f"DELETE FROM files WHERE rel IN ({marks})", chunk)
+        self.db.executemany(
+            "INSERT INTO files (rel, size, mtime_ns, ino, digest, rec, id, updated, published, selected, problems)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            [
+                (p.rel, p.stamp.size, p.stamp.mtime_ns, p.stamp.ino, p.digest, p.rec, p.id, p.updated,
+                 p.published, int(p.selected), _encode_problems(p.problems))
+                for p in parsed
+            ],
+        )  # fmt: skip
+        affected_ids.update(p.id for p in parsed if p.id is not None)
+        memberships = {p.rel: p for p in parsed}
+        affected |= self._elect(affected_ids, memberships)
+        return affected
+
+    def _elect(self, ids: set[str], fresh: dict[str, Parsed]) -> set[str]:
+        """Choose each article's file again (`best`); publish it if it passes the filters."""
+        affected: set[str] = set()
+        rows: list[tuple[str, str, int, int, int]] = []
+        for chunk in _chunks(sorted(ids)):
+            marks = ",".join("?" * len(chunk))
+            rows += self.db.execute(
+                f"SELECT id, rel, updated, selected, best FROM files WHERE id IN ({marks})", chunk
+            ).fetchall()
+        by_id: dict[str, list[tuple[str, int, int, int]]] = {}
+        for id_, rel, updated, selected, best in rows:
+            by_id.setdefault(id_, []).append((rel, updated, selected, best))
+        for group in by_id.values():
+            chosen = min(group, key=lambda g: (-g[1], g[0]))[0]
+            for rel, _updated, selected, best in group:
+                is_best = rel == chosen
+                if is_best == bool(best) and rel not in fresh:
+                    continue
+                self.db.execute("UPDATE files SET best=? WHERE rel=?", (int(is_best), rel))
+                affected.update(f for (f,) in self.db.execute("SELECT feed FROM members WHERE rel=?", (rel,)))
+                self.db.execute("DELETE FROM members WHERE rel=?", (rel,))
+                if is_best and selected:
+                    affected |= self._join(rel, fresh.get(rel))
+        return affected
+
+    def _join(self, rel: str, parsed: Parsed | None) -> set[str]:
+        """Add a published file's rows to the feeds it belongs to."""
+        rec, id_, published = self.db.execute("SELECT rec, id, published FROM files WHERE rel=?", (rel,)).fetchone()
+        feeds = parsed.feeds if parsed is not None else memberships(codec.decode(rec))
+        self.db.executemany(
+            "INSERT INTO members (feed, rel, name, published, id) VALUES (?,?,?,?,?)",
+            [(f, rel, name, published, id_) for f, name in feeds],
+        )
+        return {f for f, _ in feeds}
+
+    def feed_keys(self) -> list[str]:
+        return [f for (f,) in self.db.execute("SELECT DISTINCT feed FROM members ORDER BY feed")]
+
+    def feed(self, text: str, max_entries: int) -> Feed | None:
+        """The feed as `feeds.build_feeds` would make it, from the index alone."""
+        key = feed_key(text)
+        total, = self.db.execute("SELECT count(*) FROM members WHERE feed=?", (text,)).fetchone()
+        if not total and key.kind is not FeedKind.ALL:
+            return None
+        rows = self.db.execute(
+            "SELECT f.rec FROM members m JOIN files f ON f.rel = m.rel WHERE m.feed=?"
+            " ORDER BY m.published DESC, m.id LIMIT ?",
+            (text, max_entries),
+        ).fetchall()
+        entries = tuple(codec.decode(rec) for (rec,) in rows)
+        if key.kind is FeedKind.ALL:
+            name = ALL_NAME
+        else:
+            counts = Counter(dict(self.db.execute("SELECT name, count(*) FROM members WHERE feed=? GROUP BY name", (text,))))
+            name = display_name(counts)
+        return Feed(key=key, name=name, entries=entries, total=total)
+
+    def save_summary(self, feed: Feed) -> None:
+        """Remember what the index says of a rendered feed."""
+        updated = codec.micros(feed.updated) if feed.updated else None
+        self.db.execute(
+            "INSERT OR REPLACE INTO summaries VALUES (?,?,?,?)", (feed_text(feed.key), feed.name, feed.total, updated)
+        )
+
+    def forget_summary(self, text: str) -> None:
+        self.db.execute("DELETE FROM summaries WHERE feed=?", (text,))
+
+    def summaries(self) -> list[FeedSummary]:
+        """What the index and OPML list, for every feed, sorted by key."""
+        rows = self.db.execute("SELECT feed, name, total, updated FROM summaries")
+        out = [
+            FeedSummary(feed_key(f), name, total, codec.from_micros(u) if u is not None else None)
+            for f, name, total, u in rows
+        ]
+        return sorted(out, key=lambda s: s.key)
+
+    def problems(self) -> list[RecordError]:
+        """Every stored problem in path order, then a warning per merged duplicate."""
+        out: list[RecordError] = []
+        for (blob,) in self.db.execute("SELECT problems FROM files WHERE problems IS NOT NULL ORDER BY rel"):
+            out.extend(_decode_problems(blob))
+        dupes = self.db.execute(
+            "SELECT f.rel, b.rel FROM files f JOIN files b ON b.id = f.id AND b.best = 1"
+            " WHERE f.best = 0 AND f.id IS NOT NULL ORDER BY f.rel"
+        )
+        out.extend(RecordError.duplicate(loser, winner) for loser, winner in dupes)
+        return out
+
+    def counts(self) -> tuple[int, int]:
+        """(files known, files rejected)."""
+        files, rejected = self.db.execute("SELECT count(*), sum(rec IS NULL) FROM files").fetchone()
+        return files, rejected or 0
+
+
+def memberships(record: Record) -> tuple[tuple[str, str], ...]:
+    """(feed key text, display name) for each feed `record` is in."""
+    feeds = [("all/all", ALL_NAME)]
+    feeds += [(f"topics/{slug}", name) for slug, name in topic_keys(record)]
+    feeds.append((f"providers/{record.provider.domain}", record.provider.name))
+    return tuple(feeds)
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+def _chunks(items: Sequence[str] | list[str], size: int = 500) -> Iterable[list[str]]:
+    items = list(items)
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _encode_problems(problems: tuple[RecordError, ...]) -> bytes | None:
+    import marshal
+
+    if not problems:
+        return None
+    return marshal.dumps(tuple((p.path, p.field, p.reason, p.line, p.severity) for p in problems))
+
+
+def _decode_problems(blob: bytes) -> list[RecordError]:
+    import marshal
+
+    return [RecordError(*p) for p in marshal.loads(blob)]

@@ -1,0 +1,230 @@
+"""Incremental builds give exactly the bytes of a full build, doing only the needed work.
+
+Each scenario changes a records folder (add, change, delete, move between
+topics, unpublish, duplicate, rename, touch), builds incrementally on top of
+the previous build, and compares every output file with a full build from
+scratch into a fresh folder with a fresh cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from feedsvc import incremental
+from feedsvc.config import Config
+from feedsvc.publish import MANIFEST, files_for
+from feedsvc.site import build as build_in_memory
+from feedsvc.synth import write_corpus
+
+RECORDS = 120
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    records = tmp_path / "records"
+    write_corpus(records, RECORDS, seed=5, topics=12, providers=30)
+    return dataclasses.replace(
+        Config(), records_dir=records, output_dir=tmp_path / "out", include_unpublished=False, max_entries=10
+    )
+
+
+def snapshot(out: Path) -> dict[str, bytes]:
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def mtimes(out: Path) -> dict[str, int]:
+    return {p.relative_to(out).as_posix(): p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+
+
+def full_build(config: Config, where: Path) -> dict[str, bytes]:
+    report = incremental.build(config, where / "out", cache=where / "cache.sqlite", full=True)
+    assert report.changes.parsed == report.changes.files
+    return snapshot(where / "out")
+
+
+def files(config: Config) -> list[Path]:
+    return sorted(config.records_dir.glob("*.txt"))
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+def _add(config: Config) -> None:
+    new = config.records_dir / "zzz_new.txt"
+    text = _newest_published(config).read_text(encoding="utf-8")
+    text = re.sub(r"(?m)^publishedDateTime: .*$", "publishedDateTime: 2029-06-01T00:00:00Z", text)
+    new.write_text(text.replace('Url: "https://', 'Url: "https://new.'), encoding="utf-8")
+
+
+def _change_title(config: Config) -> None:
+    path = _newest_published(config)
+    edit(path, 'title: "', 'title: "Changed: ')
+
+
+def _delete(config: Config) -> None:
+    _newest_published(config).unlink()
+
+
+def _move_topic(config: Config) -> None:
+    path = _newest_published(config)
+    text = path.read_text(encoding="utf-8")
+    head, rest = text.split("topics:\n", 1)
+    items = rest.split("\n\n", 1)
+    path.write_text(head + 'topics:\n  - "A Brand New Topic"\n' + ("\n\n" + items[1] if len(items) > 1 else ""), encoding="utf-8")
+
+
+def _unpublish(config: Config) -> None:
+    edit(_newest_published(config), "published: true", "published: false")
+
+
+def _duplicate_newer(config: Config) -> None:
+    source = _newest_published(config)
+    copy = config.records_dir / "aaa_copy.txt"
+    shutil.copy(source, copy)
+    edit(copy, 'title: "', 'title: "Corrected: ')
+    edit(copy, "publishedDateTime:", "updatedDateTime: 2099-01-01T00:00:00Z\npublishedDateTime:")
+
+
+def _rename(config: Config) -> None:
+    path = _newest_published(config)
+    path.rename(path.with_name("renamed.txt"))
+
+
+def _break(config: Config) -> None:
+    edit(_newest_published(config), "publishedDateTime:", "publishedDateTime: not a date\nx:")
+
+
+def _newest_published(config: Config) -> Path:
+    loaded = build_in_memory(config)
+    newest = loaded.feeds[0].entries[0]  # the all-feed comes first
+    return config.records_dir / newest.path
+
+
+SCENARIOS: dict[str, Callable[[Config], None]] = {
+    "add": _add,
+    "change": _change_title,
+    "delete": _delete,
+    "move-topic": _move_topic,
+    "unpublish": _unpublish,
+    "duplicate": _duplicate_newer,
+    "rename": _rename,
+    "break": _break,
+}
+
+
+def test_a_full_build_equals_the_in_memory_site(config: Config) -> None:
+    incremental.build(config)
+    expected = files_for(build_in_memory(config).documents)
+    got = snapshot(config.output_dir)
+    got.pop(MANIFEST)
+    assert got == expected
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_an_incremental_build_equals_a_full_one(name: str, config: Config, tmp_path: Path) -> None:
+    first = incremental.build(config)
+    assert first.changes.parsed == RECORDS
+    SCENARIOS[name](config)
+    report = incremental.build(config)
+    assert report.changes.parsed <= 1
+    # Only the feeds the change touches are rendered again.
+    assert 0 < report.changes.feeds_rendered <= 8 < report.changes.feeds
+    assert snapshot(config.output_dir) == full_build(config, tmp_path / "fresh")
+    assert snapshot(config.output_dir) != {}
+
+
+def test_a_rebuild_with_nothing_changed_writes_nothing(config: Config) -> None:
+    incremental.build(config)
+    before = mtimes(config.output_dir)
+    report = incremental.build(config)
+    assert (report.changes.parsed, report.changes.feeds_rendered, report.published.written) == (0, 0, 0)
+    assert mtimes(config.output_dir) == before
+
+
+def test_a_touched_file_is_recognised_by_its_content(config: Config) -> None:
+    incremental.build(config)
+    before = mtimes(config.output_dir)
+    path = files(config)[3]
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    report = incremental.build(config)
+    assert (report.changes.parsed, report.published.written) == (0, 0)
+    assert mtimes(config.output_dir) == before
+
+
+def test_a_build_that_dies_half_way_is_done_again(config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    incremental.build(config)
+    _change_title(config)
+    real = incremental.publish
+
+    def dies(*args: object, **kwargs: object) -> object:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(incremental, "publish", dies)
+    with pytest.raises(OSError):
+        incremental.build(config)
+    monkeypatch.setattr(incremental, "publish", real)
+    report = incremental.build(config)
+    assert report.changes.parsed == 1
+    assert snapshot(config.output_dir) == full_build(config, tmp_path / "fresh")
+
+
+def test_a_damaged_cache_is_rebuilt(config: Config, tmp_path: Path) -> None:
+    incremental.build(config)
+    cache = incremental.default_cache_path(config.output_dir)
+    for suffix in ("-wal", "-shm"):
+        Path(str(cache) + suffix).unlink(missing_ok=True)
+    cache.write_bytes(b"not a database" * 100)
+    report = incremental.build(config)
+    assert report.changes.parsed == RECORDS
+    assert snapshot(config.output_dir) == full_build(config, tmp_path / "fresh")
+
+
+def test_a_config_change_renders_everything_again(config: Config, tmp_path: Path) -> None:
+    incremental.build(config)
+    retitled = dataclasses.replace(config, site=dataclasses.replace(config.site, title="Another title"))
+    report = incremental.build(retitled)
+    assert report.changes.feeds_rendered == report.changes.feeds
+    assert snapshot(config.output_dir) == full_build(retitled, tmp_path / "fresh")
+
+
+def test_a_deleted_output_folder_is_written_again(config: Config, tmp_path: Path) -> None:
+    incremental.build(config)
+    shutil.rmtree(config.output_dir)
+    incremental.build(config)
+    assert snapshot(config.output_dir) == full_build(config, tmp_path / "fresh")
+
+
+def test_parallel_parsing_gives_the_same_output(config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(incremental, "PARALLEL_MIN", 1)
+    report = incremental.build(config, tmp_path / "parallel", cache=tmp_path / "p.sqlite", workers=2)
+    assert report.changes.parsed == RECORDS
+    monkeypatch.setattr(incremental, "PARALLEL_MIN", 10**9)
+    assert snapshot(tmp_path / "parallel") == full_build(config, tmp_path / "fresh")
+
+
+def test_the_cache_lives_beside_the_output_not_in_it(config: Config) -> None:
+    incremental.build(config)
+    cache = incremental.default_cache_path(config.output_dir)
+    assert cache.is_file() and config.output_dir not in cache.parents
+    with sqlite3.connect(cache) as db:
+        assert db.execute("SELECT count(*) FROM files").fetchone()[0] == RECORDS
+    assert not any(".sqlite" in name for name in snapshot(config.output_dir))
+
+
+def test_problems_are_reported_on_every_build(config: Config) -> None:
+    _break(config)
+    first = incremental.build(config)
+    again = incremental.build(config)
+    assert [str(p) for p in first.problems] == [str(p) for p in again.problems]
+    assert again.rejected == first.rejected == 1
