@@ -4,10 +4,11 @@ A build stats every record file and compares the stamps with the cache
 (`store.py`); only new or changed files are read, in parallel across cores
 when there are many. A file whose stamp changed but whose bytes did not (a
 `touch`, a copy) is recognised by its SHA-256 and not parsed again. The changes
-give the set of feeds they touch; only those feeds are rendered, and only files
-whose bytes differ are written. Everything happens inside one cache
-transaction that commits after the files are written, so a build that dies
-half-way is simply done again next time.
+give the set of feeds they touch; only those feeds are rendered (by worker
+processes reading the committed cache, when there are many), and only files
+whose bytes differ are written. The cache records the feeds to render as
+pending in the same transaction as the changes, and clears them only after the
+files are written, so a build that dies half-way is simply finished next time.
 
 A build from an empty cache goes through the same steps, so a full build and
 any sequence of incremental ones give the same bytes (tests/test_incremental.py).
@@ -33,6 +34,7 @@ from .publish import MANIFEST, PublishResult, publish
 from .records import Loaded, load_bytes, read_record, record_files, settings_for
 from .render import Site
 from .site import Document, feed_documents, site_documents
+from .model import Feed
 from .store import Parsed, Stamp, Store, feed_key, memberships
 
 #: Below this many changed files, parsing stays in this process.
@@ -90,10 +92,10 @@ def build(
 ) -> BuildReport:
     """Bring `out` up to date with records_dir, doing only the work changes need.
 
-    The cache (beside `out` unless `cache` says otherwise) is updated in the
-    same transaction that covers writing the files: if anything fails, the
-    cache stays as it was and the next build does the work again. `full`
-    starts from an empty cache.
+    The cache (beside `out` unless `cache` says otherwise) is updated first,
+    marking the feeds to render as pending; they are cleared only once the
+    files are written, so a build that dies renders them again next time.
+    `full` starts from an empty cache.
     """
     started = time.perf_counter()
     out = out or config.output_dir
@@ -101,17 +103,23 @@ def build(
     out.parent.mkdir(parents=True, exist_ok=True)
     if full:
         _remove_cache(cache)
+    workers = workers or _cores()
     store = open_store(cache, config)
     try:
         with store.transaction():
-            changes = refresh(
-                store, config, render_all=not (out / MANIFEST).is_file(), workers=workers, progress=progress
-            )
-            published = publish(changes.documents, out, complete=False, removed=changes.removed_paths)
+            plan = refresh(store, config, render_all=not (out / MANIFEST).is_file(), workers=workers, progress=progress)
+        documents, gone = render(cache, store, config, plan, workers)
+        published = publish(documents, out, complete=False, removed=gone)
+        with store.transaction():
+            store.clear_pending()
         problems = tuple(store.problems())
         _files, rejected = store.counts()
     finally:
         store.close()
+    changes = Changes(
+        documents, gone, plan.files, plan.parsed, plan.files - plan.parsed, plan.removed_files,
+        plan.feeds_total, len(plan.feeds) + len(plan.gone),
+    )  # fmt: skip
     return BuildReport(changes, published, problems, rejected, time.perf_counter() - started)
 
 
@@ -202,6 +210,10 @@ def parse_many(
             yield from results
 
 
+#: From this many feeds to render, rendering is spread over worker processes.
+PARALLEL_FEEDS = 64
+
+
 def refresh(
     store: Store,
     config: Config,
@@ -209,11 +221,13 @@ def refresh(
     render_all: bool = False,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> Changes:
-    """Bring the cache up to date with records_dir; return the documents to write.
+) -> Plan:
+    """Bring the cache up to date with records_dir; say which feeds to render.
 
-    Call inside `store.transaction()`. `render_all` renders every feed (when the
-    output folder may not match the cache); otherwise only touched feeds.
+    Call inside `store.transaction()`. The feeds to render are the ones the
+    changes touched, those an interrupted build left (`pending`), or all of
+    them with `render_all` (when the output folder may not match the cache).
+    They are recorded as pending until the files are written.
     """
     root = config.records_dir
     current = scan(root)
@@ -233,38 +247,84 @@ def refresh(
             store.touch(item[0], item[1])
         else:
             parsed.append(result)
-    affected = store.apply(parsed, removed)
+    affected = store.apply(parsed, removed) | store.pending()
     everything = store.feed_keys()
     if render_all or store.fresh:
-        affected = set(everything) | {"all/all"}
+        affected |= set(everything) | {"all/all"}
         store.fresh = False
-    documents, gone = render(store, config, affected)
-    return Changes(documents, gone, len(current), len(parsed), len(current) - len(parsed), len(removed), len(everything), len(affected))
+    live = {text for text in affected if store.summarize(text, config.max_entries)}
+    store.set_pending(affected)
+    return Plan(
+        feeds=tuple(sorted(live)), gone=tuple(sorted(affected - live)), files=len(current), parsed=len(parsed),
+        removed_files=len(removed), feeds_total=len(everything) + ("all/all" not in everything),
+    )  # fmt: skip
 
 
-def render(store: Store, config: Config, affected: Iterable[str]) -> tuple[dict[str, Document], tuple[str, ...]]:
-    """Documents of the touched feeds plus the listings; paths of feeds now gone."""
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What a refresh found: the feeds to render, the feeds gone, and counts."""
+
+    feeds: tuple[str, ...]
+    gone: tuple[str, ...]
+    files: int
+    parsed: int
+    removed_files: int
+    feeds_total: int
+
+
+def render(
+    cache: Path, store: Store, config: Config, plan: Plan, workers: int
+) -> tuple[dict[str, Document], tuple[str, ...]]:
+    """Documents of the planned feeds plus the listings, and the paths of gone feeds.
+
+    Reads the committed cache; many feeds are rendered in worker processes,
+    each reading the cache on its own.
+    """
     site = Site.from_config(config)
     documents: dict[str, Document] = {}
-    gone: list[str] = []
-    for text in sorted(affected):
-        feed = store.feed(text, config.max_entries)
-        if feed is None:
-            gone.extend(d for d in _feed_paths(text))
-            store.forget_summary(text)
-            continue
-        store.save_summary(feed)
-        for doc in feed_documents(feed, site):
-            documents[doc.path] = doc
+    chunks = [list(plan.feeds[i : i + 16]) for i in range(0, len(plan.feeds), 16)]
+    if workers > 1 and len(plan.feeds) >= PARALLEL_FEEDS:
+        with ProcessPoolExecutor(
+            max_workers=workers, mp_context=get_context("fork"), initializer=_open_reader, initargs=(cache,)
+        ) as pool:
+            for docs in pool.map(_render_chunk, [(c, config.max_entries, site) for c in chunks]):
+                documents.update((d.path, d) for d in docs)
+    else:
+        for chunk in chunks:
+            documents.update((d.path, d) for d in _render_with(store, chunk, config.max_entries, site))
+    gone = [d.path for text in plan.gone for d in feed_documents(_empty(text), site)]
     if documents or gone:
         for doc in site_documents(store.summaries(), site):
             documents[doc.path] = doc
     return documents, tuple(gone)
 
 
-def _feed_paths(text: str) -> list[str]:
-    path = feed_key(text).path
-    return [f"{path}.{ext}" for ext in ("rss", "atom", "html")]
+_READER: Store | None = None
+
+
+def _open_reader(cache: Path) -> None:
+    global _READER
+    _READER = Store.reader(cache)
+
+
+def _render_chunk(args: tuple[list[str], int, Site]) -> list[Document]:
+    texts, max_entries, site = args
+    assert _READER is not None
+    return _render_with(_READER, texts, max_entries, site)
+
+
+def _render_with(store: Store, texts: Iterable[str], max_entries: int, site: Site) -> list[Document]:
+    docs: list[Document] = []
+    for text in texts:
+        feed = store.feed(text, max_entries)
+        if feed is not None:
+            docs.extend(feed_documents(feed, site))
+    return docs
+
+
+def _empty(text: str) -> Feed:
+    """A stand-in for a feed that is gone, to learn which paths it had."""
+    return Feed(key=feed_key(text), name="", entries=(), total=0)
 
 
 def _filters(config: Config) -> Filters:

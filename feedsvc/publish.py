@@ -45,8 +45,13 @@ class UnsafePath(FeedsvcError):
     """A document path that would leave the output folder."""
 
 
-def safe_target(out: Path, rel: str) -> Path:
-    """The file for URL path `rel` inside `out`; raises `UnsafePath` otherwise."""
+def safe_target(out: Path, rel: str, checked: dict[Path, bool] | None = None) -> Path:
+    """The file for URL path `rel` inside `out`; raises `UnsafePath` otherwise.
+
+    `checked` remembers folders already found inside `out` (a build writes
+    thousands of files into a handful of folders). The file itself may be a
+    symbolic link: it is replaced by a rename, never written through.
+    """
     pure = PurePosixPath(rel)
     if (
         not rel
@@ -57,8 +62,15 @@ def safe_target(out: Path, rel: str) -> Path:
     ):
         raise UnsafePath(f"refusing to write {rel!r}: not a plain relative path")
     target = out.joinpath(*pure.parts)
-    root = out.resolve()
-    if root != target.resolve().parent and root not in target.resolve().parents:
+    folder = target.parent
+    inside = checked.get(folder) if checked is not None else None
+    if inside is None:
+        root = out.resolve()
+        real = folder.resolve()
+        inside = real == root or root in real.parents
+        if checked is not None:
+            checked[folder] = inside
+    if not inside:
         raise UnsafePath(f"refusing to write {rel!r}: outside {out}")
     return target
 
@@ -83,7 +95,8 @@ def publish(
     out.mkdir(parents=True, exist_ok=True)
     files = files_for(documents)
     ordered = sorted(files, key=lambda p: (p.removesuffix(".gz") in LISTINGS, p))
-    targets = {rel: safe_target(out, rel) for rel in ordered}
+    checked: dict[Path, bool] = {}
+    targets = {rel: safe_target(out, rel, checked) for rel in ordered}
     previous = _read_manifest(out)
     current = {rel: _digest(files[rel]) for rel in ordered}
     if complete:

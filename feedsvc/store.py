@@ -16,6 +16,7 @@ when it passes the filters; entries sort newest first, ties broken by id.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -148,7 +149,6 @@ class Store:
 
     def _elect(self, ids: set[str], fresh: dict[str, Parsed]) -> set[str]:
         """Choose each article's file again (`best`); publish it if it passes the filters."""
-        affected: set[str] = set()
         rows: list[tuple[str, str, int, int, int]] = []
         for chunk in _chunks(sorted(ids)):
             marks = ",".join("?" * len(chunk))
@@ -158,31 +158,48 @@ class Store:
         by_id: dict[str, list[tuple[str, int, int, int]]] = {}
         for id_, rel, updated, selected, best in rows:
             by_id.setdefault(id_, []).append((rel, updated, selected, best))
+        flags: list[tuple[int, str]] = []
+        leaving: list[str] = []
+        joining: list[str] = []
         for group in by_id.values():
             chosen = min(group, key=lambda g: (-g[1], g[0]))[0]
             for rel, _updated, selected, best in group:
                 is_best = rel == chosen
                 if is_best == bool(best) and rel not in fresh:
                     continue
-                self.db.execute("UPDATE files SET best=? WHERE rel=?", (int(is_best), rel))
-                affected.update(f for (f,) in self.db.execute("SELECT feed FROM members WHERE rel=?", (rel,)))
-                self.db.execute("DELETE FROM members WHERE rel=?", (rel,))
+                flags.append((int(is_best), rel))
+                if rel not in fresh:  # a fresh file has no rows yet
+                    leaving.append(rel)
                 if is_best and selected:
-                    affected |= self._join(rel, fresh.get(rel))
+                    joining.append(rel)
+        self.db.executemany("UPDATE files SET best=? WHERE rel=?", flags)
+        affected: set[str] = set()
+        for chunk in _chunks(leaving):
+            marks = ",".join("?" * len(chunk))
+            affected.update(f for (f,) in self.db.execute(f"SELECT DISTINCT feed FROM members WHERE rel IN ({marks})", chunk))
+            self.db.execute(f"DELETE FROM members WHERE rel IN ({marks})", chunk)
+        members: list[tuple[str, str, str, int, str]] = []
+        for chunk in _chunks(joining):
+            marks = ",".join("?" * len(chunk))
+            for rel, rec, id_, published in self.db.execute(
+                f"SELECT rel, rec, id, published FROM files WHERE rel IN ({marks})", chunk
+            ):
+                feeds = fresh[rel].feeds if rel in fresh else memberships(codec.decode(rec))
+                members += [(f, rel, name, published, id_) for f, name in feeds]
+        self.db.executemany("INSERT INTO members (feed, rel, name, published, id) VALUES (?,?,?,?,?)", members)
+        affected.update(m[0] for m in members)
         return affected
-
-    def _join(self, rel: str, parsed: Parsed | None) -> set[str]:
-        """Add a published file's rows to the feeds it belongs to."""
-        rec, id_, published = self.db.execute("SELECT rec, id, published FROM files WHERE rel=?", (rel,)).fetchone()
-        feeds = parsed.feeds if parsed is not None else memberships(codec.decode(rec))
-        self.db.executemany(
-            "INSERT INTO members (feed, rel, name, published, id) VALUES (?,?,?,?,?)",
-            [(f, rel, name, published, id_) for f, name in feeds],
-        )
-        return {f for f, _ in feeds}
 
     def feed_keys(self) -> list[str]:
         return [f for (f,) in self.db.execute("SELECT DISTINCT feed FROM members ORDER BY feed")]
+
+    @classmethod
+    def reader(cls, path: Path | str) -> Store:
+        """A read-only view of a committed cache (for render worker processes)."""
+        store = cls.__new__(cls)
+        store.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+        store.fresh = False
+        return store
 
     def feed(self, text: str, max_entries: int) -> Feed | None:
         """The feed as `feeds.build_feeds` would make it, from the index alone."""
@@ -196,22 +213,39 @@ class Store:
             (text, max_entries),
         ).fetchall()
         entries = tuple(codec.decode(rec) for (rec,) in rows)
+        return Feed(key=key, name=self._name(key, text), entries=entries, total=total)
+
+    def _name(self, key: FeedKey, text: str) -> str:
         if key.kind is FeedKind.ALL:
-            name = ALL_NAME
-        else:
-            counts = Counter(dict(self.db.execute("SELECT name, count(*) FROM members WHERE feed=? GROUP BY name", (text,))))
-            name = display_name(counts)
-        return Feed(key=key, name=name, entries=entries, total=total)
+            return ALL_NAME
+        counts = Counter(dict(self.db.execute("SELECT name, count(*) FROM members WHERE feed=? GROUP BY name", (text,))))
+        return display_name(counts)
 
-    def save_summary(self, feed: Feed) -> None:
-        """Remember what the index says of a rendered feed."""
-        updated = codec.micros(feed.updated) if feed.updated else None
-        self.db.execute(
-            "INSERT OR REPLACE INTO summaries VALUES (?,?,?,?)", (feed_text(feed.key), feed.name, feed.total, updated)
-        )
+    def summarize(self, text: str, max_entries: int) -> bool:
+        """Store what the index says of a feed (as `feed` would make it); False if it is gone."""
+        key = feed_key(text)
+        total, = self.db.execute("SELECT count(*) FROM members WHERE feed=?", (text,)).fetchone()
+        if not total and key.kind is not FeedKind.ALL:
+            self.db.execute("DELETE FROM summaries WHERE feed=?", (text,))
+            return False
+        (updated,) = self.db.execute(
+            "SELECT max(f.updated) FROM (SELECT rel FROM members WHERE feed=? ORDER BY published DESC, id LIMIT ?) t"
+            " JOIN files f ON f.rel = t.rel",
+            (text, max_entries),
+        ).fetchone()
+        self.db.execute("INSERT OR REPLACE INTO summaries VALUES (?,?,?,?)", (text, self._name(key, text), total, updated))
+        return True
 
-    def forget_summary(self, text: str) -> None:
-        self.db.execute("DELETE FROM summaries WHERE feed=?", (text,))
+    def pending(self) -> set[str]:
+        """Feeds a build committed to the cache but may not have written out (it died)."""
+        row = self.db.execute("SELECT value FROM meta WHERE key='pending'").fetchone()
+        return set(json.loads(row[0])) if row else set()
+
+    def set_pending(self, feeds: Iterable[str]) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('pending', ?)", (json.dumps(sorted(feeds)),))
+
+    def clear_pending(self) -> None:
+        self.db.execute("DELETE FROM meta WHERE key='pending'")
 
     def summaries(self) -> list[FeedSummary]:
         """What the index and OPML list, for every feed, sorted by key."""
