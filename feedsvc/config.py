@@ -9,6 +9,7 @@ gives the same result from any working directory.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import os
 import re
@@ -33,6 +34,8 @@ _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffd\ufffe\uffff]")
 _MARKUP = re.compile(r"<[A-Za-z/!?]|&#?\w+;")
 #: An RFC 5646 language tag, in the shape the feed validator accepts.
 _LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*$")
+#: Most items a list setting may hold.
+MAX_LIST = 1_000
 #: What may stay unescaped in the path of site.base_url (RFC 3986 pchar and "/").
 _PATH_SAFE = "/!$&'()*+,;=:@-._~%"
 
@@ -78,6 +81,39 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
+class WebSubConfig:
+    #: WebSub hubs (absolute http(s) URLs): every feed names each as rel="hub",
+    #: and each is told when a feed's bytes change. Empty: WebSub is off.
+    hubs: tuple[str, ...] = ()
+    #: Seconds to keep retrying the notifications of one change before giving up.
+    timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class PoliteConfig:
+    #: Answer 429 to a client that fetches one URL too often.
+    enabled: bool = True
+    #: Requests one address may make for one URL within the window; an
+    #: unconditional fetch (any answer but 304) counts as two.
+    max_requests: int = 60
+    window_seconds: int = 600
+    #: Addresses or networks (CIDR) never limited.
+    exempt: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
+    #: Reverse proxies (addresses or CIDR) whose X-Forwarded-For is believed.
+    trusted_proxies: tuple[str, ...] = ()
+    #: Most (address, URL) pairs tracked per worker; the least recent go first.
+    max_clients: int = 10_000
+
+
+@dataclass(frozen=True)
+class QueriesConfig:
+    #: Custom feeds (feeds with a query string) kept rendered per worker.
+    cache_entries: int = 256
+    #: Most bytes those rendered custom feeds may take per worker.
+    cache_bytes: int = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True)
 class Config:
     site: SiteConfig = field(default_factory=SiteConfig)
     records_dir: Path = Path("seeds")
@@ -92,6 +128,9 @@ class Config:
     repair_mojibake: bool = True
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
+    websub: WebSubConfig = field(default_factory=WebSubConfig)
+    polite: PoliteConfig = field(default_factory=PoliteConfig)
+    queries: QueriesConfig = field(default_factory=QueriesConfig)
     #: Where this config was read from ("<defaults>" when built in code).
     source: str = field(default="<defaults>", compare=False)
 
@@ -208,6 +247,47 @@ def check(config: Config) -> None:
     for f in dataclasses.fields(LimitsConfig):
         if getattr(config.limits, f.name) < 1:
             raise ConfigError(src, f"limits.{f.name}", "must be at least 1")
+    _check_features(config)
+
+
+#: What a hub URL may hold: RFC 3986 characters, ASCII only (it is published in every feed).
+_URL_CHARS = re.compile(r"^[A-Za-z0-9\-._~:/?\[\]@!$&'()*+,;=%]+$")
+
+
+def _check_features(config: Config) -> None:
+    """WebSub, polite polling and custom-feed settings."""
+    src = config.source
+    seen: set[str] = set()
+    for i, hub in enumerate(config.websub.hubs):
+        key = f"websub.hubs[{i}]"
+        try:
+            parts = urlsplit(hub)
+            _ = parts.port  # raises ValueError for a bad port
+        except ValueError:
+            raise ConfigError(src, key, "not a valid URL") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(src, key, "must be an absolute http(s) URL")
+        if parts.username is not None or parts.password is not None:
+            raise ConfigError(src, key, "must not contain a user name or password (every feed shows it)")
+        if not _URL_CHARS.match(hub) or parts.fragment or hub.endswith("#"):
+            raise ConfigError(src, key, "must be a plain ASCII URL without spaces or a fragment (percent-encode the rest)")
+        if hub in seen:
+            raise ConfigError(src, key, "is listed twice")
+        seen.add(hub)
+    if config.websub.timeout <= 0:
+        raise ConfigError(src, "websub.timeout", "must be positive")
+    for name in ("max_requests", "window_seconds", "max_clients"):
+        if getattr(config.polite, name) < 1:
+            raise ConfigError(src, f"polite.{name}", "must be at least 1")
+    for name in ("exempt", "trusted_proxies"):
+        for i, value in enumerate(getattr(config.polite, name)):
+            try:
+                ipaddress.ip_network(value.strip(), strict=False)
+            except ValueError:
+                raise ConfigError(src, f"polite.{name}[{i}]", "not an IP address or network (CIDR)") from None
+    for name in ("cache_entries", "cache_bytes"):
+        if getattr(config.queries, name) < 1:
+            raise ConfigError(src, f"queries.{name}", "must be at least 1")
 
 
 def base_url(config: Config) -> str:
@@ -262,6 +342,12 @@ def _convert(hint: Any, value: Any, src: str, key: str) -> Any:
         if not math.isfinite(value):
             raise ConfigError(src, key, "must be a finite number")
         return float(value)
+    if typing.get_origin(hint) is tuple:
+        if value is None:
+            return ()
+        if not isinstance(value, list) or len(value) > MAX_LIST:
+            raise ConfigError(src, key, f"must be a list (at most {MAX_LIST} items)")
+        return tuple(_convert(str, item, src, f"{key}[{i}]") for i, item in enumerate(value))
     if hint is str:
         if not isinstance(value, str):
             raise ConfigError(src, key, "must be text")

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import jinja2
 
+from . import jsonfeed
 from .model import Feed, FeedKey, FeedKind, Record
 from .render import FORMATS, Site, feed_title
 
@@ -38,7 +39,9 @@ _ENV = jinja2.Environment(
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=True,
 )
-_FORMAT_NAMES = {"rss": "RSS", "atom": "Atom"}
+_FORMAT_NAMES = {"rss": "RSS", "atom": "Atom", "json": "JSON Feed"}
+#: Every feed format with the media type its autodiscovery link announces.
+_DISCOVERY = {**FORMATS, "json": jsonfeed.MEDIA_TYPE}
 SECTIONS = ((FeedKind.ALL, "All articles"), (FeedKind.TOPIC, "Topics"), (FeedKind.PROVIDER, "Providers"))
 
 
@@ -50,6 +53,7 @@ class _Row:
     html_url: str
     rss_url: str
     atom_url: str
+    json_url: str
 
     @property
     def updated_iso(self) -> str:
@@ -79,6 +83,7 @@ def _row(feed: Listed, site: Site) -> _Row:
         html_url=site.url(f"{path}.html"),
         rss_url=site.url(f"{path}.rss"),
         atom_url=site.url(f"{path}.atom"),
+        json_url=site.url(f"{path}.json"),
     )
 
 
@@ -86,7 +91,7 @@ def _autodiscovery(feed: Listed, site: Site) -> list[tuple[str, str, str, str]]:
     title = feed_title(site, feed)
     return [
         (fmt, media_type, site.url(f"{feed.key.path}.{fmt}"), f"{title} ({_FORMAT_NAMES[fmt]})")
-        for fmt, media_type in FORMATS.items()
+        for fmt, media_type in _DISCOVERY.items()
     ]
 
 
@@ -110,13 +115,18 @@ def render_feed_page(feed: Feed, site: Site) -> bytes:
         autodiscovery=_autodiscovery(feed, site),
         rss_url=site.url(f"{feed.key.path}.rss"),
         atom_url=site.url(f"{feed.key.path}.atom"),
+        json_url=site.url(f"{feed.key.path}.json"),
         entries=[_entry(r) for r in feed.entries],
         total=feed.total,
     )
 
 
 def render_opml(feeds: Sequence[Listed], site: Site) -> bytes:
-    """/feeds.opml: OPML 2.0 listing every feed, for one-click import."""
+    """/feeds.opml: OPML 2.0 listing every feed, for one-click import.
+
+    Each feed is listed once, as RSS: OPML's ``type="rss"`` outlines are what
+    feed readers import, and few of them read JSON Feed.
+    """
     newest = max((f.updated for f in feeds if f.updated), default=None)
     updated = format_datetime(newest) if newest else None
     return _render("feeds.opml", site=site, sections=_rows(feeds, site), updated=updated)

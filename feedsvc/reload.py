@@ -73,8 +73,11 @@ def etag_of(body: bytes) -> str:
     return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
 
 
-def prepare(doc: Document, previous: Prepared | None = None) -> Prepared:
-    """`doc` ready to serve; reuses `previous` when the document is the same."""
+def prepare(doc: Document, previous: Prepared | None = None, *, level: int = GZIP_LEVEL) -> Prepared:
+    """`doc` ready to serve; reuses `previous` when the document is the same.
+
+    `level` is the gzip level: custom feeds, made on request, use a faster one.
+    """
     if previous is not None and (
         previous.document is doc
         or (
@@ -86,7 +89,7 @@ def prepare(doc: Document, previous: Prepared | None = None) -> Prepared:
         return previous
     plain = Variant(doc.body, etag_of(doc.body))
     # mtime=0 keeps the gzip header free of the clock: same input, same bytes.
-    packed = gzip.compress(doc.body, compresslevel=GZIP_LEVEL, mtime=0)
+    packed = gzip.compress(doc.body, compresslevel=level, mtime=0)
     zipped = Variant(packed, etag_of(packed)) if len(packed) < len(doc.body) else None
     when = doc.last_modified
     return Prepared(
@@ -142,6 +145,12 @@ class ReloadReport:
     #: Whether a new snapshot was swapped in.
     swapped: bool = False
     seconds: float = 0.0
+    #: URL paths of documents that are new or whose bytes changed, sorted.
+    changed_documents: tuple[str, ...] = ()
+    #: URL paths of documents no longer served, sorted.
+    removed_documents: tuple[str, ...] = ()
+    #: Whether the scan failed (the previous snapshot is still served).
+    failed: bool = False
 
     @property
     def any_change(self) -> bool:
@@ -177,6 +186,9 @@ class LiveSite:
         self._root = Path(config.records_dir)
         self._settings = settings_for(config)
         self._clock = clock
+        #: Called with each scan's report, in the scanning thread, after the
+        #: swap (metrics, WebSub). Keep them quick; an exception is logged.
+        self.listeners: list[Callable[[ReloadReport], None]] = []
         self._lock = threading.Lock()
         self._start_lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -206,9 +218,28 @@ class LiveSite:
     # -- scanning ------------------------------------------------------------
 
     def reload_now(self) -> ReloadReport:
-        """Scan records_dir once and swap in a new snapshot if anything changed."""
-        with self._lock:
-            return self._reload()
+        """Scan records_dir once and swap in a new snapshot if anything changed.
+
+        Then tell the listeners, outside the lock (a failed scan is reported
+        to them too, and raised).
+        """
+        started = time.monotonic()
+        try:
+            with self._lock:
+                report = self._reload()
+        except Exception:
+            self._tell(ReloadReport(failed=True, seconds=time.monotonic() - started))
+            raise
+        self._tell(report)
+        return report
+
+    def _tell(self, report: ReloadReport) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener(report)
+            except Exception as e:  # noqa: BLE001 - a listener must not stop reloads
+                log.error("reload listener failed (%s)", type(e).__name__)
+                log.debug("reload listener failure", exc_info=True)
 
     def _reload(self) -> ReloadReport:
         started = time.monotonic()
@@ -228,6 +259,8 @@ class LiveSite:
         old = current.documents
         documents = {path: prepare(doc, old.get(path)) for path, doc in build.documents.items()}
         rendered = sum(1 for f in build.cache if f not in current.build.cache)
+        changed = tuple(sorted(path for path, prep in documents.items() if old.get(path) is not prep))
+        removed = tuple(sorted(old.keys() - documents.keys()))
         for outcome in scan.fresh:
             for problem in outcome.problems:
                 _log_problem(problem)
@@ -244,6 +277,8 @@ class LiveSite:
             rendered=rendered,
             swapped=True,
             seconds=time.monotonic() - started,
+            changed_documents=changed,
+            removed_documents=removed,
         )
         log.info(
             "reloaded: %d added, %d changed, %d removed; %d feeds rendered; "

@@ -28,6 +28,7 @@ related        <link rel="related" title>       (content:encoded only)
 from __future__ import annotations
 
 import hashlib
+import functools
 import html
 import re
 from collections import Counter
@@ -53,6 +54,7 @@ from .text import image_media_type
 #: The date an empty feed claims: fixed, so an empty feed is deterministic too.
 EMPTY_FEED_DATE = datetime(2000, 1, 1, tzinfo=timezone.utc)
 FORMATS = {"rss": "application/rss+xml", "atom": "application/atom+xml"}
+ATOM_NS = "http://www.w3.org/2005/Atom"
 
 #: Characters no published text may hold: those XML 1.0 forbids, C1 controls
 #: and U+FFFD (the feed validator's "bad characters"), and the Unicode
@@ -73,6 +75,9 @@ _JOINER = "\u2060"
 #: are only allowed in an IPv6 host, are percent-encoded.
 _URL_SAFE = "!#$%&'()*+,/:;=?@~"
 _BARE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+#: A URL `safe_url` would leave as it is: ASCII, only characters that need no
+#: escaping (per _URL_SAFE), every "%" starting an escape.
+_NORMAL_URL = re.compile(r"(?:[A-Za-z0-9\-._~!#$&'()*+,/:;=?@]|%[0-9A-Fa-f]{2})*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +89,8 @@ class Site:
     language: str
     base_url: str
     ttl_minutes: int
+    #: WebSub hubs every feed names (rel="hub"); empty when WebSub is off.
+    hubs: tuple[str, ...] = ()
 
     @classmethod
     def from_config(cls, config: Config) -> Site:
@@ -93,10 +100,15 @@ class Site:
             language=config.site.language,
             base_url=base_url(config),
             ttl_minutes=max(1, config.server.cache_max_age // 60),
+            hubs=config.websub.hubs,
         )
 
     def url(self, path: str) -> str:
         return self.base_url + path.lstrip("/")
+
+    def feed_url(self, feed: Feed | FeedSummary, fmt: str, query: str = "") -> str:
+        """The absolute URL of `feed` in `fmt`: its self link; `query` is canonical, without "?"."""
+        return self.url(f"{feed.key.path}.{fmt}") + (f"?{query}" if query else "")
 
 
 def feed_title(site: Site, feed: Feed | FeedSummary) -> str:
@@ -106,12 +118,16 @@ def feed_title(site: Site, feed: Feed | FeedSummary) -> str:
     return f"{site.title}: {feed.name}"
 
 
-def render_feed(feed: Feed, site: Site, fmt: str) -> bytes:
-    """The feed in `fmt` ("rss" or "atom") as UTF-8 XML bytes."""
+def render_feed(feed: Feed, site: Site, fmt: str, *, query: str = "", title: str | None = None) -> bytes:
+    """The feed in `fmt` ("rss" or "atom") as UTF-8 XML bytes.
+
+    `query` (canonical, without "?") makes it a custom feed: its self link and
+    Atom id carry the query, and `title` replaces the usual title.
+    """
     if fmt not in FORMATS:
         raise ValueError(f"unknown feed format {fmt!r}; known: {', '.join(FORMATS)}")
     updated = entry_updated_times(feed.entries)
-    fg = _generator(feed, site, fmt, max(updated, default=EMPTY_FEED_DATE))
+    fg = _generator(feed, site, fmt, max(updated, default=EMPTY_FEED_DATE), query, title)
     for record, when in zip(feed.entries, updated):
         _entry(fg.add_entry(order="append"), record, when)
     if fmt == "atom":
@@ -144,14 +160,19 @@ def entry_updated_times(entries: Sequence[Record]) -> list[datetime]:
     return result
 
 
-def _generator(feed: Feed, site: Site, fmt: str, updated: datetime) -> FeedGenerator:
+def _generator(
+    feed: Feed, site: Site, fmt: str, updated: datetime, query: str, title: str | None
+) -> FeedGenerator:
     fg = FeedGenerator()
     fg.register_extension("media", MediaExtension, MediaEntryExtension)
     fg.register_extension("dc", DcExtension, DcEntryExtension, atom=False, rss=True)
     fg.register_extension("links", BaseExtension, LinksEntryExtension, atom=True, rss=False)
-    self_url = site.url(f"{feed.key.path}.{fmt}")
-    fg.id(site.url(feed.key.path))
-    fg.title(plain(feed_title(site, feed)))
+    if site.hubs:
+        fg.register_extension("websub", HubsExtension, None)
+        fg.websub.hubs = site.hubs
+    self_url = site.feed_url(feed, fmt, query)
+    fg.id(site.url(feed.key.path) + (f"?{query}" if query else ""))
+    fg.title(plain(title or feed_title(site, feed)))
     fg.subtitle(plain(site.description))  # RSS <description> as well
     fg.language(site.language)
     fg.generator("feedsvc", version=__version__)
@@ -197,7 +218,8 @@ def plain(text: str) -> str:
     renders titles as HTML) would see markup. Text from `text.plain_text` rarely
     has either; this is the last line of defence, not the cleaning.
     """
-    text = _UNPUBLISHABLE.sub("", text)
+    if not (text.isascii() and text.isprintable()):  # printable ASCII holds nothing to drop
+        text = _UNPUBLISHABLE.sub("", text)
     if "<" in text:
         text = _TAG_OPEN.sub("<" + _JOINER, text)
     if "&" in text:
@@ -224,6 +246,13 @@ def safe_url(url: str) -> str:
     result, e.g. for "[" and "]" in a path, which RFC 3986 reserves for IPv6
     hosts and the feed validator rejects.
     """
+    if (
+        url.startswith(("http://", "https://"))
+        and url[-1:] not in ("?", "#")
+        and "?#" not in url
+        and _NORMAL_URL.fullmatch(url)
+    ):
+        return url  # nothing to encode or drop (every URL `text.http_url` wrote)
     parts = urlsplit(url)
 
     def encode(part: str) -> str:
@@ -241,6 +270,7 @@ def _size(width: int | None, height: int | None) -> dict[str, str]:
     return size
 
 
+@functools.lru_cache(maxsize=8_192)
 def content_html(r: Record) -> str:
     """The entry's HTML body: excerpt, lead image, related coverage; all text escaped."""
 
@@ -262,6 +292,30 @@ def content_html(r: Record) -> str:
         parts.append("<h3>Related coverage</h3><ul>" + "".join(items) + "</ul>")
     parts.append(f'<p><a href="{esc(safe_url(r.link))}">Read the article at {esc(r.provider.name)}</a></p>')
     return "\n".join(parts)
+
+
+class HubsExtension(BaseExtension):
+    """The feed's WebSub hubs as ``<link rel="hub">`` (Atom) and ``<atom:link rel="hub">`` (RSS).
+
+    feedgen writes only the self link of its Atom links into RSS (and uses
+    the last link it was given as the RSS ``<link>``), so hubs are added here.
+    feedgen runs feed extensions before it adds entries and items, so these
+    links come before them, where the feed validator wants feed metadata.
+    """
+
+    def __init__(self) -> None:
+        self.hubs: tuple[str, ...] = ()
+
+    def extend_atom(self, feed):  # type: ignore[no-untyped-def]
+        for hub in self.hubs:
+            xml_elem("link", feed, rel="hub", href=safe_url(hub))
+        return feed
+
+    def extend_rss(self, rss):  # type: ignore[no-untyped-def]
+        channel = rss.find("channel")
+        for hub in self.hubs:
+            xml_elem(f"{{{ATOM_NS}}}link", channel, rel="hub", href=safe_url(hub))
+        return rss
 
 
 class LinksEntryExtension(BaseEntryExtension):

@@ -5,6 +5,11 @@ forks its workers, so they start with the same snapshot and share its memory
 until they reload. Threads do not survive a fork: each worker starts its own
 record scanner in gunicorn's post_worker_init hook (and, failing that, on its
 first request).
+
+The workers share one private runtime folder, made for this run and removed
+when it ends: prometheus-client's multiprocess files (so /metrics in any
+worker reports all of them) and the lock that picks the one worker that sends
+WebSub notifications.
 """
 
 from __future__ import annotations
@@ -12,8 +17,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from flask import Flask
@@ -21,6 +30,7 @@ from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
 from gunicorn.glogging import Logger as GunicornLogger  # type: ignore[import-untyped]
 from werkzeug.serving import WSGIRequestHandler, make_server
 
+from . import metrics, websub
 from .config import Config
 from .reload import LiveSite
 from .web import configure_logging, create_app
@@ -40,12 +50,43 @@ def run(config: Config, host: str | None = None, port: int | None = None, dev: b
     server = dataclasses.replace(config.server, host=host or config.server.host, port=port or config.server.port)
     config = dataclasses.replace(config, server=server)
     configure_logging()
-    app = create_app(config)
     url = index_url(server.host, server.port)
     if dev:
-        _run_dev(app, server.host, server.port, url)
-    else:
+        _run_dev(create_app(config), server.host, server.port, url)
+        return
+    with runtime_dir():
+        app = create_app(config)
         FeedsvcGunicorn(app, gunicorn_options(config, url)).run()
+
+
+@contextmanager
+def runtime_dir() -> Iterator[str]:
+    """A private folder for this server's processes, named in the environment, removed after.
+
+    PROMETHEUS_MULTIPROC_DIR (its ``metrics`` subfolder) and
+    FEEDSVC_RUNTIME_DIR are set before the app is made, so the metrics are
+    created in multiprocess mode, and inherited by the workers gunicorn forks.
+    A value already in the environment is replaced: the folder must start
+    empty and belong to this run alone.
+    """
+    owner = os.getpid()
+    folder = tempfile.mkdtemp(prefix="feedsvc-run-")  # mode 0700
+    saved = {name: os.environ.get(name) for name in (metrics.ENV_VAR, websub.RUNTIME_ENV)}
+    os.mkdir(os.path.join(folder, "metrics"), 0o700)
+    os.environ[metrics.ENV_VAR] = os.path.join(folder, "metrics")
+    os.environ[websub.RUNTIME_ENV] = folder
+    try:
+        yield folder
+    finally:
+        # gunicorn's workers leave through here too (sys.exit unwinds the
+        # fork): only the process that made the folder removes it.
+        if os.getpid() == owner:
+            shutil.rmtree(folder, ignore_errors=True)
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 def index_url(host: str, port: int) -> str:
@@ -82,6 +123,10 @@ def gunicorn_options(config: Config, url: str) -> dict[str, Any]:
         live: LiveSite = worker.app.load().extensions["feedsvc"]
         live.ensure_running()
 
+    def child_exit(arbiter: Any, worker: Any) -> None:
+        # A dead worker's gauges must not count; its counters still do.
+        metrics.mark_process_dead(worker.pid)
+
     return {
         "bind": [bind_address(server.host, server.port)],
         "workers": server.workers,
@@ -104,6 +149,7 @@ def gunicorn_options(config: Config, url: str) -> dict[str, Any]:
         "when_ready": when_ready,
         "post_fork": post_fork,
         "post_worker_init": post_worker_init,
+        "child_exit": child_exit,
     }
 
 

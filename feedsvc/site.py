@@ -17,6 +17,7 @@ from pathlib import Path
 from .config import Config
 from .errors import RecordError
 from .feeds import build_feeds, select
+from .jsonfeed import render_json
 from .model import Feed
 from .pages import render_feed_page, render_index, render_opml, stylesheet
 from .records import LoadResult, load_records
@@ -25,6 +26,7 @@ from .render import FORMATS, Site, render_feed
 MEDIA_TYPES = {
     "rss": "application/rss+xml; charset=utf-8",
     "atom": "application/atom+xml; charset=utf-8",
+    "json": "application/feed+json; charset=utf-8",
     "html": "text/html; charset=utf-8",
     "opml": "text/x-opml; charset=utf-8",
     "css": "text/css; charset=utf-8",
@@ -81,12 +83,13 @@ def assemble(loaded: LoadResult, config: Config, previous: Build | None = None) 
 
 
 def feed_documents(feed: Feed, site: Site) -> tuple[Document, ...]:
-    """A feed in every format, plus its browser view."""
+    """A feed in every format (RSS, Atom, JSON Feed), plus its browser view."""
     path = feed.key.path
     docs = [
         Document(f"{path}.{fmt}", render_feed(feed, site, fmt), MEDIA_TYPES[fmt], feed.updated)
         for fmt in FORMATS
     ]
+    docs.append(Document(f"{path}.json", render_json(feed, site), MEDIA_TYPES["json"], feed.updated))
     docs.append(Document(f"{path}.html", render_feed_page(feed, site), MEDIA_TYPES["html"], feed.updated))
     return tuple(docs)
 

@@ -69,7 +69,7 @@ _MARKUP = re.compile(r"<[A-Za-z!/?]|&(?:#\d+|#x[0-9A-Fa-f]+|[A-Za-z][A-Za-z0-9]*
 _DOMAIN_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
 _DOMAIN = re.compile(rf"^(?=.{{1,253}}$){_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})*$")
 # What may stay as it is in a URL; everything else is percent-encoded.
-_URL_SAFE = "!#$%&'()*+,/:;=?@[]~"
+_URL_SAFE = "!#$%&'()*+,/:;=?@~"
 MAX_SLUG = 80
 ELLIPSIS = "…"
 #: Longest URL published, in characters: what browsers and sitemaps support.

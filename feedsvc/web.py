@@ -11,6 +11,13 @@ bytes sent), Last-Modified from the feed's newest entry, If-None-Match (weak
 comparison, lists, ``*``) before If-Modified-Since, ``Cache-Control: public,
 max-age`` and ``Vary: Accept-Encoding``.
 
+A feed asked for with a query string is a custom feed (`query.py`): parsed
+strictly (400 for anything else), run over the snapshot's records, rendered
+and prepared once, then kept in a bounded cache, so it gets exactly the same
+caching headers as a precomputed feed. Pages and listings ignore a query.
+Polite polling (`polite.py`) answers 429 to an address that fetches one URL
+too often, and every response is counted for /metrics (`metrics.py`).
+
 `create_app()` without a config is the entry point for any WSGI server
 (``gunicorn 'feedsvc.web:create_app()'``): it reads the file FEEDSVC_CONFIG
 names, else ./config.yaml.
@@ -37,7 +44,11 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.http import parse_date
 
 from .config import Config, base_url, load_config
-from .reload import LiveSite, Prepared
+from .metrics import Instrumented, Metrics
+from .polite import Limiter
+from .query import CustomFeeds, QueryError, parse
+from .reload import LiveSite, Prepared, ReloadReport, prepare
+from .websub import Notifier, Publisher
 
 access_log = logging.getLogger("feedsvc.access")
 log = logging.getLogger("feedsvc.web")
@@ -50,6 +61,8 @@ MAX_QUERY = 2048
 MAX_FIELD = 8190
 #: The methods every URL allows.
 ALLOW = "GET, HEAD"
+#: gzip level of custom feeds, compressed when first asked for: fast, nearly as small.
+CUSTOM_GZIP_LEVEL = 6
 
 CSP = (
     "default-src 'none'; img-src https: http:; style-src 'self'; "
@@ -60,6 +73,7 @@ _CSP = ("Content-Security-Policy", CSP)
 _VARY = ("Vary", "Accept-Encoding")
 _NO_STORE = ("Cache-Control", "no-store")
 _HTML = "text/html; charset=utf-8"
+_FEED_SUFFIXES = (".rss", ".atom", ".json")
 _TEXT = "text/plain; charset=utf-8"
 # The next entity tag in an If-None-Match list; "W/" is case-sensitive (RFC 9110 8.8.3).
 _ETAG = re.compile(r'[\s,]*(?:W/)?"([^"]*)"')
@@ -100,29 +114,70 @@ def create_app(config: Config | None = None, *, background: bool = True) -> Flas
         if not logging.getLogger("feedsvc").hasHandlers():
             configure_logging()
     live = LiveSite(config, background=background)
+    metrics = Metrics()
+    metrics.records(live.snapshot.records_loaded, live.snapshot.records_rejected)
+    live.listeners.append(_count_reload(metrics, live))
+    if config.websub.hubs:
+        notifier = Notifier(config.websub.hubs, config.websub.timeout, on_outcome=metrics.websub)
+        publisher = Publisher(config, notifier=notifier)
+        live.listeners.append(lambda report: publisher.changed(report.changed_documents) if report.swapped else None)
+        app_websub: Publisher | None = publisher
+    else:
+        app_websub = None
     app = Flask(__name__, static_folder=None)
     # Never rewrite a path (werkzeug merges "//" in rules by default): unknown is 404.
     app.url_map.merge_slashes = False
     app.extensions["feedsvc"] = live
-    responder = _Responder(live, config)
+    responder = _Responder(live, config, metrics)
+    app.extensions["feedsvc.metrics"] = metrics
+    app.extensions["feedsvc.custom"] = responder.custom
+    app.extensions["feedsvc.polite"] = responder.limiter
+    app.extensions["feedsvc.websub"] = app_websub
     methods = ["GET", "HEAD"]  # and no automatic OPTIONS: anything else is 405
     for rule, endpoint, view in (
         ("/", "index", responder.index),
         ("/healthz", "healthz", responder.healthz),
+        ("/metrics", "metrics", responder.metrics_page),
         ("/<path:path>", "document", responder.document),
     ):
         app.add_url_rule(rule, endpoint, view, methods=methods, provide_automatic_options=False)
     app.register_error_handler(HTTPException, responder.http_error)
     app.register_error_handler(Exception, responder.server_error)
-    app.wsgi_app = AccessLog(app.wsgi_app)  # type: ignore[method-assign]
+    app.wsgi_app = AccessLog(Instrumented(app.wsgi_app, metrics))  # type: ignore[method-assign]
     return app
+
+
+def _count_reload(metrics: Metrics, live: LiveSite) -> Callable[[ReloadReport], None]:
+    def count(report: ReloadReport) -> None:
+        outcome = "failed" if report.failed else "changed" if report.swapped else "unchanged"
+        metrics.reload(outcome, report.seconds)
+        if report.swapped:
+            metrics.records(live.snapshot.records_loaded, live.snapshot.records_rejected)
+
+    return count
+
+
+def _prepared_size(prepared: Prepared) -> int:
+    return len(prepared.plain.body) + (len(prepared.gzip.body) if prepared.gzip else 0)
 
 
 class _Responder:
     """The views, over one `LiveSite`."""
 
-    def __init__(self, live: LiveSite, config: Config) -> None:
+    def __init__(self, live: LiveSite, config: Config, metrics: Metrics) -> None:
         self.live = live
+        self.config = config
+        self.metrics = metrics
+        self.max_entries = config.max_entries
+        self.base_url = base_url(config)
+        self.custom: CustomFeeds[Prepared] = CustomFeeds(
+            config, lambda doc: prepare(doc, level=CUSTOM_GZIP_LEVEL), _prepared_size
+        )
+        self.limiter = Limiter(config.polite) if config.polite.enabled else None
+        hubs = "".join(f'<{hub}>; rel="hub", ' for hub in config.websub.hubs)
+        #: The start of a feed's WebSub Link header (its self link follows); "" without hubs.
+        self.hub_links = hubs
+        self._links: dict[str, str] = {}
         self.cache_control = ("Cache-Control", f"public, max-age={config.server.cache_max_age}")
         index = escape(base_url(config) + "index.html")
         self.not_found_body = (
@@ -137,9 +192,11 @@ class _Responder:
     def document(self, path: str) -> Response:
         self.live.ensure_running()
         environ = request.environ
-        if len(environ.get("QUERY_STRING", "")) > MAX_QUERY:
+        query_string = environ.get("QUERY_STRING", "")
+        if len(query_string) > MAX_QUERY:
             return _plain(414, "URI Too Long")
-        prepared = self.live.snapshot.documents.get(path) if len(path) <= MAX_PATH else None
+        snapshot = self.live.snapshot
+        prepared = snapshot.documents.get(path) if len(path) <= MAX_PATH else None
         if prepared is None or _encoded_separator(environ):
             return self.not_found()
         accept = environ.get("HTTP_ACCEPT_ENCODING")
@@ -147,21 +204,68 @@ class _Responder:
         ims = environ.get("HTTP_IF_MODIFIED_SINCE")
         if any(v is not None and len(v) > MAX_FIELD for v in (accept, inm, ims)):
             return _plain(431, "Request Header Fields Too Large")
+        limiter = self.limiter
+        client = limiter.client(environ.get("REMOTE_ADDR") or "-", environ.get("HTTP_X_FORWARDED_FOR")) if limiter else None
+        canonical = ""
+        if query_string:
+            kind = self.custom.kind_of(path)
+            if kind is not None:  # a feed: the query makes it a custom feed
+                try:
+                    query = parse(kind, query_string, self.max_entries)
+                except QueryError as e:
+                    return _plain(400, f"Bad Request: {e}")
+                canonical = query.canonical()
+                if canonical:
+                    if client is not None and limiter is not None and (wait := limiter.retry_after(client, path, 1)):
+                        return self.too_many(wait)  # over budget already: render nothing
+                    prepared, hit = self.custom.get(snapshot.build, snapshot.generation, path, query)
+                    self.metrics.custom_feed(hit)
         gz = prepared.gzip
         variant = gz if gz is not None and accept is not None and wants_gzip(accept) else prepared.plain
+        fresh = not_modified(inm, ims, variant.etag, prepared)
+        if client is not None and limiter is not None and (wait := limiter.spend(client, path, 1 if fresh else 2)):
+            return self.too_many(wait)
         headers = [("ETag", variant.etag)]
         if prepared.last_modified is not None:
             headers.append(("Last-Modified", prepared.last_modified))
         headers += (self.cache_control, _VARY, _NOSNIFF)
-        if prepared.document.media_type == _HTML:
+        media_type = prepared.document.media_type
+        if media_type == _HTML:
             headers.append(_CSP)
-        if not_modified(inm, ims, variant.etag, prepared):
+        if fresh:
             return _Final(None, 304, Headers(headers))
-        headers.append(("Content-Type", prepared.document.media_type))
+        if self.hub_links and path.endswith(_FEED_SUFFIXES):
+            headers.append(("Link", self.link_header(path, canonical)))
+        headers.append(("Content-Type", media_type))
         headers.append(("Content-Length", str(len(variant.body))))
         if variant is gz:
             headers.append(("Content-Encoding", "gzip"))
         return _Final(variant.body, 200, Headers(headers))
+
+    def link_header(self, path: str, canonical: str) -> str:
+        """WebSub discovery (RFC 8288 Link): every hub, and the feed's self URL."""
+        if canonical:
+            return f'{self.hub_links}<{self.base_url}{path}?{canonical}>; rel="self"'
+        value = self._links.get(path)
+        if value is None:
+            value = self._links[path] = f'{self.hub_links}<{self.base_url}{path}>; rel="self"'
+        return value
+
+    def too_many(self, wait: int) -> Response:
+        polite = self.config.polite
+        resp = _plain(
+            429,
+            f"Too Many Requests: this address fetched this URL more than {polite.max_requests} times "
+            f"in {polite.window_seconds} seconds (a fetch that is not a 304 counts twice; "
+            f"send If-None-Match to poll cheaply). Retry after {wait} seconds.",
+        )
+        resp.headers["Retry-After"] = str(wait)
+        return resp
+
+    def metrics_page(self) -> Response:
+        body, media_type = self.metrics.exposition()
+        headers = [("Content-Type", media_type), ("Content-Length", str(len(body))), _NO_STORE, _NOSNIFF]
+        return _Final(body, 200, Headers(headers))
 
     def healthz(self) -> Response:
         self.live.ensure_running()

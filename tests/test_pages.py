@@ -22,9 +22,9 @@ def _html(path: Path) -> Any:
     return html5lib.HTMLParser(strict=True, namespaceHTMLElements=False).parse(path.read_bytes())
 
 
-def _feed_urls(site: Build, base: str) -> dict[str, tuple[str, str, str]]:
+def _feed_urls(site: Build, base: str) -> dict[str, tuple[str, str, str, str]]:
     return {
-        f.name: tuple(f"{base}{f.key.path}.{ext}" for ext in ("html", "rss", "atom"))  # type: ignore[misc]
+        f.name: tuple(f"{base}{f.key.path}.{ext}" for ext in ("html", "rss", "atom", "json"))  # type: ignore[misc]
         for f in site.feeds
     }
 
@@ -34,8 +34,8 @@ def test_the_index_links_every_feed(seed_site: Build, config: Config) -> None:
     hrefs = {a.get("href") for a in page.iter("a")}
     urls = _feed_urls(seed_site, config.site.base_url)
     assert len(urls) == 5
-    for name, (html_url, rss_url, atom_url) in urls.items():
-        assert {html_url, rss_url, atom_url} <= hrefs, name
+    for name, (html_url, rss_url, atom_url, json_url) in urls.items():
+        assert {html_url, rss_url, atom_url, json_url} <= hrefs, name
     rows = {"".join(tr.find("td/a").itertext()): tr for tr in page.iter("tr") if tr.find("td/a") is not None}
     assert set(rows) == set(urls)
     counts = {name: int(tr.findall("td")[1].text) for name, tr in rows.items()}
@@ -53,6 +53,7 @@ def test_the_index_has_autodiscovery_for_the_all_feeds(seed_site: Build, config:
     assert alternates == {
         ("application/rss+xml", f"{base}feeds/all.rss"),
         ("application/atom+xml", f"{base}feeds/all.atom"),
+        ("application/feed+json", f"{base}feeds/all.json"),
     }
 
 
@@ -61,7 +62,9 @@ def test_each_feed_page_lists_its_entries_and_discovers_its_feeds(seed_site: Bui
     for feed in seed_site.feeds:
         page = _html(config.output_dir / f"{feed.key.path}.html")
         alternates = {link.get("href") for link in page.iter("link") if link.get("rel") == "alternate"}
-        assert alternates == {f"{base}{feed.key.path}.rss", f"{base}{feed.key.path}.atom"}
+        assert alternates == {f"{base}{feed.key.path}.{fmt}" for fmt in ("rss", "atom", "json")}
+        subscribe = {a.get("href") for a in page.iter("a") if a.find("code") is not None}
+        assert subscribe == alternates
         articles = [a.find("h2/a").get("href") for a in page.iter("article")]
         assert articles == [r.link for r in feed.entries]
         assert not list(page.iter("script"))

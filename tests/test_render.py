@@ -301,3 +301,30 @@ def test_hostile_text_reaches_the_reader_as_written() -> None:
         assert shown.replace(JOINER, "") == record.excerpt
         assert entry.media_content[0]["url"] == "https://img.example.com/a%5B1%5D.jpg"
         assert "<script" not in entry.content[0].value
+
+
+# --- Fast paths of the output guards agree with the general ones ---------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from feedsvc import render as _render  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["https://", "http://", "HTTP://"]), st.text(alphabet="abcXYZ09-._~!#$&'()*+,/:;=?@%[] \"<>^`{|}é", max_size=40))
+def test_safe_url_fast_path_agrees_with_encoding(scheme: str, rest: str) -> None:
+    url = scheme + "example.com/" + rest
+    parts = _render.urlsplit(url)
+    encode = lambda part: _render.quote(_render._BARE_PERCENT.sub("%25", part), safe=_render._URL_SAFE)  # noqa: E731
+    general = _render.urlunsplit((parts.scheme, parts.netloc, encode(parts.path), encode(parts.query), encode(parts.fragment)))
+    assert _render.safe_url(url) == general
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=40))
+def test_plain_fast_path_drops_what_the_full_pass_drops(text: str) -> None:
+    """Skipping the character pass for printable ASCII must change nothing."""
+    full = _render._UNPUBLISHABLE.sub("", text)
+    assert _render.plain(text) == _render.plain(full)
+    assert not _render._UNPUBLISHABLE.search(_render.plain(text))

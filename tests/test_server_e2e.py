@@ -30,6 +30,7 @@ RELOAD_DEADLINE = 15.0
 MEDIA_TYPES = {
     ".rss": "application/rss+xml; charset=utf-8",
     ".atom": "application/atom+xml; charset=utf-8",
+    ".json": "application/feed+json; charset=utf-8",
     ".opml": "text/x-opml; charset=utf-8",
     ".html": "text/html; charset=utf-8",
     ".css": "text/css; charset=utf-8",
@@ -243,9 +244,12 @@ def test_two_servers_give_the_same_validators(site: Site, tmp_path: Path) -> Non
 
 
 def test_access_log_goes_to_stderr_without_query_strings(site: Site) -> None:
-    site.server.get("/feeds/topics/ai.rss?session=QUERYSECRET-1")
-    line = re.compile(r'.*"GET /feeds/topics/ai\.rss HTTP/1\.1" 200 \d+ \d+\.\d+ -$', re.MULTILINE)
-    assert poll(lambda: line.search(site.server.stderr()), timeout=5)
+    # A custom feed (200) and a refused query (400): neither query reaches the log.
+    assert site.server.get("/feeds/topics/ai.rss?provider=QUERYSECRET-1.example").status == 200
+    assert site.server.get("/feeds/topics/ai.rss?session=QUERYSECRET-2").status == 400
+    for status in (200, 400):
+        line = re.compile(rf'.*"GET /feeds/topics/ai\.rss HTTP/1\.1" {status} \d+ \d+\.\d+ -$', re.MULTILINE)
+        assert poll(lambda: line.search(site.server.stderr()), timeout=5)
     assert "QUERYSECRET" not in site.server.stderr()
 
 
@@ -283,7 +287,7 @@ def test_added_and_deleted_records_show_up_without_a_restart(fresh_site: Site) -
     assert link in {e.link for e in feedparser.parse(server.get("/feeds/all.atom").body).entries}
 
     after = validators(server, sorted(fresh_site.static))
-    touched = {"index.html", "feeds.opml", "feeds/all.rss", "feeds/all.atom", "feeds/all.html"}
+    touched = {"index.html", "feeds.opml", "feeds/all.rss", "feeds/all.atom", "feeds/all.json", "feeds/all.html"}
     # Feeds the new record is not in keep their validators exactly.
     for path in set(fresh_site.static) - touched:
         assert after[path] == before[path], path

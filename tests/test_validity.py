@@ -95,7 +95,7 @@ _SAFE_ELEMENTS = {
     "td", "th", "thead", "time", "tr", "u", "ul",
 }  # fmt: skip
 _SAFE_ATTRIBUTES = {"href", "src", "alt", "title", "width", "height", "lang", "dir", "datetime", "loading", "cite"}
-_LINK_REGISTRY = {"alternate", "enclosure", "related", "self", "via", "license", "replies"}
+_LINK_REGISTRY = {"alternate", "enclosure", "related", "self", "via", "license", "replies", "hub"}
 _MIME = re.compile(r"^[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+$")
 
 _RSS_MARKUP = re.compile(r"&#[x0-9]|<[/a-zA-Z]")
@@ -421,7 +421,9 @@ def _links(links: list[Any], where: str, *, feed_level: bool) -> Iterator[Proble
             if not link.get("title").strip():
                 yield Problem("required", f"{where}/link@title", "empty")
             yield from _plain_text(link.get("title"), f"{where}/link@title", rss=False)
-        if feed_level or rel == "alternate":
+        # A feed names each of its WebSub hubs (rel="hub", no type): several are
+        # expected, and the validator only counts alternate links as duplicates.
+        if (feed_level and rel != "hub") or rel == "alternate":
             seen[(rel, link.get("type", ""), link.get("hreflang", ""))] += 1
     for (rel, kind, lang), count in seen.items():
         if count > 1:

@@ -39,6 +39,7 @@ from feedsvc.web import create_app
 MEDIA_TYPES = {
     ".rss": "application/rss+xml; charset=utf-8",
     ".atom": "application/atom+xml; charset=utf-8",
+    ".json": "application/feed+json; charset=utf-8",
     ".opml": "text/x-opml; charset=utf-8",
     ".html": "text/html; charset=utf-8",
     ".css": "text/css; charset=utf-8",
@@ -178,6 +179,8 @@ def test_every_document_is_served_as_built(client: FlaskClient, expected: Build)
             assert r.headers["Content-Security-Policy"] == CSP
         if path.endswith((".rss", ".atom")):
             assert parse(r.data).entries, path
+        if path.endswith(".json"):
+            assert json.loads(r.data)["items"], path
 
 
 def test_last_modified_is_the_newest_entry(client: FlaskClient, expected: Build) -> None:
@@ -473,12 +476,21 @@ def test_fuzzed_requests_never_fail(
         assert body in {d.body for d in expected.documents.values()}
 
 
-def test_query_strings_are_ignored(client: FlaskClient) -> None:
-    plain = client.get("/feeds/all.rss")
+def test_pages_ignore_query_strings_and_feeds_refuse_unknown_ones(client: FlaskClient) -> None:
+    """A page takes no query; a feed's query makes a custom feed (tests/test_query.py), so a
+    parameter it does not know is refused rather than silently giving the plain feed."""
+    for path in ("/index.html", "/feeds/all.html", "/feeds.opml", "/style.css"):
+        plain = client.get(path)
+        tagged = client.get(path + "?utm_source=reader&x=%2F..%2F")
+        assert tagged.status_code == 200
+        assert tagged.data == plain.data
+        assert tagged.headers["ETag"] == plain.headers["ETag"]
     tagged = client.get("/feeds/all.rss?utm_source=reader&x=%2F..%2F")
-    assert tagged.status_code == 200
-    assert tagged.data == plain.data
-    assert tagged.headers["ETag"] == plain.headers["ETag"]
+    assert tagged.status_code == 400
+    assert tagged.headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert tagged.data.decode() == (
+        "400 Bad Request: unknown parameter 'utm_source'; this feed takes limit, min_quality, topic\n"
+    )
 
 
 # -- /healthz --------------------------------------------------------------------------
@@ -579,10 +591,11 @@ def test_changing_one_record_changes_only_the_feeds_it_is_in(
         titles = {e.title for e in parse(client.get("/" + path).data).entries}
         if "A rewritten headline" in titles:
             stem = path.rsplit(".", 1)[0]
-            touched |= {f"{stem}.rss", f"{stem}.atom", f"{stem}.html"}
+            touched |= {f"{stem}.rss", f"{stem}.atom", f"{stem}.json", f"{stem}.html"}
     assert touched and touched != set(paths)
     assert changed == touched
-    assert report.rendered == len(touched) // 3
+    assert set(report.changed_documents) == touched and not report.removed_documents
+    assert report.rendered == len(touched) // 4
     for path in set(paths) - touched:
         # Untouched documents keep their precomputed bodies, not just equal tags.
         assert live(app).snapshot.documents[path] is prepared_before[path], path
@@ -698,7 +711,9 @@ def access_lines(caplog: pytest.LogCaptureFixture) -> list[re.Match[str]]:
 
 def test_access_log_one_line_per_request(client: FlaskClient, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="feedsvc.access")
-    full = client.get("/feeds/all.atom?token=QUERY-SECRET", headers={"X-Api-Key": "HEADER-SECRET"})
+    refused = client.get("/feeds/all.atom?token=QUERY-SECRET", headers={"X-Api-Key": "HEADER-SECRET"})
+    assert refused.status_code == 400
+    full = client.get("/feeds/all.atom", headers={"X-Api-Key": "HEADER-SECRET"})
     etag = full.headers["ETag"]
     client.get("/feeds/all.atom", headers={"If-None-Match": etag})
     client.head("/feeds/all.rss")
@@ -706,13 +721,14 @@ def test_access_log_one_line_per_request(client: FlaskClient, caplog: pytest.Log
     client.post("/feeds/all.atom")
     lines = access_lines(caplog)
     assert [(m["method"], m["path"], m["status"], m["flag"]) for m in lines] == [
+        ("GET", "/feeds/all.atom", "400", "-"),
         ("GET", "/feeds/all.atom", "200", "-"),
         ("GET", "/feeds/all.atom", "304", "not-modified"),
         ("HEAD", "/feeds/all.rss", "200", "-"),
         ("GET", "/no/such%0Apath", "404", "-"),
         ("POST", "/feeds/all.atom", "405", "-"),
     ]
-    assert [int(m["bytes"]) for m in lines[:3]] == [len(full.data), 0, 0]
+    assert [int(m["bytes"]) for m in lines[:4]] == [len(refused.data), len(full.data), 0, 0]
     assert "SECRET" not in caplog.text
 
 

@@ -1,0 +1,359 @@
+"""Custom feeds: a feed narrowed by a query string, over the records already loaded.
+
+``/feeds/all.atom?topic=ai&topic=robotics&min_quality=40&limit=10`` is the
+all-articles feed narrowed to two topics, good articles only, ten entries. The
+query runs over the records of the served snapshot (never the files), and the
+result is rendered by the same renderers as every other feed, so it is valid
+in the same ways. What each feed takes:
+
+==========================  ============================================
+feed                        parameters
+==========================  ============================================
+``/feeds/all.*``            ``topic`` (up to 10), ``min_quality``, ``limit``
+``/feeds/topics/<slug>.*``  ``provider`` (a domain), ``min_quality``, ``limit``
+``/feeds/providers/<d>.*``  ``min_quality``, ``limit``
+==========================  ============================================
+
+Parsing is strict, so a cache never fills with spellings of one query: an
+unknown or repeated name, a value that is not a whole number or is out of
+range, or an over-long value is a `QueryError` (a 400 in `web.py`). Equal
+queries have one canonical form (names in alphabetical order, topics as sorted
+slugs, the provider as its feed key, numbers without leading zeros): the
+custom feed's self link and Atom id carry it, and results are cached under it,
+so ``?topic=AI&topic=Robotics`` and ``?topic=robotics&topic=ai`` share one
+cache entry and one set of bytes. A query in another order is answered, not
+redirected: its self link names the canonical URL.
+"""
+
+from __future__ import annotations
+
+import heapq
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+from urllib.parse import unquote_plus
+
+from .config import Config
+from .errors import FeedsvcError
+from .feeds import cached_slug, newest_first, select, topic_keys
+from .jsonfeed import render_json
+from .model import Feed, FeedKey, FeedKind, Record
+from .render import Site, render_feed
+from .site import MEDIA_TYPES, Build, Document
+from .text import provider_key
+
+#: The formats a custom feed comes in (pages and listings take no query).
+FEED_FORMATS = ("rss", "atom", "json")
+#: Most topics one custom feed may combine.
+MAX_TOPICS = 10
+#: Longest value of one parameter, in characters.
+MAX_VALUE = 200
+#: Most ``name=value`` pairs in one query string.
+MAX_PARAMS = 24
+#: The highest min_quality accepted (record qualities are 0 to 100 in practice).
+MAX_QUALITY = 1000
+#: Which parameters each kind of feed takes.
+PARAMETERS = {
+    FeedKind.ALL: ("limit", "min_quality", "topic"),
+    FeedKind.TOPIC: ("limit", "min_quality", "provider"),
+    FeedKind.PROVIDER: ("limit", "min_quality"),
+}
+_NUMBER = re.compile(r"[0-9]{1,7}")
+_SHOWN_NAME = re.compile(r"[A-Za-z0-9_.-]{1,40}")
+
+
+class QueryError(FeedsvcError):
+    """A query string that does not describe a custom feed; the message says why, briefly."""
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A parsed query in canonical form."""
+
+    #: Topic slugs, sorted, without repeats.
+    topics: tuple[str, ...] = ()
+    #: A provider's feed key (its normalised domain).
+    provider: str | None = None
+    min_quality: int | None = None
+    limit: int | None = None
+
+    def canonical(self) -> str:
+        """The query string (without "?") every spelling of this query maps to."""
+        parts = []
+        if self.limit is not None:
+            parts.append(f"limit={self.limit}")
+        if self.min_quality is not None:
+            parts.append(f"min_quality={self.min_quality}")
+        if self.provider is not None:
+            parts.append(f"provider={self.provider}")
+        parts += [f"topic={t}" for t in self.topics]
+        return "&".join(parts)
+
+
+def parse(kind: FeedKind, query_string: str, max_entries: int) -> Query:
+    """The `Query` a feed of `kind` was asked with; `QueryError` when it is not one.
+
+    Empty pieces (``?&limit=5&``) are ignored; a query string of nothing else
+    is the plain feed.
+    """
+    allowed = PARAMETERS[kind]
+    pieces = [p for p in query_string.split("&") if p]
+    if len(pieces) > MAX_PARAMS:
+        raise QueryError(f"too many parameters (at most {MAX_PARAMS})")
+    values: dict[str, list[str]] = {}
+    for piece in pieces:
+        raw_name, eq, raw_value = piece.partition("=")
+        try:
+            name = unquote_plus(raw_name, errors="strict")
+            value = unquote_plus(raw_value, errors="strict")
+        except UnicodeDecodeError:
+            raise QueryError("the query string is not UTF-8") from None
+        if name not in allowed:
+            shown = f"'{name}'" if _SHOWN_NAME.fullmatch(name) else "a parameter"
+            raise QueryError(f"unknown parameter {shown}; this feed takes {', '.join(allowed)}")
+        if not eq or not value.strip():
+            raise QueryError(f"{name} needs a value")
+        if len(value) > MAX_VALUE:
+            raise QueryError(f"{name} is too long (at most {MAX_VALUE} characters)")
+        values.setdefault(name, []).append(value)
+    for name, given in values.items():
+        if name != "topic" and len(given) > 1:
+            raise QueryError(f"{name} may be given only once")
+    topics = values.get("topic", [])
+    if len(topics) > MAX_TOPICS:
+        raise QueryError(f"too many topics (at most {MAX_TOPICS})")
+    provider = None
+    if "provider" in values:
+        provider = provider_key(values["provider"][0])
+        if provider is None:
+            raise QueryError("provider must be a domain name, such as example.com")
+    return Query(
+        topics=tuple(sorted({cached_slug(t.strip()) for t in topics})),
+        provider=provider,
+        min_quality=_number(values, "min_quality", 0, MAX_QUALITY),
+        limit=_number(values, "limit", 1, max_entries),
+    )
+
+
+def _number(values: Mapping[str, list[str]], name: str, low: int, high: int) -> int | None:
+    if name not in values:
+        return None
+    text = values[name][0]
+    if not _NUMBER.fullmatch(text):
+        raise QueryError(f"{name} must be a whole number from {low} to {high}")
+    number = int(text)
+    if not low <= number <= high:
+        raise QueryError(f"{name} must be a whole number from {low} to {high}")
+    return number
+
+
+# -- running a query ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Index:
+    """One build's published records per feed, newest first and uncapped.
+
+    Made once per snapshot, on the first custom request, from the records
+    the snapshot already holds.
+    """
+
+    #: Each feed's records, newest first, all of them (feeds hold max_entries).
+    members: Mapping[FeedKey, tuple[Record, ...]]
+    #: Each feed's display name.
+    names: Mapping[FeedKey, str]
+    #: URL path of each feed format ("feeds/all.atom") → (feed key, format).
+    paths: Mapping[str, tuple[FeedKey, str]]
+
+    @classmethod
+    def from_build(cls, build: Build, config: Config) -> Index:
+        records = newest_first(select(build.loaded.records, config).records)
+        groups: dict[FeedKey, list[Record]] = {FeedKey(FeedKind.ALL, "all"): list(records)}
+        for r in records:
+            for slug, _name in topic_keys(r):
+                groups.setdefault(FeedKey(FeedKind.TOPIC, slug), []).append(r)
+            groups.setdefault(FeedKey(FeedKind.PROVIDER, r.provider.domain), []).append(r)
+        names = {f.key: f.name for f in build.feeds}
+        paths = {f"{f.key.path}.{fmt}": (f.key, fmt) for f in build.feeds for fmt in FEED_FORMATS}
+        return cls({k: tuple(v) for k, v in groups.items()}, names, paths)
+
+
+def run(index: Index, key: FeedKey, query: Query, max_entries: int) -> Feed:
+    """The custom feed: `key`'s records that match `query`, newest first, capped."""
+    limit = query.limit or max_entries
+    entries: list[Record] = []
+    for r in _candidates(index, key, query):
+        if query.provider is not None and r.provider.domain != query.provider:
+            continue
+        if query.min_quality is not None and r.quality < query.min_quality:
+            continue
+        entries.append(r)
+        if len(entries) >= limit:
+            break
+    return Feed(key=key, name=index.names.get(key, key.slug), entries=tuple(entries), total=len(entries))
+
+
+def _order(r: Record) -> tuple[float, str]:
+    # The order of feeds.newest_first: newest published first, then by id.
+    return (-r.published.timestamp(), r.id)
+
+
+def _candidates(index: Index, key: FeedKey, query: Query) -> Iterator[Record]:
+    if key.kind is FeedKind.ALL and query.topics:
+        lists = [index.members.get(FeedKey(FeedKind.TOPIC, t), ()) for t in query.topics]
+        seen: set[str] = set()
+        for r in heapq.merge(*lists, key=_order):
+            if r.id not in seen:  # an article in two of the topics
+                seen.add(r.id)
+                yield r
+    else:
+        yield from index.members.get(key, ())
+
+
+def title(site: Site, index: Index, key: FeedKey, query: Query) -> str:
+    """A custom feed's title: what it is narrowed to, in words."""
+    if key.kind is FeedKind.ALL and query.topics:
+        names = [index.names.get(FeedKey(FeedKind.TOPIC, t), t) for t in query.topics]
+        text = f"{site.title}: {' + '.join(names)}"
+    elif key.kind is FeedKind.ALL:
+        text = site.title
+    else:
+        text = f"{site.title}: {index.names.get(key, key.slug)}"
+    if query.provider is not None:
+        text += f" from {index.names.get(FeedKey(FeedKind.PROVIDER, query.provider), query.provider)}"
+    if query.min_quality is not None:
+        text += f" (quality {query.min_quality} and up)"
+    return text
+
+
+def render(index: Index, site: Site, key: FeedKey, fmt: str, query: Query, max_entries: int) -> Document:
+    """The custom feed as a `Document` at its path, ready to serve."""
+    feed = run(index, key, query, max_entries)
+    canonical = query.canonical()
+    name = title(site, index, key, query)
+    if fmt == "json":
+        body = render_json(feed, site, query=canonical, title=name)
+    else:
+        body = render_feed(feed, site, fmt, query=canonical, title=name)
+    return Document(f"{key.path}.{fmt}", body, MEDIA_TYPES[fmt], feed.updated)
+
+
+# -- the cache -----------------------------------------------------------------------
+
+V = TypeVar("V")
+
+
+@dataclass
+class LRU(Generic[V]):
+    """A least-recently-used map bounded in entries and in bytes; thread-safe."""
+
+    max_entries: int
+    max_bytes: int
+    _items: OrderedDict[str, tuple[V, int]] = field(default_factory=OrderedDict)
+    _bytes: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get(self, key: str) -> V | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                return None
+            self._items.move_to_end(key)
+            return item[0]
+
+    def put(self, key: str, value: V, size: int) -> None:
+        """Keep `value` unless it alone is over the byte budget; evict the least recent."""
+        if size > self.max_bytes:
+            return
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._bytes -= old[1]
+            self._items[key] = (value, size)
+            self._bytes += size
+            while len(self._items) > self.max_entries or self._bytes > self.max_bytes:
+                _key, (_value, dropped) = self._items.popitem(last=False)
+                self._bytes -= dropped
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes
+
+
+class CustomFeeds(Generic[V]):
+    """Custom feeds for one served site: parse, run, render, prepare, cache.
+
+    Results are cached per snapshot generation under ``path?canonical query``
+    and dropped when a newer snapshot is seen, so a custom feed never outlives
+    the records it was made from. `prepare` turns a `Document` into what the
+    web app serves (its gzip body and ETags) and `size` says what that costs.
+    """
+
+    def __init__(self, config: Config, prepare: Callable[[Document], V], size: Callable[[V], int]) -> None:
+        self.config = config
+        self.site = Site.from_config(config)
+        self.cache: LRU[V] = LRU(config.queries.cache_entries, config.queries.cache_bytes)
+        self._prepare = prepare
+        self._size = size
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._index: Index | None = None
+
+    def kind_of(self, path: str) -> FeedKind | None:
+        """The kind of feed `path` names if it is a feed format, else None (no query applies)."""
+        stem, _, fmt = path.rpartition(".")
+        if fmt not in FEED_FORMATS or not stem.startswith("feeds/"):
+            return None
+        if stem == "feeds/all":
+            return FeedKind.ALL
+        if stem.startswith("feeds/topics/"):
+            return FeedKind.TOPIC
+        if stem.startswith("feeds/providers/"):
+            return FeedKind.PROVIDER
+        return None
+
+    def get(self, build: Build, generation: int, path: str, query: Query) -> tuple[V, bool]:
+        """The prepared custom feed at `path` for `query`, and whether it came from the cache."""
+        key = f"{path}?{query.canonical()}"
+        current = self._current(generation)
+        if current:
+            found = self.cache.get(key)
+            if found is not None:
+                return found, True
+        index = self._index_for(build, generation)
+        feed_key, fmt = index.paths[path]
+        doc = render(index, self.site, feed_key, fmt, query, self.config.max_entries)
+        prepared = self._prepare(doc)
+        if current:
+            self.cache.put(key, prepared, self._size(prepared))
+        return prepared, False
+
+    def _current(self, generation: int) -> bool:
+        """Whether `generation` is the newest seen (a newer one clears the cache)."""
+        with self._lock:
+            if generation > self._generation:
+                self._generation = generation
+                self._index = None
+                self.cache.clear()
+            return generation == self._generation
+
+    def _index_for(self, build: Build, generation: int) -> Index:
+        with self._lock:
+            if generation == self._generation and self._index is not None:
+                return self._index
+            index = Index.from_build(build, self.config)
+            if generation == self._generation:
+                self._index = index
+            return index
+
