@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -31,7 +32,7 @@ from .config import Config
 from .fields import Settings
 from .errors import RecordError
 from .publish import MANIFEST, PublishResult, publish
-from .records import Loaded, load_bytes, read_record, record_files, settings_for
+from .records import Loaded, load_bytes, load_file, read_record, record_files, settings_for
 from .render import Site
 from .site import Document, feed_documents, site_documents
 from .model import Feed
@@ -208,6 +209,24 @@ def parse_many(
             if progress:
                 progress(len(chunk))
             yield from results
+
+
+def _load_chunk(args: tuple[Path, list[str], Settings]) -> list[Loaded]:
+    root, rels, settings = args
+    return [load_file(root, rel, settings) for rel in rels]
+
+
+def load_many(root: Path, rels: Sequence[str], settings: Settings, workers: int) -> list[Loaded]:
+    """`records.load_file` for each of `rels`, in order, across processes when there are many.
+
+    Forks: call it only where no other thread runs (the web app's first load
+    happens before gunicorn starts its workers and their threads).
+    """
+    chunks = [list(rels[i : i + _CHUNK]) for i in range(0, len(rels), _CHUNK)]
+    if workers <= 1 or len(rels) < PARALLEL_MIN or threading.active_count() > 1:
+        return [loaded for chunk in chunks for loaded in _load_chunk((root, chunk, settings))]
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork")) as pool:
+        return [loaded for part in pool.map(_load_chunk, [(root, c, settings) for c in chunks]) for loaded in part]
 
 
 #: From this many feeds to render, rendering is spread over worker processes.
