@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from . import __version__, incremental
+from . import __version__, incremental, websub
 from .config import Config, check_records_dir, load_config
 from .errors import ConfigError, FeedsvcError, RecordError
 from .publish import publish
@@ -91,6 +91,8 @@ def build(ctx: click.Context, out: Path | None, strict: bool, warnings: bool, fu
         f"{p.written} files written, {p.removed} removed in {report.seconds:.2f}s → {target}",
         err=True,
     )
+    if config.websub.hubs:  # tell the hubs which feeds changed; a hub that is down never fails the build
+        click.echo(websub.notify(config, report.changed_paths, wait=config.websub.timeout).summary(), err=True)
     if strict and report.rejected:
         sys.exit(1)
 

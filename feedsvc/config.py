@@ -93,15 +93,15 @@ class WebSubConfig:
 class PoliteConfig:
     #: Answer 429 to a client that fetches one URL too often.
     enabled: bool = True
-    #: Requests one address may make for one URL within the window; an
-    #: unconditional fetch (any answer but 304) counts as two.
+    #: Fetches one address may make of one URL within the window; one
+    #: answered 304 Not Modified counts half.
     max_requests: int = 60
     window_seconds: int = 600
     #: Addresses or networks (CIDR) never limited.
     exempt: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
     #: Reverse proxies (addresses or CIDR) whose X-Forwarded-For is believed.
     trusted_proxies: tuple[str, ...] = ()
-    #: Most (address, URL) pairs tracked per worker; the least recent go first.
+    #: Most (address, URL) pairs tracked, shared by all workers; the least recent go first.
     max_clients: int = 10_000
 
 
@@ -250,6 +250,9 @@ def check(config: Config) -> None:
     _check_features(config)
 
 
+#: Most shared memory polite polling may take (max_clients × (2 × max_requests + 3) × 8 bytes).
+MAX_POLITE_BYTES = 512 * 1024 * 1024
+
 #: What a hub URL may hold: RFC 3986 characters, ASCII only (it is published in every feed).
 _URL_CHARS = re.compile(r"^[A-Za-z0-9\-._~:/?\[\]@!$&'()*+,;=%]+$")
 
@@ -279,6 +282,11 @@ def _check_features(config: Config) -> None:
     for name in ("max_requests", "window_seconds", "max_clients"):
         if getattr(config.polite, name) < 1:
             raise ConfigError(src, f"polite.{name}", "must be at least 1")
+    # The budgets live in a table sized when the server starts (polite.py).
+    if config.polite.max_clients * (2 * config.polite.max_requests + 3) * 8 > MAX_POLITE_BYTES:
+        raise ConfigError(
+            src, "polite.max_clients", f"times max_requests is too large: the budgets would need over {MAX_POLITE_BYTES >> 20} MiB"
+        )
     for name in ("exempt", "trusted_proxies"):
         for i, value in enumerate(getattr(config.polite, name)):
             try:

@@ -4,7 +4,8 @@ What is counted, all with prometheus-client:
 
 - ``feedsvc_http_requests_total{kind,status}``: every response, by what was
   asked for (``all``, ``topics``, ``providers`` feeds, ``pages``, ``other``)
-  and status class (``2xx``…``5xx``);
+  and status code (``200``, ``304``, ``404``, ``429``…; the app answers with
+  a dozen codes at most, so the series stay few);
 - ``feedsvc_http_not_modified_total{kind}``: the 304s among them, so the share
   of polls a conditional request saved is a division away;
 - ``feedsvc_http_response_bytes_total{kind}``: body bytes sent;
@@ -38,7 +39,9 @@ from typing import Any
 
 #: Request kinds, by URL path.
 KINDS = ("all", "topics", "providers", "pages", "other")
-STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+#: Status codes given a series from the start, so a rate or ratio over them is
+#: never missing a term; others get one when first sent.
+COMMON_STATUSES = (200, 304, 400, 404, 429)
 ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
 RELOAD_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -64,8 +67,11 @@ class Metrics:
         # Imported here, not at the top: prometheus-client picks its value
         # store (in memory, or files for multiprocess mode) when first
         # imported, and `feedsvc serve` sets PROMETHEUS_MULTIPROC_DIR first.
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, values
 
+        # The *_created series say when a process started counting: noise
+        # next to totals summed over workers.
+        disable_created_metrics()
         self.multiprocess_dir = multiprocess_dir if multiprocess_dir is not None else os.environ.get(ENV_VAR)
         if self.multiprocess_dir and values.ValueClass is values.MutexValue and os.environ.get(ENV_VAR):
             # prometheus-client chose its value store when first imported; if
@@ -92,7 +98,8 @@ class Metrics:
             "feedsvc_records_rejected", "Record files rejected.", multiprocess_mode="livemostrecent", **reg
         )
         # Label children resolved once: a request only increments.
-        self._requests = {(k, c): requests.labels(k, c) for k in KINDS for c in STATUS_CLASSES}
+        self._requests_family = requests
+        self._requests = {(k, c): requests.labels(k, str(c)) for k in KINDS for c in COMMON_STATUSES}
         self._not_modified = {k: not_modified.labels(k) for k in KINDS}
         self._sent = {k: sent.labels(k) for k in KINDS}
         self._limited = {k: limited.labels(k) for k in KINDS}
@@ -104,7 +111,10 @@ class Metrics:
         """Count one response."""
         if not 100 <= status < 600:
             status = 500
-        self._requests[kind, STATUS_CLASSES[status // 100 - 1]].inc()
+        child = self._requests.get((kind, status))
+        if child is None:
+            child = self._requests[kind, status] = self._requests_family.labels(kind, str(status))
+        child.inc()
         if status == 304:
             self._not_modified[kind].inc()
         elif status == 429:

@@ -1,19 +1,24 @@
 """Polite polling: a client that fetches one URL too often is asked to slow down.
 
-A client is one address; a budget is per (address, URL path). Within any
-``window_seconds`` an address may spend ``max_requests`` on one path: a
-request answered 304 Not Modified costs 1 and any other answer (a full
-fetch) costs 2, so a reader that polls with If-None-Match or
-If-Modified-Since gets twice the polls of one that downloads the feed every
-time. A request that would overspend is answered 429 Too Many Requests with
-Retry-After, the seconds until enough earlier requests leave the window, and
-costs nothing, so a client that waits as told is served again.
+A client is one address; a budget is per (address, URL path), so a reader
+polling fifty feeds is fifty budgets. Within any ``window_seconds`` an address
+may fetch one path ``max_requests`` times; a request answered 304 Not Modified
+counts half, so a reader that polls with If-None-Match or If-Modified-Since
+gets twice the polls of one that downloads the feed every time. (Internally a
+full fetch costs 2 and a 304 costs 1 of a budget of ``2 × max_requests``.) A
+request that would overspend is answered 429 Too Many Requests with
+Retry-After, the whole seconds until enough earlier requests leave the window,
+and costs nothing, so a client that waits as told is served again.
 
-The window is exact (a sliding log of request times), and memory is bounded:
-a log holds at most ``max_requests`` times and at most ``max_clients`` logs are
-kept, the least recently used dropped first. The state is per process: with N
-gunicorn workers a client can get up to N times the budget, because each
-worker counts only the requests it answered.
+The window is exact: a sliding log of request times per budget. The logs live
+in one table of ``max_clients`` slots in shared memory, made before gunicorn
+forks its workers, so every worker counts against the same budgets (a client
+gets the configured budget, not one per worker) and memory is fixed when the
+server starts: ``max_clients × (2 × max_requests + 3) × 8`` bytes. A budget
+is found by a 64-bit hash of (address, path) and a short linear probe; when
+the slots it may use are all taken, the least recently used of them is
+forgotten. Processes take turns on the table with a POSIX record lock, which
+the kernel releases if a worker dies holding it.
 
 The client address is the connection's peer. Behind a reverse proxy listed in
 ``trusted_proxies``, it is the right-most address in X-Forwarded-For that is
@@ -23,11 +28,15 @@ to send). Addresses in ``exempt`` are never limited.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import ipaddress
 import math
+import mmap
+import os
+import tempfile
 import threading
 import time
-from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from functools import lru_cache
 
@@ -36,6 +45,11 @@ from .config import PoliteConfig
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 #: Longest X-Forwarded-For value read; a longer one is not believed.
 MAX_FORWARDED = 2048
+#: What a request costs: a 304 Not Modified, and any other answer.
+COST_NOT_MODIFIED = 1
+COST_FULL = 2
+#: Slots a budget may live in, from the one its hash names.
+PROBES = 16
 
 
 def networks(values: Iterable[str]) -> tuple[Network, ...]:
@@ -93,17 +107,24 @@ def _is_address(text: str) -> bool:
     return True
 
 
+def table_bytes(config: PoliteConfig) -> int:
+    """The shared memory the budgets of `config` take."""
+    return config.max_clients * (2 * config.max_requests + 3) * 8
+
+
 class Limiter:
-    """The per-process budgets: (address, path) → times of recent requests."""
+    """The budgets: (address, path) → times of recent requests, shared by forked processes."""
 
     def __init__(self, config: PoliteConfig, clock: Callable[[], float] = time.monotonic) -> None:
         self.max_requests = config.max_requests
+        #: Budget of one (address, path) per window, in cost units.
+        self.capacity = 2 * config.max_requests
         self.window = float(config.window_seconds)
         self.max_clients = config.max_clients
         self.clock = clock
         self.exempt = AddressSet(networks(config.exempt))
         self.trusted = AddressSet(networks(config.trusted_proxies))
-        self._logs: OrderedDict[tuple[str, str], deque[float]] = OrderedDict()
+        self._table = _Table(config.max_clients, self.capacity)
         self._lock = threading.Lock()
 
     def client(self, remote_addr: str, forwarded_for: str | None) -> str | None:
@@ -111,47 +132,140 @@ class Limiter:
         addr = client_address(remote_addr, forwarded_for, self.trusted) if self.trusted.networks else remote_addr
         return None if self.exempt.contains(addr) else addr
 
-    def retry_after(self, client: str, path: str, cost: int) -> int:
+    def retry_after(self, client: str, path: str, cost: int = COST_NOT_MODIFIED) -> int:
         """Seconds to wait before a request of `cost` fits; 0 when it fits now (nothing is spent)."""
-        now = self.clock()
-        cost = min(cost, self.max_requests)
-        with self._lock:
-            log = self._logs.get((client, path))
-            if log is None:
-                return 0
-            return self._wait(log, now, cost)
+        return self._use(client, path, cost, spend=False)
 
     def spend(self, client: str, path: str, cost: int) -> int:
         """Spend `cost` if it fits and return 0; else spend nothing and return the seconds to wait."""
-        now = self.clock()
-        cost = min(cost, self.max_requests)  # a budget of 1 still allows a full fetch
-        key = (client, path)
-        with self._lock:
-            log = self._logs.get(key)
-            if log is None:
-                log = deque()
-                self._logs[key] = log
-                while len(self._logs) > self.max_clients:
-                    self._logs.popitem(last=False)
-            else:
-                self._logs.move_to_end(key)
-            wait = self._wait(log, now, cost)
-            if wait:
-                return wait
-            log.extend([now] * cost)
-            return 0
+        return self._use(client, path, cost, spend=True)
 
-    def _wait(self, log: deque[float], now: float, cost: int) -> int:
-        horizon = now - self.window
-        while log and log[0] <= horizon:
-            log.popleft()
-        over = len(log) + cost - self.max_requests
-        if over <= 0:
-            return 0
-        if over > len(log):  # costs more than a whole window holds
-            return math.ceil(self.window)
-        # The request fits once the `over` oldest entries have left the window.
-        return max(1, math.ceil(log[over - 1] + self.window - now))
+    def _use(self, client: str, path: str, cost: int, *, spend: bool) -> int:
+        key = _key(client, path)
+        cost = min(cost, self.capacity)
+        with self._lock, self._table.locked():
+            now = self.clock()
+            slot = self._table.find(key, now, self.window, create=spend)
+            if slot < 0:
+                return 0
+            wait = self._table.wait(slot, now, self.window, cost, self.capacity)
+            if not wait and spend:
+                self._table.append(slot, now, cost, self.capacity)
+            return wait
+
+    def __bool__(self) -> bool:
+        return True  # not "empty" when no budget is tracked yet (__len__ is 0)
 
     def __len__(self) -> int:
-        return len(self._logs)
+        """Budgets tracked now (for tests and /healthz-style checks)."""
+        with self._lock, self._table.locked():
+            return self._table.used_slots()
+
+
+def _key(client: str, path: str) -> int:
+    digest = hashlib.blake2b(f"{client}\x00{path}".encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "little") or 1  # 0 marks an empty slot
+
+
+class _Table:
+    """Fixed-size open-addressing table of sliding logs in a shared mapping.
+
+    Per slot: the key (uint64, 0 when free), the last use (float64), the ring
+    start and length (uint32 each), and ``capacity`` request times (float64),
+    one per cost unit. Callers hold `locked()` around every use.
+    """
+
+    def __init__(self, slots: int, capacity: int) -> None:
+        self.slots = slots
+        self.capacity = capacity
+        size = slots * (8 + 8 + 8 + 8 * capacity)
+        # MAP_SHARED anonymous memory: forked workers see one table.
+        self._map = mmap.mmap(-1, size, flags=mmap.MAP_SHARED)
+        view = memoryview(self._map)
+        a, b, c = slots * 8, slots * 16, slots * 24
+        self.keys = view[:a].cast("Q")
+        self.used = view[a:b].cast("d")
+        self.ring = view[b:c].cast("I")  # start, length pairs
+        self.times = view[c:].cast("d")
+        self._lockfile = _LockFile()
+
+    def locked(self) -> _LockFile:
+        return self._lockfile
+
+    def find(self, key: int, now: float, window: float, *, create: bool) -> int:
+        """The slot holding `key`; with `create`, one made for it; else -1."""
+        keys, used, slots = self.keys, self.used, self.slots
+        start = key % slots
+        victim, victim_used = -1, math.inf
+        for i in range(min(PROBES, slots)):
+            slot = (start + i) % slots
+            k = keys[slot]
+            if k == key:
+                used[slot] = now
+                return slot
+            # A free slot, or one whose requests have all left the window, is free to take.
+            last = -math.inf if k == 0 or used[slot] <= now - window else used[slot]
+            if last < victim_used:
+                victim, victim_used = slot, last
+        if not create:
+            return -1
+        keys[victim] = key
+        used[victim] = now
+        self.ring[2 * victim] = 0
+        self.ring[2 * victim + 1] = 0
+        return victim
+
+    def wait(self, slot: int, now: float, window: float, cost: int, capacity: int) -> int:
+        """Seconds until `cost` more fits in the slot's window (0: now); drops expired times."""
+        ring, times, base = self.ring, self.times, slot * capacity
+        start, length = ring[2 * slot], ring[2 * slot + 1]
+        horizon = now - window
+        while length and times[base + start] <= horizon:
+            start = (start + 1) % capacity
+            length -= 1
+        ring[2 * slot], ring[2 * slot + 1] = start, length
+        over = length + cost - capacity
+        if over <= 0:
+            return 0
+        # It fits once the `over` oldest entries have left the window.
+        oldest_needed = times[base + (start + over - 1) % capacity]
+        return max(1, math.ceil(oldest_needed + window - now))
+
+    def append(self, slot: int, now: float, cost: int, capacity: int) -> None:
+        ring, times, base = self.ring, self.times, slot * capacity
+        start, length = ring[2 * slot], ring[2 * slot + 1]
+        for _ in range(cost):
+            times[base + (start + length) % capacity] = now
+            length += 1
+        ring[2 * slot + 1] = length
+
+    def used_slots(self) -> int:
+        return sum(1 for k in self.keys if k)
+
+
+class _LockFile:
+    """An exclusive fcntl record lock: one process at a time, released by the kernel if it dies.
+
+    The file has no name in any folder (a memfd, else an unlinked temporary
+    file). Record locks belong to a process, not a descriptor, so forked
+    workers sharing this descriptor still exclude each other; threads of one
+    process must serialise among themselves first (the Limiter's lock does).
+    """
+
+    def __init__(self) -> None:
+        try:
+            self.fd = os.memfd_create("feedsvc-polite", os.MFD_CLOEXEC)
+        except (AttributeError, OSError):
+            with tempfile.TemporaryFile() as handle:  # unlinked at once
+                self.fd = os.dup(handle.fileno())
+
+    def __enter__(self) -> None:
+        fcntl.lockf(self.fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.lockf(self.fd, fcntl.LOCK_UN)
+
+    def __del__(self) -> None:
+        fd, self.fd = getattr(self, "fd", -1), -1
+        if fd >= 0:
+            os.close(fd)

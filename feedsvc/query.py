@@ -23,10 +23,16 @@ custom feed's self link and Atom id carry it, and results are cached under it,
 so ``?topic=AI&topic=Robotics`` and ``?topic=robotics&topic=ai`` share one
 cache entry and one set of bytes. A query in another order is answered, not
 redirected: its self link names the canonical URL.
+
+Custom feeds name no WebSub hub: hubs are only told about the feeds
+`feedsvc build` writes (websub.py), so a subscription to a custom feed through
+a hub would never be served; readers poll custom feeds instead.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import heapq
 import re
 import threading
@@ -34,7 +40,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
-from urllib.parse import unquote_plus
+from urllib.parse import unquote_to_bytes
 
 from .config import Config
 from .errors import FeedsvcError
@@ -43,7 +49,7 @@ from .jsonfeed import render_json
 from .model import Feed, FeedKey, FeedKind, Record
 from .render import Site, render_feed
 from .site import MEDIA_TYPES, Build, Document
-from .text import provider_key
+from .text import MAX_SLUG, provider_key
 
 #: The formats a custom feed comes in (pages and listings take no query).
 FEED_FORMATS = ("rss", "atom", "json")
@@ -96,24 +102,27 @@ class Query:
 def parse(kind: FeedKind, query_string: str, max_entries: int) -> Query:
     """The `Query` a feed of `kind` was asked with; `QueryError` when it is not one.
 
-    Empty pieces (``?&limit=5&``) are ignored; a query string of nothing else
-    is the plain feed.
+    `query_string` is as WSGI gives it (the raw bytes as Latin-1 text):
+    %-escapes and raw bytes alike are read as UTF-8. Empty pieces
+    (``?&limit=5&``) are ignored; a query string of nothing else is the plain
+    feed.
     """
     allowed = PARAMETERS[kind]
-    pieces = [p for p in query_string.split("&") if p]
+    raw = _raw_bytes(query_string)
+    pieces = [p for p in raw.split(b"&") if p]
     if len(pieces) > MAX_PARAMS:
         raise QueryError(f"too many parameters (at most {MAX_PARAMS})")
     values: dict[str, list[str]] = {}
     for piece in pieces:
-        raw_name, eq, raw_value = piece.partition("=")
+        raw_name, eq, raw_value = piece.partition(b"=")
         try:
-            name = unquote_plus(raw_name, errors="strict")
-            value = unquote_plus(raw_value, errors="strict")
+            name = unquote_to_bytes(raw_name.replace(b"+", b" ")).decode("utf-8")
+            value = unquote_to_bytes(raw_value.replace(b"+", b" ")).decode("utf-8")
         except UnicodeDecodeError:
             raise QueryError("the query string is not UTF-8") from None
         if name not in allowed:
-            shown = f"'{name}'" if _SHOWN_NAME.fullmatch(name) else "a parameter"
-            raise QueryError(f"unknown parameter {shown}; this feed takes {', '.join(allowed)}")
+            shown = f" '{name}'" if _SHOWN_NAME.fullmatch(name) else ""  # never echo markup or junk
+            raise QueryError(f"unknown parameter{shown}; this feed takes {', '.join(allowed)}")
         if not eq or not value.strip():
             raise QueryError(f"{name} needs a value")
         if len(value) > MAX_VALUE:
@@ -131,11 +140,38 @@ def parse(kind: FeedKind, query_string: str, max_entries: int) -> Query:
         if provider is None:
             raise QueryError("provider must be a domain name, such as example.com")
     return Query(
-        topics=tuple(sorted({cached_slug(t.strip()) for t in topics})),
+        topics=tuple(sorted({_slug(t) for t in topics})),
         provider=provider,
         min_quality=_number(values, "min_quality", 0, MAX_QUALITY),
         limit=_number(values, "limit", 1, max_entries),
     )
+
+
+def _raw_bytes(query_string: str) -> bytes:
+    try:
+        return query_string.encode("latin-1")  # PEP 3333: bytes as Latin-1 text
+    except UnicodeEncodeError:
+        return query_string.encode("utf-8", "surrogateescape")  # a caller that decoded already
+
+
+#: A topic slug as it appears in feed URLs: slugging it gives it back unchanged.
+_SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+
+
+def _slug(name: str) -> str:
+    """A queried topic's slug, as `feeds.topic_keys` makes it.
+
+    Slugs (what self links carry) are taken as they are; other spellings are
+    slugged through a cache of their own, so queries cannot crowd the records'
+    topic names out of the shared one.
+    """
+    name = name.strip()
+    if len(name) <= MAX_SLUG and _SLUG.fullmatch(name):
+        return name
+    return _slug_uncommon(name)
+
+
+_slug_uncommon = functools.lru_cache(maxsize=1024)(getattr(cached_slug, "__wrapped__", cached_slug))
 
 
 def _number(values: Mapping[str, list[str]], name: str, low: int, high: int) -> int | None:
@@ -302,7 +338,10 @@ class CustomFeeds(Generic[V]):
 
     def __init__(self, config: Config, prepare: Callable[[Document], V], size: Callable[[V], int]) -> None:
         self.config = config
-        self.site = Site.from_config(config)
+        # No rel="hub": hubs are told when a feed file changes, never about a
+        # custom feed, so a subscriber to one through a hub would wait forever.
+        # Without a hub link a reader polls it (cheaply: ETags, 304s).
+        self.site = dataclasses.replace(Site.from_config(config), hubs=())
         self.cache: LRU[V] = LRU(config.queries.cache_entries, config.queries.cache_bytes)
         self._prepare = prepare
         self._size = size

@@ -45,7 +45,7 @@ from werkzeug.http import parse_date
 
 from .config import Config, base_url, load_config
 from .metrics import Instrumented, Metrics
-from .polite import Limiter
+from .polite import COST_FULL, COST_NOT_MODIFIED, Limiter
 from .query import CustomFeeds, QueryError, parse
 from .reload import LiveSite, Prepared, ReloadReport, prepare
 from .websub import Notifier, Publisher
@@ -205,7 +205,9 @@ class _Responder:
         if any(v is not None and len(v) > MAX_FIELD for v in (accept, inm, ims)):
             return _plain(431, "Request Header Fields Too Large")
         limiter = self.limiter
-        client = limiter.client(environ.get("REMOTE_ADDR") or "-", environ.get("HTTP_X_FORWARDED_FOR")) if limiter else None
+        client = None
+        if limiter is not None:
+            client = limiter.client(environ.get("REMOTE_ADDR") or "-", environ.get("HTTP_X_FORWARDED_FOR"))
         canonical = ""
         if query_string:
             kind = self.custom.kind_of(path)
@@ -216,15 +218,16 @@ class _Responder:
                     return _plain(400, f"Bad Request: {e}")
                 canonical = query.canonical()
                 if canonical:
-                    if client is not None and limiter is not None and (wait := limiter.retry_after(client, path, 1)):
+                    if client is not None and limiter is not None and (wait := limiter.retry_after(client, path)):
                         return self.too_many(wait)  # over budget already: render nothing
                     prepared, hit = self.custom.get(snapshot.build, snapshot.generation, path, query)
                     self.metrics.custom_feed(hit)
         gz = prepared.gzip
         variant = gz if gz is not None and accept is not None and wants_gzip(accept) else prepared.plain
         fresh = not_modified(inm, ims, variant.etag, prepared)
-        if client is not None and limiter is not None and (wait := limiter.spend(client, path, 1 if fresh else 2)):
-            return self.too_many(wait)
+        if client is not None and limiter is not None:
+            if wait := limiter.spend(client, path, COST_NOT_MODIFIED if fresh else COST_FULL):
+                return self.too_many(wait)
         headers = [("ETag", variant.etag)]
         if prepared.last_modified is not None:
             headers.append(("Last-Modified", prepared.last_modified))
@@ -234,18 +237,16 @@ class _Responder:
             headers.append(_CSP)
         if fresh:
             return _Final(None, 304, Headers(headers))
-        if self.hub_links and path.endswith(_FEED_SUFFIXES):
-            headers.append(("Link", self.link_header(path, canonical)))
+        if self.hub_links and not canonical and path.endswith(_FEED_SUFFIXES):
+            headers.append(("Link", self.link_header(path)))  # custom feeds name no hub (query.py)
         headers.append(("Content-Type", media_type))
         headers.append(("Content-Length", str(len(variant.body))))
         if variant is gz:
             headers.append(("Content-Encoding", "gzip"))
         return _Final(variant.body, 200, Headers(headers))
 
-    def link_header(self, path: str, canonical: str) -> str:
+    def link_header(self, path: str) -> str:
         """WebSub discovery (RFC 8288 Link): every hub, and the feed's self URL."""
-        if canonical:
-            return f'{self.hub_links}<{self.base_url}{path}?{canonical}>; rel="self"'
         value = self._links.get(path)
         if value is None:
             value = self._links[path] = f'{self.hub_links}<{self.base_url}{path}>; rel="self"'
@@ -256,8 +257,8 @@ class _Responder:
         resp = _plain(
             429,
             f"Too Many Requests: this address fetched this URL more than {polite.max_requests} times "
-            f"in {polite.window_seconds} seconds (a fetch that is not a 304 counts twice; "
-            f"send If-None-Match to poll cheaply). Retry after {wait} seconds.",
+            f"in {polite.window_seconds} seconds (a 304 Not Modified counts half: send If-None-Match "
+            f"to poll cheaply). Retry after {wait} seconds.",
         )
         resp.headers["Retry-After"] = str(wait)
         return resp

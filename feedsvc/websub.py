@@ -8,8 +8,10 @@ hub): ``POST <hub>`` with ``hub.mode=publish&hub.url=<feed self URL>``, one
 per feed URL. Only feeds are announced (RSS, Atom and JSON Feed, not pages),
 and only those whose bytes changed, so a hub fetches nothing for nothing.
 
-Notifications go out from one background thread per process, never from a
-request or a reload: a ``2xx`` answer is success; a timeout, a connection
+Notifications go out from background threads, never from a request, a
+reload or the build's own work: each hub has its own (up to four
+notifications on the wire at once), so one hub that never answers delays no
+other. A ``2xx`` answer is success; a timeout, a connection
 error, ``408``, ``425``, ``429`` or a ``5xx`` is retried with exponential
 backoff (0.5 s, 1 s, 2 s, … up to 30 s, or the hub's Retry-After when longer);
 any other answer is final. Retries stop at ``websub.timeout`` seconds after
@@ -28,6 +30,7 @@ over. A worker started later than the others may announce a change again
 from __future__ import annotations
 
 import fcntl
+import heapq
 import logging
 import os
 import threading
@@ -55,6 +58,8 @@ FIRST_BACKOFF = 0.5
 MAX_BACKOFF = 30.0
 #: Longest wait for one hub's answer.
 REQUEST_TIMEOUT = 10.0
+#: Notifications on the wire at once, per hub.
+CONCURRENCY = 4
 USER_AGENT = f"feedsvc/{__version__} (WebSub publisher)"
 
 #: Sends one notification: (hub URL, feed URL, timeout) → (HTTP status, Retry-After seconds or None).
@@ -132,9 +137,22 @@ def _retry_after(value: str | None) -> float | None:
 
 
 def hub_name(hub: str) -> str:
-    """A hub as logs show it: scheme and host only (a path or query may hold a token)."""
+    """A hub as logs show it: scheme, host and port only (a path or query may hold a token)."""
     parts = urlsplit(hub)
-    return f"{parts.scheme}://{parts.hostname or '?'}"
+    host = parts.hostname or "?"
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = f":{parts.port}" if parts.port is not None else ""
+    except ValueError:
+        port = ""
+    return f"{parts.scheme}://{host}{port}"
+
+
+def _describe(error: BaseException) -> str:
+    """An error's kind, never its message (which could quote the hub URL): the cause inside a URLError."""
+    reason = getattr(error, "reason", None)
+    return type(reason if isinstance(reason, BaseException) else error).__name__
 
 
 class Delivery:
@@ -142,10 +160,15 @@ class Delivery:
 
     def __init__(self, pairs: Iterable[tuple[str, str]]) -> None:
         self.pending: set[tuple[str, str]] = set(pairs)
+        #: Every (hub, feed URL) pair of this change.
+        self.pairs: frozenset[tuple[str, str]] = frozenset(self.pending)
         #: (hub, feed URL) pairs the hub accepted.
         self.sent: list[tuple[str, str]] = []
         #: (hub, feed URL) pairs given up: a final error, or out of time.
         self.failed: list[tuple[str, str]] = []
+        #: The last error per hub (as `hub_name` shows it): "HTTP 500", "TimeoutError"…
+        self.errors: dict[str, str] = {}
+        self._lock = threading.Lock()
         self._done = threading.Event()
         if not self.pending:
             self._done.set()
@@ -158,12 +181,39 @@ class Delivery:
     def done(self) -> bool:
         return self._done.is_set()
 
-    def _finish(self, pair: tuple[str, str], ok: bool) -> None:
-        if pair in self.pending:
+    def summary(self) -> str:
+        """One line for people: what was sent, and what was not and why (hubs by `hub_name`)."""
+        with self._lock:
+            sent = len(self.sent)
+            errors = dict(self.errors)
+            for hub, _url in self.pending:  # not answered (yet): the time limit came first
+                errors.setdefault(hub_name(hub), "no answer in time")
+        hubs = len({hub for hub, _url in self.pairs})
+        feeds = len({url for _hub, url in self.pairs})
+        if not self.pairs:
+            return "WebSub: no feed changed, no hub notified"
+        if sent == len(self.pairs):
+            return f"WebSub: notified {_count(hubs, 'hub')} of {_count(feeds, 'feed')}"
+        why = "; ".join(f"{hub}: {error}" for hub, error in sorted(errors.items()))
+        return (
+            f"WebSub: {sent} of {_count(len(self.pairs), 'notification')} delivered "
+            f"({_count(hubs, 'hub')}, {_count(feeds, 'feed')}); not delivered: {why}"
+        )
+
+    def _finish(self, pair: tuple[str, str], ok: bool, error: str = "") -> None:
+        with self._lock:
+            if pair not in self.pending:
+                return
             self.pending.discard(pair)
             (self.sent if ok else self.failed).append(pair)
+            if error:
+                self.errors[hub_name(pair[0])] = error
             if not self.pending:
                 self._done.set()
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 @dataclass
@@ -177,13 +227,29 @@ class _Job:
     last_error: str = ""
 
 
-class Notifier:
-    """Delivers publish notifications from one background thread, with retries.
+@dataclass
+class _Hub:
+    """One hub's work: jobs by feed URL, a heap of (due, URL), senders running."""
 
-    The thread starts when there is work and ends when there is none left,
-    and is started again in a forked child (threads do not survive a fork).
-    A feed announced again while its notification is still pending is sent
-    once, with the later deadline.
+    jobs: dict[str, _Job] = field(default_factory=dict)
+    queue: list[tuple[float, str]] = field(default_factory=list)
+    #: Jobs being sent now (not in `queue`), and changes announced meanwhile:
+    #: URL → (deliveries, deadline), sent again once the current send ends.
+    again: dict[str, tuple[list[Delivery], float]] = field(default_factory=dict)
+    in_flight: set[str] = field(default_factory=set)
+    senders: int = 0
+
+
+class Notifier:
+    """Delivers publish notifications from background threads, with retries.
+
+    Each hub has its own senders (up to `concurrency` at once), so a hub that
+    is slow or never answers delays nobody else's notifications. Threads start
+    when there is work and end when there is none left, and are started again
+    in a forked child (threads do not survive a fork). A feed announced again
+    while its notification waits is sent once, with the later deadline; one
+    announced while its notification is on the wire is sent again after it,
+    since the hub may have fetched the feed before it changed.
     """
 
     def __init__(
@@ -196,6 +262,7 @@ class Notifier:
         on_outcome: Callable[[str, int], None] | None = None,
         first_backoff: float = FIRST_BACKOFF,
         max_backoff: float = MAX_BACKOFF,
+        concurrency: int = CONCURRENCY,
     ) -> None:
         self.hubs = tuple(hubs)
         self.timeout = timeout
@@ -204,61 +271,84 @@ class Notifier:
         self.on_outcome = on_outcome
         self.first_backoff = first_backoff
         self.max_backoff = max_backoff
-        self._jobs: dict[tuple[str, str], _Job] = {}
+        self.concurrency = max(1, concurrency)
+        self._hubs: dict[str, _Hub] = {hub: _Hub() for hub in self.hubs}
         self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
         self._pid = os.getpid()
 
     def submit(self, urls: Iterable[str]) -> Delivery:
         """Queue a notification of each of `urls` to every hub; returns at once."""
-        urls = list(urls)
+        urls = list(dict.fromkeys(urls))
         delivery = Delivery((hub, url) for hub in self.hubs for url in urls)
         if delivery.done:
             return delivery
         if os.getpid() != self._pid:
-            # A forked child: the parent's thread is not here, and its
+            # A forked child: the parent's threads are not here, and the
             # condition may have been copied while held.
-            self._pid, self._thread, self._cond = os.getpid(), None, threading.Condition()
+            self._pid, self._cond = os.getpid(), threading.Condition()
+            self._hubs = {hub: _Hub() for hub in self.hubs}
         with self._cond:
             now = self.clock()
             deadline = now + self.timeout
-            for pair in delivery.pending:
-                job = self._jobs.get(pair)
+            for hub, url in sorted(delivery.pairs):
+                state = self._hubs[hub]
+                if url in state.in_flight:
+                    waiting, old = state.again.get(url, ([], deadline))
+                    state.again[url] = ([*waiting, delivery], max(old, deadline))
+                    continue
+                job = state.jobs.get(url)
                 if job is None:
-                    job = self._jobs[pair] = _Job(pair[0], pair[1], deadline, now)
+                    job = state.jobs[url] = _Job(hub, url, deadline, now)
+                    heapq.heappush(state.queue, (job.due, url))
                 job.deadline = max(job.deadline, deadline)
                 job.deliveries.append(delivery)
-            self._ensure_thread()
-            self._cond.notify()
+            for hub in self.hubs:
+                self._start_senders(hub)
+            self._cond.notify_all()
         return delivery
 
     def pending(self) -> int:
+        """Notifications not yet sent or given up."""
         with self._cond:
-            return len(self._jobs)
+            return sum(len(h.jobs) + len(h.again) for h in self._hubs.values())
 
-    def _ensure_thread(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._run, name="feedsvc-websub", daemon=True)
-            self._thread.start()
+    def _start_senders(self, hub: str) -> None:
+        state = self._hubs[hub]
+        wanted = min(self.concurrency, len(state.jobs))
+        while state.senders < wanted:
+            state.senders += 1
+            threading.Thread(target=self._run, args=(hub,), name="feedsvc-websub", daemon=True).start()
 
-    def _run(self) -> None:
+    def _run(self, hub: str) -> None:
+        state = self._hubs[hub]
         while True:
             with self._cond:
-                if not self._jobs:
-                    self._thread = None
+                if self._hubs.get(hub) is not state:  # forked and reset: this state is gone
                     return
-                now = self.clock()
-                due = [job for job in self._jobs.values() if job.due <= now]
-                if not due:
-                    self._cond.wait(min(job.due for job in self._jobs.values()) - now)
+                job = self._next(state)
+                if job is None:
+                    state.senders -= 1
+                    return
+                wait = job.due - self.clock()
+                if wait > 0:
+                    heapq.heappush(state.queue, (job.due, job.url))
+                    self._cond.wait(wait)
                     continue
-            due.sort(key=lambda j: (j.due, j.hub, j.url))
-            for job in due:
-                self._attempt(job)
+                state.in_flight.add(job.url)
+            self._attempt(state, job)
 
-    def _attempt(self, job: _Job) -> None:
-        now = self.clock()
-        remaining = job.deadline - now
+    @staticmethod
+    def _next(state: _Hub) -> _Job | None:
+        """The job due first, taken off the queue; None when the hub has nothing queued."""
+        while state.queue:
+            due, url = heapq.heappop(state.queue)
+            job = state.jobs.get(url)
+            if job is not None and job.due == due and url not in state.in_flight:
+                return job
+        return None
+
+    def _attempt(self, state: _Hub, job: _Job) -> None:
+        remaining = job.deadline - self.clock()
         outcome: bool | None = None  # True sent, False failed for good, None try again
         retry_after: float | None = None
         if remaining <= 0:
@@ -269,7 +359,7 @@ class Notifier:
             try:
                 status, retry_after = self.send(job.hub, job.url, min(REQUEST_TIMEOUT, remaining))
             except (OSError, ValueError) as e:  # network trouble: worth another try
-                job.last_error = type(e).__name__
+                job.last_error = _describe(e)
             else:
                 if 200 <= status < 300:
                     outcome = True
@@ -278,16 +368,28 @@ class Notifier:
                     if status not in RETRY_STATUSES:
                         outcome = False
         with self._cond:
+            state.in_flight.discard(job.url)
             if outcome is None:
                 backoff = min(self.max_backoff, self.first_backoff * 2 ** (job.attempts - 1))
                 job.due = self.clock() + max(backoff, min(retry_after or 0.0, self.max_backoff))
                 if job.due >= job.deadline:
                     outcome = False
                     job.last_error += ", then out of time"
-            if outcome is not None:
-                self._jobs.pop((job.hub, job.url), None)
-                for delivery in job.deliveries:
-                    delivery._finish((job.hub, job.url), outcome)
+            again = state.again.pop(job.url, None)
+            if outcome is None:
+                if again is not None:  # it is sent again anyway, after the change
+                    job.deliveries += again[0]
+                    job.deadline = max(job.deadline, again[1])
+                heapq.heappush(state.queue, (job.due, job.url))
+            else:
+                state.jobs.pop(job.url, None)
+                if again is not None:
+                    fresh = state.jobs[job.url] = _Job(job.hub, job.url, again[1], self.clock(), deliveries=again[0])
+                    heapq.heappush(state.queue, (fresh.due, fresh.url))
+            self._cond.notify_all()
+        if outcome is not None:
+            for delivery in job.deliveries:
+                delivery._finish((job.hub, job.url), outcome, "" if outcome else job.last_error)
         if outcome is True:
             log.debug("websub: notified %s of %s", hub_name(job.hub), job.url)
         elif outcome is False:
