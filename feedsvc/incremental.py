@@ -32,7 +32,7 @@ from .config import Config
 from .fields import Settings
 from .errors import RecordError
 from .publish import MANIFEST, PublishResult, publish
-from .records import Loaded, load_bytes, load_file, read_record, record_files, settings_for
+from .records import Loaded, load_bytes, load_file, read_record, settings_for, walk_records
 from .render import Site
 from .site import Document, feed_documents, site_documents
 from .model import Feed
@@ -104,7 +104,7 @@ def build(
     out.parent.mkdir(parents=True, exist_ok=True)
     if full:
         _remove_cache(cache)
-    workers = workers or _cores()
+    workers = workers or cores()
     store = open_store(cache, config)
     try:
         with store.transaction():
@@ -152,15 +152,15 @@ def default_cache_path(out: Path) -> Path:
 
 
 def scan(root: Path) -> dict[str, Stamp]:
-    """Every record file under `root` with its stamp (one stat each)."""
+    """Every record file under `root` with its stamp (one stat each), in path order."""
     stamps = {}
-    for rel in record_files(root):
+    for rel, entry in walk_records(root):
         try:
-            st = os.stat(root / rel)
+            st = entry.stat()
         except OSError:
             continue
         stamps[rel] = Stamp(st.st_size, st.st_mtime_ns, st.st_ino)
-    return stamps
+    return dict(sorted(stamps.items()))
 
 
 def parse_one(root: Path, rel: str, stamp: Stamp, known: str | None, settings: Settings, filters: Filters) -> Parsed | str:
@@ -261,7 +261,7 @@ def refresh(
             progress(done[0], len(todo))
 
     parsed: list[Parsed] = []
-    for item, result in zip(todo, parse_many(root, todo, settings_for(config), _filters(config), workers or _cores(), tick)):
+    for item, result in zip(todo, parse_many(root, todo, settings_for(config), _filters(config), workers or cores(), tick)):
         if isinstance(result, str):
             store.touch(item[0], item[1])
         else:
@@ -350,5 +350,6 @@ def _filters(config: Config) -> Filters:
     return Filters(config.include_unpublished, config.min_quality)
 
 
-def _cores() -> int:
+def cores() -> int:
+    """CPUs this process may run on (its affinity, not the machine's count)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

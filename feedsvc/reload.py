@@ -32,7 +32,8 @@ from pathlib import Path
 
 from .config import Config
 from .errors import RecordError
-from .records import Loaded, collect, load_file, record_files, settings_for
+from . import incremental
+from .records import Loaded, collect, settings_for
 from .site import Build, Document, assemble
 
 log = logging.getLogger("feedsvc.reload")
@@ -295,24 +296,29 @@ class LiveSite:
         return report
 
     def _scan(self, previous: Mapping[str, FileState]) -> _Scan:
-        """Every record file in path order, parsing only new and changed ones."""
+        """Every record file in path order, parsing only new and changed ones.
+
+        Many files to parse (the first load of a big folder) are parsed across
+        processes; `load_many` falls back to this thread where forking is unsafe.
+        """
         scan = _Scan()
-        for rel in record_files(self._root):
-            try:
-                st = os.stat(self._root / rel)
-            except OSError:
-                continue  # gone since the listing: counts as removed
-            signature = (st.st_size, st.st_mtime_ns, st.st_ino)
+        todo: list[tuple[str, Signature, FileState | None]] = []
+        for rel, stamp in incremental.scan(self._root).items():
+            # The signature is taken before reading: a write racing the read
+            # changes the signature again, so the next scan reads the file again.
+            signature = (stamp.size, stamp.mtime_ns, stamp.ino)
             before = previous.get(rel)
             if before is not None and before.signature == signature:
                 scan.files[rel] = before
-                continue
-            # The signature is taken before reading: a write racing the read
-            # changes the signature again, so the next scan reads the file again.
-            loaded = load_file(self._root, rel, self._settings)
+            else:
+                todo.append((rel, signature, before))
+        fresh = incremental.load_many(self._root, [rel for rel, _, _ in todo], self._settings, incremental.cores())
+        for (rel, signature, before), loaded in zip(todo, fresh):
             scan.files[rel] = FileState(signature, loaded)
             scan.fresh.append(loaded)
             (scan.changed if before is not None else scan.added).append(rel)
+        if todo:  # keep path order: changed files were appended after unchanged ones
+            scan.files = dict(sorted(scan.files.items()))
         scan.removed = sorted(previous.keys() - scan.files.keys())
         for rel in scan.removed:
             log.info("%s: removed", rel)
