@@ -118,6 +118,13 @@ def walk_records(root: Path) -> Iterator[tuple[str, os.DirEntry[str]]]:
     Paths are joined as strings: at 100,000 files a `Path` per file costs more
     than the walk itself.
     """
+    for prefix, entries in walk_folders(root):
+        for entry in entries:
+            yield prefix + entry.name, entry
+
+
+def walk_folders(root: Path) -> Iterator[tuple[str, list[os.DirEntry[str]]]]:
+    """`walk_records` a folder at a time: (relative POSIX prefix, its record files)."""
     stack = [("", os.fspath(root))]
     while stack:
         prefix, folder = stack.pop()
@@ -126,6 +133,7 @@ def walk_records(root: Path) -> Iterator[tuple[str, os.DirEntry[str]]]:
                 entries = list(it)
         except OSError:
             continue
+        files = []
         for entry in entries:
             name = entry.name
             if name.startswith("."):
@@ -134,9 +142,10 @@ def walk_records(root: Path) -> Iterator[tuple[str, os.DirEntry[str]]]:
                 if entry.is_dir(follow_symlinks=False):
                     stack.append((f"{prefix}{name}/", entry.path))
                 elif name.endswith(SUFFIXES) and entry.is_file():
-                    yield prefix + name, entry
+                    files.append(entry)
             except OSError:
                 continue
+        yield prefix, files
 
 
 def record_files(root: Path) -> list[str]:

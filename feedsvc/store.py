@@ -17,6 +17,7 @@ when it passes the filters; entries sort newest first, ties broken by id.
 from __future__ import annotations
 
 import json
+import marshal
 import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -36,6 +37,7 @@ CREATE TABLE IF NOT EXISTS files (
     best INTEGER NOT NULL DEFAULT 0, problems BLOB
 );
 CREATE INDEX IF NOT EXISTS files_id ON files (id);
+CREATE INDEX IF NOT EXISTS files_problems ON files (rel) WHERE problems IS NOT NULL;
 CREATE TABLE IF NOT EXISTS members (
     feed TEXT NOT NULL, rel TEXT NOT NULL, name TEXT NOT NULL, published INTEGER NOT NULL,
     id TEXT NOT NULL, PRIMARY KEY (feed, rel)
@@ -100,6 +102,7 @@ class Store:
                 self.db.execute("DELETE FROM files")
                 self.db.execute("DELETE FROM members")
                 self.db.execute("DELETE FROM summaries")
+                self.db.execute("DELETE FROM meta WHERE key='scan'")
                 self.db.execute("INSERT OR REPLACE INTO meta VALUES ('fingerprint', ?)", (fingerprint,))
 
     def close(self) -> None:
@@ -108,12 +111,32 @@ class Store:
     def transaction(self) -> _Transaction:
         return _Transaction(self.db)
 
-    def stamps(self) -> dict[str, tuple[Stamp, str]]:
-        """Every cached file's stamp and content digest."""
+    def stamps(self) -> dict[str, tuple[tuple[int, int, int], str]]:
+        """Every cached file's stamp (size, mtime_ns, inode) and content digest."""
         return {
-            rel: (Stamp(size, mtime, ino), digest)
+            rel: ((size, mtime, ino), digest)
             for rel, size, mtime, ino, digest in self.db.execute("SELECT rel, size, mtime_ns, ino, digest FROM files")
         }
+
+    def digests(self, rels: Iterable[str]) -> dict[str, str]:
+        """The content digest of each of `rels` the cache knows."""
+        out: dict[str, str] = {}
+        for chunk in _chunks(list(rels)):
+            marks = ",".join("?" * len(chunk))
+            out.update(self.db.execute(f"SELECT rel, digest FROM files WHERE rel IN ({marks})", chunk))
+        return out
+
+    def scan(self) -> list[tuple[str, int, int, int]] | None:
+        """Every file's (path, size, mtime_ns, inode) as the files table has them, or None if unknown."""
+        row = self.db.execute("SELECT value FROM meta WHERE key='scan'").fetchone()
+        if row is None or not isinstance(row[0], bytes):
+            return None
+        rows: list[tuple[str, int, int, int]] = marshal.loads(row[0])
+        return rows
+
+    def set_scan(self, rows: list[tuple[str, int, int, int]]) -> None:
+        """Remember what the files table now holds, as `scan` gives it, for the next build to compare."""
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('scan', ?)", (marshal.dumps(rows),))
 
     def touch(self, rel: str, stamp: Stamp) -> None:
         """Record a new stamp for a file whose content turned out unchanged."""
@@ -261,17 +284,20 @@ class Store:
         out: list[RecordError] = []
         for (blob,) in self.db.execute("SELECT problems FROM files WHERE problems IS NOT NULL ORDER BY rel"):
             out.extend(_decode_problems(blob))
+        # Only ids given more than once can have a loser: found from the id index alone.
         dupes = self.db.execute(
             "SELECT f.rel, b.rel FROM files f JOIN files b ON b.id = f.id AND b.best = 1"
-            " WHERE f.best = 0 AND f.id IS NOT NULL ORDER BY f.rel"
+            " WHERE f.best = 0 AND f.id IN (SELECT id FROM files WHERE id IS NOT NULL GROUP BY id HAVING count(*) > 1)"
+            " ORDER BY f.rel"
         )
         out.extend(RecordError.duplicate(loser, winner) for loser, winner in dupes)
         return out
 
     def counts(self) -> tuple[int, int]:
         """(files known, files rejected)."""
-        files, rejected = self.db.execute("SELECT count(*), sum(rec IS NULL) FROM files").fetchone()
-        return files, rejected or 0
+        # A file is rejected exactly when it has no record, hence no id: the id index answers.
+        files, ids = self.db.execute("SELECT count(*), count(id) FROM files").fetchone()
+        return files, files - ids
 
 
 def memberships(record: Record) -> tuple[tuple[str, str], ...]:
