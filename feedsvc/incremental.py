@@ -23,6 +23,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
@@ -43,6 +44,8 @@ from .records import Loaded, load_bytes, load_file, read_record, settings_for, w
 #: Below this many changed files, parsing stays in this process.
 PARALLEL_MIN = 400
 _CHUNK = 256
+#: Parses written to the cache at a time during a refresh.
+_APPLY_BATCH = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,9 +216,34 @@ def parse_one(root: Path, rel: str, stamp: Stamp, known: str | None, settings: S
     )  # fmt: skip
 
 
-def _parse_chunk(args: tuple[Path, list[tuple[str, Stamp, str | None]], Settings, Filters]) -> list[Parsed | str]:
+def _parse_chunk(args: tuple[Path, bytes, Settings, Filters]) -> bytes:
+    """`parse_one` for each of the marshalled items, as one marshal blob (see `_as_row`)."""
     root, items, settings, filters = args
-    return [parse_one(root, rel, stamp, known, settings, filters) for rel, stamp, known in items]
+    return marshal.dumps([
+        _as_row(parse_one(root, rel, Stamp(size, mtime_ns, ino), known, settings, filters))
+        for rel, size, mtime_ns, ino, known in marshal.loads(items)
+    ])  # fmt: skip
+
+
+# A worker's results travel as plain tuples in one marshal blob: pickling a
+# slotted dataclass runs Python code per object, in the parent too, on the
+# core the other worker needs.
+def _as_row(result: Parsed | str) -> str | tuple[object, ...]:
+    if isinstance(result, str):
+        return result
+    p = result
+    problems = tuple((e.path, e.field, e.reason, e.line, e.severity) for e in p.problems)
+    return (p.rel, p.stamp.size, p.stamp.mtime_ns, p.stamp.ino, p.digest, p.rec, p.id, p.updated, p.published, p.selected, p.feeds, problems)
+
+
+def _from_row(row: str | tuple[Any, ...]) -> Parsed | str:
+    if isinstance(row, str):
+        return row
+    rel, size, mtime_ns, ino, digest, rec, id_, updated, published, selected, feeds, problems = row
+    return Parsed(
+        rel, Stamp(size, mtime_ns, ino), digest, rec, id_, updated, published, selected, feeds,
+        tuple(RecordError(*e) for e in problems),
+    )  # fmt: skip
 
 
 def parse_many(
@@ -226,20 +254,21 @@ def parse_many(
     workers: int,
     progress: Callable[[int], None] | None = None,
 ) -> Iterator[Parsed | str]:
-    """Parse files, across `workers` processes when there are many."""
+    """Parse files, across `workers` processes when there are many; results in the order of `items`."""
     chunks = [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
     if workers <= 1 or len(items) < PARALLEL_MIN:
         for chunk in chunks:
-            results = _parse_chunk((root, chunk, settings, filters))
+            results = [parse_one(root, rel, stamp, known, settings, filters) for rel, stamp, known in chunk]
             if progress:
                 progress(len(chunk))
             yield from results
         return
+    jobs = [(root, marshal.dumps([(rel, st.size, st.mtime_ns, st.ino, known) for rel, st, known in c]), settings, filters) for c in chunks]
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork")) as pool:
-        for chunk, results in zip(chunks, pool.map(_parse_chunk, [(root, c, settings, filters) for c in chunks])):
+        for chunk, blob in zip(chunks, pool.map(_parse_chunk, jobs)):
             if progress:
                 progress(len(chunk))
-            yield from results
+            yield from map(_from_row, marshal.loads(blob))
 
 
 def _load_chunk(args: tuple[Path, list[str], Settings]) -> list[Loaded]:
@@ -291,13 +320,22 @@ def refresh(
         if progress:
             progress(done[0], len(todo))
 
-    parsed: list[Parsed] = []
+    # Parses go into the cache a batch at a time while the workers go on:
+    # otherwise a core idles while this process writes them all at the end.
+    affected: set[str] = set()
+    parsed = 0
+    batch: list[Parsed] = []
     for item, result in zip(todo, parse_many(root, todo, settings_for(config), _filters(config), workers or cores(), tick)):
         if isinstance(result, str):
             store.touch(item[0], item[1])
-        else:
-            parsed.append(result)
-    affected = store.apply(parsed, removed) | store.pending()
+            continue
+        batch.append(result)
+        if len(batch) == _APPLY_BATCH:
+            affected |= store.apply(batch, ())
+            parsed += len(batch)
+            batch = []
+    affected |= store.apply(batch, removed) | store.pending()
+    parsed += len(batch)
     everything = store.feed_keys()
     if render_all or store.fresh:
         affected |= set(everything) | {"all/all"}
@@ -307,7 +345,7 @@ def refresh(
     if not unchanged:
         store.set_scan(rows)
     return Plan(
-        feeds=tuple(sorted(live)), gone=tuple(sorted(affected - live)), files=len(rows), parsed=len(parsed),
+        feeds=tuple(sorted(live)), gone=tuple(sorted(affected - live)), files=len(rows), parsed=parsed,
         removed_files=len(removed), feeds_total=len(everything) + ("all/all" not in everything),
     )  # fmt: skip
 

@@ -62,6 +62,7 @@ _HANDLER = frontmatter.YAMLHandler()
 #: python-frontmatter's delimiter line ("---", or more dashes), as it matches it.
 _BOUNDARY: re.Pattern[str] = _HANDLER.FM_BOUNDARY
 _LEADING_BLANK_LINES = re.compile(r"(?:[ \t]*\n)*")
+_NOT_CONTROL_BYTES = bytes(sorted(set(range(256)) - {*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F, 0xC2, 0xEF}))
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -230,20 +231,34 @@ def read_bytes(path: Path, limit: int) -> bytes:
         fd = os.open(path, _OPEN_FLAGS)
     except OSError as e:
         raise _Reject("-", f"cannot read file: {e.strerror or type(e).__name__}") from None
-    with open(fd, "rb", closefd=True) as f:
-        try:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode):
-                raise _Reject("-", "not a regular file (a pipe, socket or device)")
-            if info.st_size > limit:
-                raise _Reject(
-                    "-", f"file is {info.st_size:,} bytes, over the limit of {limit:,} (limits.max_file_bytes)"
-                )
-            data = f.read(limit + 1)
-        except OSError as e:
-            raise _Reject("-", f"cannot read file: {e.strerror or type(e).__name__}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise _Reject("-", "not a regular file (a pipe, socket or device)")
+        if info.st_size > limit:
+            raise _Reject("-", f"file is {info.st_size:,} bytes, over the limit of {limit:,} (limits.max_file_bytes)")
+        data = _read_fd(fd, info.st_size, limit)
+    except OSError as e:
+        raise _Reject("-", f"cannot read file: {e.strerror or type(e).__name__}") from None
+    finally:
+        os.close(fd)
     if len(data) > limit:  # grew while we read it
         raise _Reject("-", f"file is over the limit of {limit:,} bytes (limits.max_file_bytes)")
+    return data
+
+
+def _read_fd(fd: int, size: int, limit: int) -> bytes:
+    """The bytes of `fd` up to `limit` + 1, the file's stat having said `size`.
+
+    The first read asks for the size plus one byte (a file that grew shows
+    it); asking for `limit` bytes at once would allocate that much per file.
+    """
+    data = os.read(fd, size + 1)
+    while data and len(data) <= limit:
+        more = os.read(fd, min(limit + 1 - len(data), 1 << 16))
+        if not more:
+            break
+        data += more
     return data
 
 
@@ -259,7 +274,10 @@ def decode(data: bytes, rel: str, problems: list[RecordError]) -> str:
         raise _Reject("-", f"not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start})", line) from None
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if FILE_CONTROLS.search(text):
+    # Deleting every byte that cannot start one of FILE_CONTROLS' characters in
+    # UTF-8 (C0 controls and DEL; 0xC2 leads U+0080 to U+009F, 0xEF U+FFFE and
+    # U+FFFF) is a fast C pass; only a file with some left is searched.
+    if data.translate(None, _NOT_CONTROL_BYTES) and FILE_CONTROLS.search(text):
         text, line = clean_file_text(text)
         if line is not None:
             problems.append(RecordError(rel, "-", "control characters removed", line, severity="warning"))
@@ -280,7 +298,7 @@ def front_matter(data: bytes, rel: str, problems: list[RecordError]) -> tuple[di
         raise _Reject("-", "no front matter: the file must start with a '---' line", 1)
     opening_line = text.count("\n", 0, start) + 1
     opening_end = text.find("\n", start)
-    closing = _BOUNDARY.search(text, opening_end) if opening_end != -1 else None
+    closing = _closing_boundary(text, opening_end) if opening_end != -1 else None
     if closing is None:
         raise _Reject("-", "front matter is not closed: no second '---' line", opening_line)
     fm = text[: closing.start()]
@@ -290,6 +308,20 @@ def front_matter(data: bytes, rel: str, problems: list[RecordError]) -> tuple[di
     if not isinstance(values, dict):
         raise _Reject("-", f"front matter must be a mapping of fields, not {_kind(values)}", _first_content_line(fm))
     return values, fm
+
+
+def _closing_boundary(text: str, start: int) -> re.Match[str] | None:
+    """`_BOUNDARY.search(text, start)` where text[start] ends a line, without trying every position.
+
+    A boundary starts a line, so only the places after a "\\n---" are tried.
+    """
+    i = text.find("\n---", start)
+    while i != -1:
+        m = _BOUNDARY.match(text, i + 1)
+        if m:
+            return m
+        i = text.find("\n---", i + 1)
+    return None
 
 
 def _load_yaml(fm: str) -> Any:
