@@ -114,6 +114,16 @@ class QueriesConfig:
 
 
 @dataclass(frozen=True)
+class ArchivesConfig:
+    #: Publish RFC 5005 archive pages, so a reader can page back to every entry.
+    enabled: bool = True
+    #: Entries per archive page (1 to max_entries). A page is cut only when
+    #: full, and never changes after. In a config file that leaves it out,
+    #: the default is 25 or max_entries, whichever is smaller.
+    page_size: int = 25
+
+
+@dataclass(frozen=True)
 class Config:
     site: SiteConfig = field(default_factory=SiteConfig)
     records_dir: Path = Path("seeds")
@@ -131,6 +141,7 @@ class Config:
     websub: WebSubConfig = field(default_factory=WebSubConfig)
     polite: PoliteConfig = field(default_factory=PoliteConfig)
     queries: QueriesConfig = field(default_factory=QueriesConfig)
+    archives: ArchivesConfig = field(default_factory=ArchivesConfig)
     #: Where this config was read from ("<defaults>" when built in code).
     source: str = field(default="<defaults>", compare=False)
 
@@ -163,6 +174,7 @@ def load_config(path: Path | str | None = None) -> Config:
     base = path.resolve().parent
     config = dataclasses.replace(
         config,
+        archives=_default_page_size(config, data),
         site=dataclasses.replace(config.site, base_url=canonical_base_url(config.site.base_url, str(path))),
         records_dir=_resolve(base, config.records_dir),
         output_dir=_resolve(base, config.output_dir),
@@ -296,6 +308,23 @@ def _check_features(config: Config) -> None:
     for name in ("cache_entries", "cache_bytes"):
         if getattr(config.queries, name) < 1:
             raise ConfigError(src, f"queries.{name}", "must be at least 1")
+    if not 1 <= config.archives.page_size <= config.max_entries:
+        raise ConfigError(
+            src, "archives.page_size", f"must be from 1 to max_entries ({config.max_entries}): a page is cut from the entries the feed no longer holds"
+        )
+
+
+def _default_page_size(config: Config, data: dict[Any, Any]) -> ArchivesConfig:
+    """archives with the default page size fitted to a small max_entries.
+
+    A file that sets max_entries below 25 and says nothing of archives must
+    keep working; a page_size it states is checked as given.
+    """
+    section = data.get("archives")
+    if isinstance(section, dict) and "page_size" in section:
+        return config.archives
+    default = ArchivesConfig().page_size
+    return dataclasses.replace(config.archives, page_size=min(default, max(1, config.max_entries)))
 
 
 def base_url(config: Config) -> str:

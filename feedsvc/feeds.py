@@ -11,9 +11,10 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from .archives import Paging, split
 from .config import Config
 from .errors import RecordError
-from .model import Feed, FeedKey, FeedKind, Record
+from .model import ArchivePage, Feed, FeedKey, FeedKind, Record
 from .text import topic_slug
 
 ALL_NAME = "All articles"
@@ -91,6 +92,15 @@ cached_slug = topic_slug
 
 def build_feeds(records: Sequence[Record], config: Config) -> list[Feed]:
     """Every feed: all records, one per topic and one per provider, sorted by key."""
+    return build_feeds_and_archives(records, config)[0]
+
+
+def build_feeds_and_archives(records: Sequence[Record], config: Config) -> tuple[list[Feed], list[ArchivePage]]:
+    """Every feed (as `build_feeds`) and every feed's archive pages, in feed then page order.
+
+    A feed holds the entries no archive page holds (`archives.split`), newest first.
+    """
+    paging = Paging.from_config(config)
     by_key: dict[FeedKey, list[Record]] = defaultdict(list)
     names: dict[FeedKey, Counter[str]] = defaultdict(Counter)
     all_key = FeedKey(FeedKind.ALL, "all")
@@ -105,12 +115,14 @@ def build_feeds(records: Sequence[Record], config: Config) -> list[Feed]:
         by_key[pkey].append(r)
         names[pkey][r.provider.name] += 1
     feeds = []
+    pages: list[ArchivePage] = []
     for key in sorted(by_key):
         members = by_key[key]
         name = ALL_NAME if key.kind is FeedKind.ALL else display_name(names[key])
-        entries = tuple(newest_first(members)[: config.max_entries])
-        feeds.append(Feed(key=key, name=name, entries=entries, total=len(members)))
-    return feeds
+        entries, archived = split(newest_first(members), paging)
+        feeds.append(Feed(key=key, name=name, entries=entries, total=len(members), archives=len(archived)))
+        pages += (ArchivePage(key, name, n, page) for n, page in enumerate(archived, 1))
+    return feeds, pages
 
 
 def display_name(counts: Counter[str]) -> str:

@@ -35,10 +35,11 @@ from .config import Config
 from .fields import Settings
 from .errors import RecordError
 from .publish import MANIFEST, PublishResult, publish
-from .render import Site
-from .site import Document, feed_documents, site_documents
-from .model import Feed
-from .store import Parsed, Stamp, Store, feed_key, memberships
+from .archives import Paging
+from .render import FORMATS, Site
+from .site import Document, archive_documents, feed_documents, site_documents
+from .model import Feed, archive_path
+from .store import Parsed, Stamp, Store, archive_pages, feed_key, memberships, plan_pages, use_page_size
 from .records import Loaded, load_bytes, load_file, read_record, settings_for, walk_folders
 
 #: Below this many changed files, parsing stays in this process.
@@ -114,7 +115,7 @@ def build(
     try:
         with store.transaction():
             plan = refresh(store, config, render_all=not (out / MANIFEST).is_file(), workers=workers, progress=progress)
-        documents, gone = render(cache, store, config, plan, workers)
+        documents, gone = render(cache, store, config, plan, workers, out)
         published = publish(documents, out, complete=False, removed=gone)
         with store.transaction():
             store.clear_pending()
@@ -132,10 +133,12 @@ def build(
 def open_store(path: Path, config: Config) -> Store:
     """The cache at `path`; a file that is not a usable cache is replaced by an empty one."""
     try:
-        return Store(path, fingerprint(config))
+        store = Store(path, fingerprint(config))
     except sqlite3.DatabaseError:
         _remove_cache(path)
-        return Store(path, fingerprint(config))
+        store = Store(path, fingerprint(config))
+    use_page_size(store, Paging.from_config(config).page_size)
+    return store
 
 
 def _remove_cache(path: Path) -> None:
@@ -363,30 +366,68 @@ class Plan:
 
 
 def render(
-    cache: Path, store: Store, config: Config, plan: Plan, workers: int
+    cache: Path, store: Store, config: Config, plan: Plan, workers: int, out: Path | None = None
 ) -> tuple[dict[str, Document], tuple[str, ...]]:
-    """Documents of the planned feeds plus the listings, and the paths of gone feeds.
+    """Documents of the planned feeds and their changed archive pages, plus the
+    listings, and the paths of gone feeds and pages.
 
     Reads the committed cache; many feeds are rendered in worker processes,
-    each reading the cache on its own.
+    each reading the cache on its own. Of a feed's archive pages only those
+    whose entries changed are rendered (`store.plan_pages`); every page when
+    `out` has no manifest (a new or emptied output folder).
     """
     site = Site.from_config(config)
+    paging = Paging.from_config(config)
+    everything = out is not None and not (out / MANIFEST).is_file()
+    runs, gone = _plan_archives(store, plan, paging, site, everything)
     documents: dict[str, Document] = {}
-    chunks = [list(plan.feeds[i : i + 16]) for i in range(0, len(plan.feeds), 16)]
-    if workers > 1 and len(plan.feeds) >= PARALLEL_FEEDS:
+    jobs = [(list(plan.feeds[i : i + 16]), [], paging, site) for i in range(0, len(plan.feeds), 16)]
+    jobs += [([], runs[i : i + 4], paging, site) for i in range(0, len(runs), 4)]
+    if workers > 1 and len(plan.feeds) + len(runs) >= PARALLEL_FEEDS:
         with ProcessPoolExecutor(
             max_workers=workers, mp_context=get_context("fork"), initializer=_open_reader, initargs=(cache,)
         ) as pool:
-            for docs in pool.map(_render_chunk, [(c, config.max_entries, site) for c in chunks]):
+            for docs in pool.map(_render_chunk, jobs):
                 documents.update((d.path, d) for d in docs)
     else:
-        for chunk in chunks:
-            documents.update((d.path, d) for d in _render_with(store, chunk, config.max_entries, site))
-    gone = [d.path for text in plan.gone for d in feed_documents(_empty(text), site)]
+        for job in jobs:
+            documents.update((d.path, d) for d in _render_with(store, *job))
+    gone += [d.path for text in plan.gone for d in feed_documents(_empty(text), site)]
     if documents or gone:
         for doc in site_documents(store.summaries(), site):
             documents[doc.path] = doc
     return documents, tuple(gone)
+
+
+#: Most archive pages one render job reads (in one query) and renders.
+PAGES_PER_RUN = 32
+
+
+def _plan_archives(
+    store: Store, plan: Plan, paging: Paging, site: Site, everything: bool
+) -> tuple[list[tuple[str, tuple[int, ...]]], list[str]]:
+    """The runs of archive pages to render, (feed, consecutive page numbers), and paths of gone pages."""
+    runs: list[tuple[str, tuple[int, ...]]] = []
+    gone: list[str] = []
+    salt = fingerprint_of(store)
+    with store.transaction():
+        for text in (*plan.feeds, *plan.gone):
+            pages = plan_pages(store, text, paging, salt, everything=everything)
+            for run in _consecutive(pages.render):
+                runs += [(text, run[i : i + PAGES_PER_RUN]) for i in range(0, len(run), PAGES_PER_RUN)]
+            key = feed_key(text)
+            gone += [f"{archive_path(key, n)}.{fmt}" for n in pages.gone for fmt in FORMATS]
+    return runs, gone
+
+
+def _consecutive(numbers: Sequence[int]) -> list[tuple[int, ...]]:
+    runs: list[list[int]] = []
+    for n in numbers:
+        if runs and runs[-1][-1] == n - 1:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    return [tuple(run) for run in runs]
 
 
 _READER: Store | None = None
@@ -397,24 +438,34 @@ def _open_reader(cache: Path) -> None:
     _READER = Store.reader(cache)
 
 
-def _render_chunk(args: tuple[list[str], int, Site]) -> list[Document]:
-    texts, max_entries, site = args
+def _render_chunk(args: tuple[list[str], list[tuple[str, tuple[int, ...]]], Paging, Site]) -> list[Document]:
     assert _READER is not None
-    return _render_with(_READER, texts, max_entries, site)
+    return _render_with(_READER, *args)
 
 
-def _render_with(store: Store, texts: Iterable[str], max_entries: int, site: Site) -> list[Document]:
+def _render_with(
+    store: Store, texts: Iterable[str], runs: Iterable[tuple[str, tuple[int, ...]]], paging: Paging, site: Site
+) -> list[Document]:
     docs: list[Document] = []
     for text in texts:
-        feed = store.feed(text, max_entries)
+        feed = store.feed(text, paging.max_entries)
         if feed is not None:
             docs.extend(feed_documents(feed, site))
+    for text, numbers in runs:
+        for page in archive_pages(store, text, numbers, paging):
+            docs.extend(archive_documents(page, site))
     return docs
 
 
 def _empty(text: str) -> Feed:
     """A stand-in for a feed that is gone, to learn which paths it had."""
     return Feed(key=feed_key(text), name="", entries=(), total=0)
+
+
+def fingerprint_of(store: Store) -> str:
+    """The fingerprint the cache was made with (salts the archive page digests)."""
+    row = store.db.execute("SELECT value FROM meta WHERE key='fingerprint'").fetchone()
+    return row[0] if row else ""
 
 
 def _filters(config: Config) -> Filters:

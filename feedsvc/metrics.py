@@ -51,7 +51,7 @@ def kind_of(path: str) -> str:
     if path.endswith(".html") or path == "/":
         return "pages"
     if path.startswith("/feeds/"):
-        if path.startswith("/feeds/all."):
+        if path.startswith(("/feeds/all.", "/feeds/all/")):  # the feed or its archive pages
             return "all"
         if path.startswith("/feeds/topics/"):
             return "topics"

@@ -86,15 +86,48 @@ class Feed:
     key: FeedKey
     #: Display name of the topic or provider ("All articles" for the all-feed).
     name: str
-    #: Entries newest first, at most max_entries.
+    #: Entries newest first, at most max_entries: those no archive page holds.
     entries: tuple[Record, ...]
     #: Records in the feed before the cap (the index shows it).
     total: int
+    #: Archive pages (RFC 5005) holding the older entries; 0 when none.
+    archives: int = 0
 
     @property
     def updated(self) -> datetime | None:
         """The newest entry's updated time: the feed's own, never the build time."""
         return max((r.updated for r in self.entries), default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivePage:
+    """One full page of a feed's older entries (RFC 5005 archive document).
+
+    Page 1 holds the oldest entries. A page is cut only once it is full, so
+    the entries at its URL never change when newer records arrive.
+    """
+
+    key: FeedKey
+    #: The feed's display name, as in `Feed.name`.
+    name: str
+    #: 1-based; page `number - 1` holds the entries just older than these.
+    number: int
+    #: The page's entries, newest first (always exactly the page size).
+    entries: tuple[Record, ...]
+
+    @property
+    def path(self) -> str:
+        """URL path without extension, e.g. ``feeds/topics/ai/archive/3``."""
+        return archive_path(self.key, self.number)
+
+    @property
+    def updated(self) -> datetime | None:
+        return max((r.updated for r in self.entries), default=None)
+
+
+def archive_path(key: FeedKey, number: int) -> str:
+    """URL path, without extension, of page `number` of the feed `key`."""
+    return f"{key.path}/archive/{number}"
 
 
 @dataclass(frozen=True, slots=True)

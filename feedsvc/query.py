@@ -350,12 +350,17 @@ class CustomFeeds(Generic[V]):
         self._index: Index | None = None
 
     def kind_of(self, path: str) -> FeedKind | None:
-        """The kind of feed `path` names if it is a feed format, else None (no query applies)."""
+        """The kind of feed `path` names if it is a feed format, else None (no query applies).
+
+        Archive pages are None: they ignore a query, as pages do.
+        """
         stem, _, fmt = path.rpartition(".")
         if fmt not in FEED_FORMATS or not stem.startswith("feeds/"):
             return None
         if stem == "feeds/all":
             return FeedKind.ALL
+        if stem.count("/") != 2:  # an archive page (feeds/…/archive/N): never a custom feed
+            return None
         if stem.startswith("feeds/topics/"):
             return FeedKind.TOPIC
         if stem.startswith("feeds/providers/"):

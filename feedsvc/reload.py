@@ -85,6 +85,7 @@ def prepare(doc: Document, previous: Prepared | None = None, *, level: int = GZI
             previous.document.body == doc.body
             and previous.document.media_type == doc.media_type
             and previous.document.last_modified == doc.last_modified
+            and previous.document.immutable == doc.immutable
         )
     ):
         return previous

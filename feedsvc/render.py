@@ -48,13 +48,15 @@ from feedgen.util import xml_elem
 from . import __version__
 from .config import Config, base_url
 from .feeds import cached_slug
-from .model import Feed, FeedKind, FeedSummary, Record
+from .model import ArchivePage, Feed, FeedKind, FeedSummary, Record, archive_path
 from .text import image_media_type
 
 #: The date an empty feed claims: fixed, so an empty feed is deterministic too.
 EMPTY_FEED_DATE = datetime(2000, 1, 1, tzinfo=timezone.utc)
 FORMATS = {"rss": "application/rss+xml", "atom": "application/atom+xml"}
 ATOM_NS = "http://www.w3.org/2005/Atom"
+#: RFC 5005 feed history: `<fh:archive/>` marks an archive document.
+FH_NS = "http://purl.org/syndication/history/1.0"
 
 #: Characters no published text may hold: those XML 1.0 forbids, C1 controls
 #: and U+FFFD (the feed validator's "bad characters"), and the Unicode
@@ -106,12 +108,12 @@ class Site:
     def url(self, path: str) -> str:
         return self.base_url + path.lstrip("/")
 
-    def feed_url(self, feed: Feed | FeedSummary, fmt: str, query: str = "") -> str:
+    def feed_url(self, feed: Feed | FeedSummary | ArchivePage, fmt: str, query: str = "") -> str:
         """The absolute URL of `feed` in `fmt`: its self link; `query` is canonical, without "?"."""
         return self.url(f"{feed.key.path}.{fmt}") + (f"?{query}" if query else "")
 
 
-def feed_title(site: Site, feed: Feed | FeedSummary) -> str:
+def feed_title(site: Site, feed: Feed | FeedSummary | ArchivePage) -> str:
     """The site title for the all-articles feed, else "<site title>: <name>"."""
     if feed.key.kind is FeedKind.ALL:
         return site.title
@@ -128,11 +130,50 @@ def render_feed(feed: Feed, site: Site, fmt: str, *, query: str = "", title: str
         raise ValueError(f"unknown feed format {fmt!r}; known: {', '.join(FORMATS)}")
     updated = entry_updated_times(feed.entries)
     fg = _generator(feed, site, fmt, max(updated, default=EMPTY_FEED_DATE), query, title)
-    for record, when in zip(feed.entries, updated):
+    if feed.archives and not query:
+        # RFC 5005 §4: the subscription document points at the newest page.
+        _history(fg, archive=False, links=(
+            ("current", site.feed_url(feed, fmt), FORMATS[fmt]),
+            ("prev-archive", site.url(f"{archive_path(feed.key, feed.archives)}.{fmt}"), FORMATS[fmt]),
+        ))  # fmt: skip
+    return _finish(fg, feed.entries, updated, fmt)
+
+
+def render_archive(page: ArchivePage, site: Site, fmt: str) -> bytes:
+    """Archive page `page` in `fmt` ("rss" or "atom") as UTF-8 XML bytes (RFC 5005 §4).
+
+    The same feed id as the subscription document (one logical feed), its own
+    self link, rel="current" to the subscription document, rel="prev-archive"
+    to the page before (none on page 1), and ``<fh:archive/>``. No
+    rel="next-archive": when a page is cut the next one does not exist yet,
+    and adding the link later would change a page meant never to change. No
+    WebSub hub either: a page never changes, so there is nothing to push.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown feed format {fmt!r}; known: {', '.join(FORMATS)}")
+    updated = entry_updated_times(page.entries)
+    title = f"{feed_title(site, page)} (archive {page.number})"
+    self_url = site.url(f"{page.path}.{fmt}")
+    fg = _generator(page, site, fmt, max(updated, default=EMPTY_FEED_DATE), "", title, self_url=self_url)
+    links = [("current", site.feed_url(page, fmt), FORMATS[fmt])]
+    if page.number > 1:
+        links.append(("prev-archive", site.url(f"{archive_path(page.key, page.number - 1)}.{fmt}"), FORMATS[fmt]))
+    _history(fg, archive=True, links=tuple(links))
+    return _finish(fg, page.entries, updated, fmt)
+
+
+def _finish(fg: FeedGenerator, entries: Sequence[Record], updated: Sequence[datetime], fmt: str) -> bytes:
+    for record, when in zip(entries, updated):
         _entry(fg.add_entry(order="append"), record, when)
     if fmt == "atom":
         return bytes(fg.atom_str(pretty=True))
     return bytes(fg.rss_str(pretty=True))
+
+
+def _history(fg: FeedGenerator, *, archive: bool, links: tuple[tuple[str, str, str], ...]) -> None:
+    fg.register_extension("history", HistoryExtension, None)
+    fg.history.archive = archive
+    fg.history.links = links
 
 
 def entry_updated_times(entries: Sequence[Record]) -> list[datetime]:
@@ -161,16 +202,18 @@ def entry_updated_times(entries: Sequence[Record]) -> list[datetime]:
 
 
 def _generator(
-    feed: Feed, site: Site, fmt: str, updated: datetime, query: str, title: str | None
+    feed: Feed | ArchivePage, site: Site, fmt: str, updated: datetime, query: str, title: str | None,
+    self_url: str | None = None,
 ) -> FeedGenerator:
+    """The feed-level metadata; `self_url` is given for an archive page (it names no hub)."""
     fg = FeedGenerator()
     fg.register_extension("media", MediaExtension, MediaEntryExtension)
     fg.register_extension("dc", DcExtension, DcEntryExtension, atom=False, rss=True)
     fg.register_extension("links", BaseExtension, LinksEntryExtension, atom=True, rss=False)
-    if site.hubs:
+    if site.hubs and self_url is None:
         fg.register_extension("websub", HubsExtension, None)
         fg.websub.hubs = site.hubs
-    self_url = site.feed_url(feed, fmt, query)
+    self_url = self_url or site.feed_url(feed, fmt, query)
     fg.id(site.url(feed.key.path) + (f"?{query}" if query else ""))
     fg.title(plain(title or feed_title(site, feed)))
     fg.subtitle(plain(site.description))  # RSS <description> as well
@@ -316,6 +359,37 @@ class HubsExtension(BaseExtension):
         for hub in self.hubs:
             xml_elem(f"{{{ATOM_NS}}}link", channel, rel="hub", href=safe_url(hub))
         return rss
+
+
+class HistoryExtension(BaseExtension):
+    """RFC 5005 feed history: ``<fh:archive/>`` and the current/prev-archive links.
+
+    As for hubs: feedgen writes only the self link into RSS, and RFC 5005
+    Appendix B puts these links into the RSS channel as atom:link, so both
+    formats get them here, before the entries.
+    """
+
+    def __init__(self) -> None:
+        self.archive = False
+        #: (rel, href, media type) of each link.
+        self.links: tuple[tuple[str, str, str], ...] = ()
+
+    def extend_ns(self):  # type: ignore[no-untyped-def]
+        return {"fh": FH_NS} if self.archive else {}
+
+    def extend_atom(self, feed):  # type: ignore[no-untyped-def]
+        self._add(feed, "link")
+        return feed
+
+    def extend_rss(self, rss):  # type: ignore[no-untyped-def]
+        self._add(rss.find("channel"), f"{{{ATOM_NS}}}link")
+        return rss
+
+    def _add(self, parent, link_tag: str) -> None:  # type: ignore[no-untyped-def]
+        for rel, href, media_type in self.links:
+            xml_elem(link_tag, parent, rel=rel, href=safe_url(href), type=media_type)
+        if self.archive:
+            xml_elem(f"{{{FH_NS}}}archive", parent)
 
 
 class LinksEntryExtension(BaseEntryExtension):

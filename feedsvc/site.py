@@ -4,7 +4,10 @@
 a static file and an HTTP response are always the same bytes. Rendering is
 keyed by the `Feed` value: a feed whose entries did not change is not rendered
 again, which is what makes a live reload or a rebuild after one changed record
-cheap.
+cheap. Archive pages (RFC 5005) are kept by feed and page number and reused
+while they hold the very same records (compared by identity first: a reload
+keeps the `Record` of every unchanged file), so a reload renders only the
+pages that changed, without hashing every archived record.
 """
 
 from __future__ import annotations
@@ -16,12 +19,12 @@ from pathlib import Path
 
 from .config import Config
 from .errors import RecordError
-from .feeds import build_feeds, select
+from .feeds import build_feeds_and_archives, select
 from .jsonfeed import render_json
-from .model import Feed
+from .model import ArchivePage, Feed, FeedKey
 from .pages import render_feed_page, render_index, render_opml, stylesheet
 from .records import LoadResult, load_records
-from .render import FORMATS, Site, render_feed
+from .render import FORMATS, Site, render_archive, render_feed
 
 MEDIA_TYPES = {
     "rss": "application/rss+xml; charset=utf-8",
@@ -41,6 +44,8 @@ class Document:
     media_type: str
     #: The newest entry's updated time (Last-Modified); None for the stylesheet.
     last_modified: datetime | None = None
+    #: Never changes at this path (a full archive page): cacheable for a year.
+    immutable: bool = False
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,10 @@ class Build:
     selection_problems: tuple[RecordError, ...] = ()
     #: Rendered documents per feed, reused by the next build when a feed is unchanged.
     cache: Mapping[Feed, tuple[Document, ...]] = field(default_factory=dict, repr=False)
+    #: Each archive page with its rendered documents, by feed and page number.
+    pages: Mapping[tuple[FeedKey, int], tuple[ArchivePage, tuple[Document, ...]]] = field(
+        default_factory=dict, repr=False
+    )
 
     @property
     def problems(self) -> tuple[RecordError, ...]:
@@ -69,17 +78,39 @@ def build(config: Config, records_dir: Path | None = None) -> Build:
 def assemble(loaded: LoadResult, config: Config, previous: Build | None = None) -> Build:
     """Every document for `loaded`, reusing `previous`'s for unchanged feeds."""
     selection = select(loaded.records, config)
-    feeds = tuple(build_feeds(selection.records, config))
+    built, archived = build_feeds_and_archives(selection.records, config)
+    feeds = tuple(built)
     site = Site.from_config(config)
     old = previous.cache if previous else {}
     cache = {f: old.get(f) or feed_documents(f, site) for f in feeds}
+    old_pages = previous.pages if previous else {}
+    pages = {}
+    for page in archived:
+        key = (page.key, page.number)
+        before = old_pages.get(key)
+        docs = before[1] if before is not None and same_page(before[0], page) else archive_documents(page, site)
+        pages[key] = (page, docs)
     documents: dict[str, Document] = {}
     for docs in cache.values():
         for doc in docs:
             documents[doc.path] = doc
+    for _page, docs in pages.values():
+        for doc in docs:
+            documents[doc.path] = doc
     for doc in site_documents(feeds, site):
         documents[doc.path] = doc
-    return Build(documents, feeds, loaded, selection.problems, cache)
+    return Build(documents, feeds, loaded, selection.problems, cache, pages)
+
+
+def same_page(old: ArchivePage, new: ArchivePage) -> bool:
+    """Whether `new` renders exactly as `old`: same name and the same records.
+
+    Records of unchanged files are the same objects from one reload to the
+    next, so this is mostly pointer comparisons, not hashing whole records.
+    """
+    return old.name == new.name and len(old.entries) == len(new.entries) and all(
+        a is b or a == b for a, b in zip(old.entries, new.entries)
+    )
 
 
 def feed_documents(feed: Feed, site: Site) -> tuple[Document, ...]:
@@ -92,6 +123,14 @@ def feed_documents(feed: Feed, site: Site) -> tuple[Document, ...]:
     docs.append(Document(f"{path}.json", render_json(feed, site), MEDIA_TYPES["json"], feed.updated))
     docs.append(Document(f"{path}.html", render_feed_page(feed, site), MEDIA_TYPES["html"], feed.updated))
     return tuple(docs)
+
+
+def archive_documents(page: ArchivePage, site: Site) -> tuple[Document, ...]:
+    """An archive page in RSS and Atom; each is immutable once cut (see `archives`)."""
+    return tuple(
+        Document(f"{page.path}.{fmt}", render_archive(page, site, fmt), MEDIA_TYPES[fmt], page.updated, immutable=True)
+        for fmt in FORMATS
+    )
 
 
 def site_documents(feeds: Sequence[Feed], site: Site) -> list[Document]:

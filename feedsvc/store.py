@@ -27,7 +27,8 @@ from pathlib import Path
 from . import codec
 from .errors import RecordError
 from .feeds import ALL_NAME, display_name, topic_keys
-from .model import Feed, FeedKey, FeedKind, FeedSummary, Record
+from .archives import Paging
+from .model import ArchivePage, Feed, FeedKey, FeedKind, FeedSummary, Record
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -237,18 +238,23 @@ class Store:
         return store
 
     def feed(self, text: str, max_entries: int) -> Feed | None:
-        """The feed as `feeds.build_feeds` would make it, from the index alone."""
+        """The feed as `feeds.build_feeds` would make it, from the index alone.
+
+        It holds the entries no archive page holds (`archives.Paging`, with the
+        page size `use_page_size` stored).
+        """
         key = feed_key(text)
         total, = self.db.execute("SELECT count(*) FROM members WHERE feed=?", (text,)).fetchone()
         if not total and key.kind is not FeedKind.ALL:
             return None
+        paging = stored_paging(self.db, max_entries)
         rows = self.db.execute(
             "SELECT f.rec FROM members m JOIN files f ON f.rel = m.rel WHERE m.feed=?"
             " ORDER BY m.published DESC, m.id LIMIT ?",
-            (text, max_entries),
+            (text, paging.current(total)),
         ).fetchall()
         entries = tuple(codec.decode(rec) for (rec,) in rows)
-        return Feed(key=key, name=self._name(key, text), entries=entries, total=total)
+        return Feed(key=key, name=self._name(key, text), entries=entries, total=total, archives=paging.pages(total))
 
     def _name(self, key: FeedKey, text: str) -> str:
         if key.kind is FeedKind.ALL:
@@ -266,7 +272,7 @@ class Store:
         (updated,) = self.db.execute(
             "SELECT max(f.updated) FROM (SELECT rel FROM members WHERE feed=? ORDER BY published DESC, id LIMIT ?) t"
             " JOIN files f ON f.rel = t.rel",
-            (text, max_entries),
+            (text, stored_paging(self.db, max_entries).current(total)),
         ).fetchone()
         self.db.execute("INSERT OR REPLACE INTO summaries VALUES (?,?,?,?)", (text, self._name(key, text), total, updated))
         return True
@@ -350,3 +356,115 @@ def _decode_problems(blob: bytes) -> list[RecordError]:
     import marshal
 
     return [RecordError(*p) for p in marshal.loads(blob)]
+
+
+# --- Archive pages (RFC 5005; see archives.py) ---------------------------------
+#
+# A touched feed re-renders only the archive pages whose entries changed. Each
+# page's digest (of the settings, the feed's name, the page number and the
+# content digest of every record file on it) is kept per feed and page. A
+# build stages the digests of the pages it renders (or '-' for a page that is
+# gone) and they count only once its files are written: the trigger promotes
+# them when the build clears its pending mark (`Store.clear_pending`). A build
+# that dies before that leaves the old digests, and its pending feeds, so the
+# next build renders those pages again.
+
+_ARCHIVE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS archive_pages (
+    feed TEXT NOT NULL, page INTEGER NOT NULL, digest TEXT, staged TEXT, PRIMARY KEY (feed, page)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS archive_pages_written AFTER DELETE ON meta WHEN old.key = 'pending'
+BEGIN
+    DELETE FROM archive_pages WHERE staged = '-';
+    UPDATE archive_pages SET digest = staged, staged = NULL WHERE staged IS NOT NULL;
+END;
+"""
+
+
+def use_page_size(store: Store, page_size: int) -> None:
+    """Make the cache ready for archive pages of `page_size` entries (0: archives off).
+
+    Stored, so render worker processes reading the cache page feeds alike;
+    the size is part of the fingerprint, so changing it rebuilds everything.
+    """
+    store.db.executescript(_ARCHIVE_SCHEMA)
+    row = store.db.execute("SELECT value FROM meta WHERE key='page_size'").fetchone()
+    if row is None or row[0] != str(page_size):
+        with store.transaction():
+            store.db.execute("INSERT OR REPLACE INTO meta VALUES ('page_size', ?)", (str(page_size),))
+
+
+def stored_paging(db: sqlite3.Connection, max_entries: int) -> Paging:
+    """The paging `use_page_size` stored (no archives in a cache that never had it)."""
+    row = db.execute("SELECT value FROM meta WHERE key='page_size'").fetchone()
+    return Paging(max_entries, int(row[0]) if row else 0)
+
+
+@dataclass(frozen=True, slots=True)
+class PagePlan:
+    """What a build does with one feed's archive pages."""
+
+    #: Page numbers to render (new, or their entries changed), ascending.
+    render: tuple[int, ...]
+    #: Page numbers that are gone (the feed shrank or is gone).
+    gone: tuple[int, ...]
+
+
+def plan_pages(store: Store, text: str, paging: Paging, salt: str, *, everything: bool = False) -> PagePlan:
+    """Compare the feed's pages with their stored digests; stage the new ones.
+
+    Call inside `store.transaction()`. `salt` is mixed into every digest (the
+    cache's fingerprint: settings that change every page). `everything`
+    renders every page (an output folder without a manifest).
+    """
+    import hashlib
+
+    digests = [d for (d,) in store.db.execute(
+        "SELECT f.digest FROM members m JOIN files f ON f.rel = m.rel WHERE m.feed=? ORDER BY m.published DESC, m.id",
+        (text,),
+    )]  # fmt: skip
+    total = len(digests)
+    pages = paging.pages(total)
+    name = store._name(feed_key(text), text) if total else ""
+    old = dict(store.db.execute("SELECT page, digest FROM archive_pages WHERE feed=?", (text,)).fetchall())
+    store.db.execute("UPDATE archive_pages SET staged=NULL WHERE feed=?", (text,))
+    render: list[int] = []
+    staged: list[tuple[str, int, str]] = []
+    for number in range(1, pages + 1):
+        start, stop = paging.span(total, number)
+        h = hashlib.sha256(f"{salt}\0{name}\0{number}".encode("utf-8"))
+        for digest in digests[start:stop]:
+            h.update(b"\0" + digest.encode("ascii"))
+        digest = h.hexdigest()
+        if everything or old.get(number) != digest:
+            render.append(number)
+            staged.append((text, number, digest))
+    gone = sorted(n for n in old if n > pages)
+    staged += [(text, n, "-") for n in gone]
+    store.db.executemany(
+        "INSERT INTO archive_pages (feed, page, staged) VALUES (?,?,?)"
+        " ON CONFLICT (feed, page) DO UPDATE SET staged=excluded.staged",
+        staged,
+    )
+    return PagePlan(tuple(render), tuple(gone))
+
+
+def archive_pages(store: Store, text: str, numbers: Sequence[int], paging: Paging) -> list[ArchivePage]:
+    """Pages `numbers` (consecutive, ascending) of the feed, read in one query."""
+    if not numbers:
+        return []
+    key = feed_key(text)
+    total, = store.db.execute("SELECT count(*) FROM members WHERE feed=?", (text,)).fetchone()
+    first, last = paging.span(total, numbers[-1])[0], paging.span(total, numbers[0])[1]
+    rows = store.db.execute(
+        "SELECT f.rec FROM members m JOIN files f ON f.rel = m.rel WHERE m.feed=?"
+        " ORDER BY m.published DESC, m.id LIMIT ? OFFSET ?",
+        (text, last - first, first),
+    ).fetchall()
+    records = [codec.decode(rec) for (rec,) in rows]
+    name = store._name(key, text)
+    pages = []
+    for number in numbers:
+        start, stop = paging.span(total, number)
+        pages.append(ArchivePage(key, name, number, tuple(records[start - first : stop - first])))
+    return pages

@@ -72,6 +72,8 @@ _NOSNIFF = ("X-Content-Type-Options", "nosniff")
 _CSP = ("Content-Security-Policy", CSP)
 _VARY = ("Vary", "Accept-Encoding")
 _NO_STORE = ("Cache-Control", "no-store")
+#: A year, the most RFC 9111 §5.2.2.1 suggests for "never expires".
+IMMUTABLE_MAX_AGE = 31_536_000
 _HTML = "text/html; charset=utf-8"
 _FEED_SUFFIXES = (".rss", ".atom", ".json")
 _TEXT = "text/plain; charset=utf-8"
@@ -179,6 +181,8 @@ class _Responder:
         self.hub_links = hubs
         self._links: dict[str, str] = {}
         self.cache_control = ("Cache-Control", f"public, max-age={config.server.cache_max_age}")
+        #: A full archive page never changes at its URL (RFC 5005; RFC 8246 immutable).
+        self.cache_forever = ("Cache-Control", f"public, max-age={IMMUTABLE_MAX_AGE}, immutable")
         index = escape(base_url(config) + "index.html")
         self.not_found_body = (
             '<!doctype html>\n<html lang="en">\n<head><meta charset="utf-8"><title>Not found</title></head>\n'
@@ -231,7 +235,7 @@ class _Responder:
         headers = [("ETag", variant.etag)]
         if prepared.last_modified is not None:
             headers.append(("Last-Modified", prepared.last_modified))
-        headers += (self.cache_control, _VARY, _NOSNIFF)
+        headers += (self.cache_forever if prepared.document.immutable else self.cache_control, _VARY, _NOSNIFF)
         media_type = prepared.document.media_type
         if media_type == _HTML:
             headers.append(_CSP)

@@ -67,12 +67,15 @@ Send = Callable[[str, str, float], tuple[int, float | None]]
 
 
 def feed_urls(config: Config, changed_paths: Iterable[str]) -> list[str]:
-    """The absolute self URLs of the feeds among `changed_paths` (URL paths), sorted, once each."""
+    """The absolute self URLs of the feeds among `changed_paths` (URL paths), sorted, once each.
+
+    Archive pages are left out: they name no hub, so no one subscribed to them there.
+    """
     base = base_url(config)
     urls = set()
     for path in changed_paths:
         path = path.lstrip("/")
-        if path.startswith("feeds/") and path.endswith(FEED_SUFFIXES) and ".." not in path:
+        if path.startswith("feeds/") and path.endswith(FEED_SUFFIXES) and ".." not in path and "/archive/" not in path:
             urls.add(base + path)
     return sorted(urls)
 

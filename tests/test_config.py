@@ -80,6 +80,21 @@ def test_defaults_are_the_dataclass_defaults(tmp_path: Path) -> None:
     assert dataclasses.replace(config, records_dir=Path("seeds"), output_dir=Path("public")) == Config()
 
 
+@pytest.mark.parametrize(
+    ("text", "page_size"),
+    [
+        ("max_entries: 10\n", 10),  # unset: 25, or max_entries when smaller, so old files keep working
+        ("max_entries: 100\n", 25),
+        ("max_entries: 10\narchives: {enabled: false}\n", 10),
+        ("max_entries: 10\narchives: {page_size: 4}\n", 4),
+    ],
+)
+def test_the_archive_page_size_defaults_to_fit_max_entries(text: str, page_size: int, tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(text, encoding="utf-8")
+    assert load_config(path).archives.page_size == page_size
+
+
 @pytest.mark.parametrize("case", ERRORS, ids=[repr(c["text"])[:40] for c in ERRORS])
 def test_a_bad_config_is_refused_naming_the_key(case: dict[str, str], tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"

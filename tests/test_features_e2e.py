@@ -275,8 +275,9 @@ def test_a_live_reload_notifies_each_changed_feed_once(tmp_path: Path) -> None:
             assert poll(lambda: set(generations(s.server).values()) == {2}, timeout=15)
 
             after = {p: s.server.get("/" + p).body for p in feeds}
-            changed = sorted(BASE_URL + p for p in feeds if after[p] != before[p])
+            changed = sorted(BASE_URL + p for p in feeds if after[p] != before[p] and "/archive/" not in p)
             assert 0 < len(changed) < len(feeds)
+            # Archive pages name no hub, so hubs never hear of them (websub.feed_urls).
             # Requests stay fast while the dead hub's notifications wait for their time limit.
             for _ in range(10):
                 started = time.monotonic()

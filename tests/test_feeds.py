@@ -18,8 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import DATA
-from feedsvc.config import Config
-from feedsvc.feeds import ALL_NAME, build_feeds, dedupe, display_name, newest_first, select, topic_keys
+from feedsvc.archives import Paging
+from feedsvc.config import ArchivesConfig, Config
+from feedsvc.feeds import ALL_NAME, build_feeds, build_feeds_and_archives, dedupe, display_name, newest_first, select, topic_keys
 from feedsvc.model import FeedKind, Provider, Record
 from feedsvc.records import load_records
 
@@ -30,12 +31,15 @@ UTC = timezone.utc
 @pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
 def test_feed_selection(case: Path, write_records: Callable[[dict[str, Any]], Path]) -> None:
     spec = yaml.safe_load(case.read_text(encoding="utf-8"))
-    config = dataclasses.replace(Config(), **spec.get("config", {}))
+    settings = dict(spec.get("config", {}))
+    archives = ArchivesConfig(**settings.pop("archives", {}))
+    config = dataclasses.replace(Config(), archives=archives, **settings)
     loaded = load_records(write_records(spec["records"]), config)
     assert loaded.errors == (), [str(e) for e in loaded.errors]
     selection = select(loaded.records, config)
-    feeds = build_feeds(selection.records, config)
-    got = {
+    feeds, pages = build_feeds_and_archives(selection.records, config)
+    assert feeds == build_feeds(selection.records, config)
+    got: dict[str, dict[str, Any]] = {
         f.key.path.removeprefix("feeds/"): {
             "name": f.name,
             "total": f.total,
@@ -43,6 +47,11 @@ def test_feed_selection(case: Path, write_records: Callable[[dict[str, Any]], Pa
         }
         for f in feeds
     }
+    for f in feeds:
+        if f.archives:
+            got[f.key.path.removeprefix("feeds/")]["archives"] = [
+                [r.path for r in p.entries] for p in pages if p.key == f.key
+            ]
     assert got == spec["expect"]["feeds"]
     assert [str(p) for p in selection.problems] == spec["expect"]["problems"]
 
@@ -120,4 +129,4 @@ def test_feeds_do_not_depend_on_load_order(order: list[int], cap: int) -> None:
     assert build_feeds(select(shuffled, config).records, config) == reference
     assert build_feeds(select(list(reversed(shuffled)), config).records, config) == reference
     for feed in reference:
-        assert len(feed.entries) == min(cap, feed.total)
+        assert len(feed.entries) == Paging.from_config(config).current(feed.total) <= cap

@@ -105,6 +105,21 @@ def _break(config: Config) -> None:
     edit(_newest_published(config), "publishedDateTime:", "publishedDateTime: not a date\nx:")
 
 
+def _backdate(config: Config) -> None:
+    """A record older than every other: it goes on page 1, and every later page shifts."""
+    new = config.records_dir / "zzz_old.txt"
+    text = _newest_published(config).read_text(encoding="utf-8")
+    text = re.sub(r"(?m)^publishedDateTime: .*$", "publishedDateTime: 1999-06-01T00:00:00Z", text)
+    new.write_text(text.replace('Url: "https://', 'Url: "https://old.'), encoding="utf-8")
+
+
+def _change_oldest(config: Config) -> None:
+    """A title change on archive page 1 of the all feed."""
+    loaded = build_in_memory(config)
+    oldest = next(page for (key, n), (page, _docs) in loaded.pages.items() if key.slug == "all" and n == 1)
+    edit(config.records_dir / oldest.entries[-1].path, 'title: "', 'title: "Changed: ')
+
+
 def _newest_published(config: Config) -> Path:
     loaded = build_in_memory(config)
     newest = loaded.feeds[0].entries[0]  # the all-feed comes first
@@ -120,6 +135,8 @@ SCENARIOS: dict[str, Callable[[Config], None]] = {
     "duplicate": _duplicate_newer,
     "rename": _rename,
     "break": _break,
+    "backdate": _backdate,
+    "change-archived": _change_oldest,
 }
 
 
@@ -142,6 +159,45 @@ def test_an_incremental_build_equals_a_full_one(name: str, config: Config, tmp_p
     assert 0 < report.changes.feeds_rendered <= 8 < report.changes.feeds
     assert snapshot(config.output_dir) == full_build(config, tmp_path / "fresh")
     assert snapshot(config.output_dir) != {}
+
+
+def _archive_paths(report: incremental.BuildReport) -> list[str]:
+    return sorted(p for p in report.changes.documents if "/archive/" in p)
+
+
+def test_archive_pages_are_rendered_only_when_their_entries_change(config: Config, tmp_path: Path) -> None:
+    first = incremental.build(config)
+    assert len(_archive_paths(first)) > 20  # the first build writes every page
+    _add(config)  # newest: joins the subscription documents, no page changes
+    assert _archive_paths(incremental.build(config)) == []
+    _change_oldest(config)  # one page in each feed the record is in, at most
+    changed = _archive_paths(incremental.build(config))
+    feeds = {p.rsplit("/archive/", 1)[0] for p in changed}
+    assert "feeds/all/archive/1.atom" in changed and len(changed) == 2 * len(feeds) <= 16
+    _backdate(config)  # every page after the new record's place changes; by the rule, not a bug
+    assert len(_archive_paths(incremental.build(config))) >= len([p for p in _archive_paths(first) if p.startswith("feeds/all/")])
+    assert snapshot(config.output_dir) == full_build(config, tmp_path / "fresh")
+
+
+def test_a_build_that_dies_before_writing_pages_writes_them_next_time(
+    config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    incremental.build(config)
+    _change_oldest(config)
+    real = incremental.publish
+
+    def dies(*args: object, **kwargs: object) -> object:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(incremental, "publish", dies)
+    with pytest.raises(OSError):
+        incremental.build(config)
+    monkeypatch.setattr(incremental, "publish", real)
+    report = incremental.build(config)
+    # The digests staged by the build that died were never promoted: the page is rendered again.
+    assert "feeds/all/archive/1.atom" in _archive_paths(report)
+    assert snapshot(config.output_dir) == full_build(config, tmp_path / "fresh")
+    assert _archive_paths(incremental.build(config)) == []
 
 
 def test_a_rebuild_with_nothing_changed_writes_nothing(config: Config) -> None:

@@ -44,8 +44,8 @@ from lxml import etree
 
 from conftest import ATOM_SCHEMA, DATA, Corpus, feed_files
 from feedsvc.config import Config
-from feedsvc.model import Feed, FeedKey, FeedKind, Image, Provider, Record, Related
-from feedsvc.render import Site, render_feed
+from feedsvc.model import ArchivePage, Feed, FeedKey, FeedKind, Image, Provider, Record, Related
+from feedsvc.render import Site, render_archive, render_feed
 from feedsvc.site import Build
 
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -96,6 +96,8 @@ _SAFE_ELEMENTS = {
 }  # fmt: skip
 _SAFE_ATTRIBUTES = {"href", "src", "alt", "title", "width", "height", "lang", "dir", "datetime", "loading", "cite"}
 _LINK_REGISTRY = {"alternate", "enclosure", "related", "self", "via", "license", "replies", "hub"}
+# RFC 5005 (feed paging and archiving), as registered in the validator's link.py.
+_LINK_REGISTRY |= {"current", "prev-archive", "next-archive", "first", "last", "next", "previous"}
 _MIME = re.compile(r"^[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+$")
 
 _RSS_MARKUP = re.compile(r"&#[x0-9]|<[/a-zA-Z]")
@@ -480,6 +482,7 @@ def test_every_seed_feed_is_valid(seed_site: Build, config: Config) -> None:
 def test_every_corpus_feed_is_valid(corpus: Corpus) -> None:
     paths = feed_files(corpus.out)
     assert len(paths) > 200
+    assert sum(p.parent.name == "archive" for p in paths) > 100  # RFC 5005 archive pages too
     _assert_valid(paths)
 
 
@@ -506,9 +509,12 @@ def test_hostile_records_still_give_valid_feeds() -> None:
     when = datetime(2023, 5, 1, 12, 0, tzinfo=timezone.utc)
     records = tuple(_hostile_record(n, when + timedelta(seconds=n // 3)) for n in range(6))
     feed = Feed(FeedKey(FeedKind.TOPIC, "c-rust"), "C++ & <Rust> &copy", records, len(records))
+    paged = Feed(feed.key, feed.name, records, 30, archives=3)
+    page = ArchivePage(feed.key, feed.name, 3, records)
     site = Site.from_config(Config())
     for fmt in ("rss", "atom"):
-        assert [str(p) for p in check_feed(render_feed(feed, site, fmt))] == []
+        for data in (render_feed(feed, site, fmt), render_feed(paged, site, fmt), render_archive(page, site, fmt)):
+            assert [str(p) for p in check_feed(data)] == []
 
 
 def test_seed_hostile_and_empty_atom_feeds_match_the_schema(seed_site: Build, config: Config, tmp_path: Path) -> None:
@@ -519,9 +525,12 @@ def test_seed_hostile_and_empty_atom_feeds_match_the_schema(seed_site: Build, co
     extra = {
         "hostile.atom": Feed(FeedKey(FeedKind.TOPIC, "x"), "X & <y>", hostile, 3),
         "empty.atom": Feed(FeedKey(FeedKind.ALL, "all"), "All articles", (), 0),
+        "paged.atom": Feed(FeedKey(FeedKind.TOPIC, "x"), "X & <y>", hostile, 9, archives=2),
     }
     for name, feed in extra.items():
         (tmp_path / name).write_bytes(render_feed(feed, site, "atom"))
+    (tmp_path / "archive.atom").write_bytes(render_archive(ArchivePage(FeedKey(FeedKind.TOPIC, "x"), "X & <y>", 2, hostile), site, "atom"))
+    extra["archive.atom"] = extra["paged.atom"]
     atoms = [p for p in feed_files(config.output_dir) if p.suffix == ".atom"] + [tmp_path / n for n in extra]
     done = subprocess.run(
         ["jing", "-c", str(ATOM_SCHEMA), *map(str, atoms)], capture_output=True, text=True, timeout=60, check=False

@@ -299,7 +299,10 @@ def test_a_feed_announced_twice_while_waiting_is_sent_once(receiver: Receiver) -
 
 
 def test_feed_urls_are_the_changed_feeds_only(config: Config) -> None:
-    changed = ["feeds/all.atom", "/feeds/topics/ai.json", "index.html", "feeds.opml", "feeds/all.html", "style.css", "feeds/all.atom"]
+    changed = [
+        "feeds/all.atom", "/feeds/topics/ai.json", "index.html", "feeds.opml", "feeds/all.html", "style.css",
+        "feeds/all.atom", "feeds/all/archive/3.atom", "feeds/topics/ai/archive/1.rss",
+    ]  # fmt: skip
     assert feed_urls(config, changed) == [
         "http://127.0.0.1:8000/feeds/all.atom",
         "http://127.0.0.1:8000/feeds/topics/ai.json",
