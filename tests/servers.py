@@ -34,14 +34,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def write_config(path: Path, records_dir: Path, **server: Any) -> Path:
-    """A config file over `records_dir` with `server.*` settings."""
+def write_config(path: Path, records_dir: Path, *, settings: dict[str, Any] | None = None, **server: Any) -> Path:
+    """A config file over `records_dir` with `server.*` settings (and other top-level `settings`)."""
     data = {
         "site": {"title": "feedsvc test"},
         "records_dir": str(records_dir),
         "output_dir": str(path.parent / "public"),
         "include_unpublished": True,
         "server": server,
+        **(settings or {}),
     }
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     return path

@@ -179,7 +179,9 @@ class StaticSite:
 
 def start_static_site(base: Path) -> StaticSite:
     records = make_records(base / "records")
-    config = write_config(base / "config.yaml", records, cache_max_age=MAX_AGE)
+    # A small max_entries and page size, so the all feed has archive pages.
+    archives = {"max_entries": 12, "archives": {"page_size": 5}}
+    config = write_config(base / "config.yaml", records, settings=archives, cache_max_age=MAX_AGE)
     out = base / "public"
     feedsvc_build(config, out)
     return StaticSite(start_static(base / "nginx", out, MAX_AGE), out, config, records)
@@ -216,6 +218,25 @@ def test_static_headers_are_the_apps(static: StaticSite, ext: str) -> None:
     etag = r.header("ETag")
     assert etag and re.fullmatch(r'"[^"]+"', etag)  # strong
     assert abs(http_date(r.header("Last-Modified")) - (static.out / path).stat().st_mtime) < 1
+
+
+def test_archive_pages_are_immutable(static: StaticSite) -> None:
+    """RFC 5005 pages get a year's immutable Cache-Control (as from the app), 304s too."""
+    pages = [p for p in documents(static.out) if "/archive/" in p]
+    assert "feeds/all/archive/1.atom" in pages and "feeds/all/archive/1.rss" in pages
+    for path in ("feeds/all/archive/1.atom", "feeds/all/archive/1.rss"):
+        r = static.get(path, **{"Accept-Encoding": "gzip"})
+        assert r.status == 200 and r.body == static.file(path + ".gz")
+        assert r.header("Cache-Control") == "public, max-age=31536000, immutable"
+        assert r.header("Vary") == "Accept-Encoding"
+        assert r.header("X-Content-Type-Options") == "nosniff"
+        assert r.header("Content-Type") == MEDIA_TYPES[path.rsplit(".", 1)[1]]
+        again = static.get(path, **{"Accept-Encoding": "gzip", "If-None-Match": r.header("ETag") or ""})
+        assert again.status == 304
+        assert again.header("Cache-Control") == "public, max-age=31536000, immutable"
+    assert static.get("feeds/all/archive/1.atom?x=1").status == 200  # a query is ignored, as by the app
+    assert static.get("feeds/all/archive/999.atom").header("Cache-Control") == "no-store"
+    assert static.get("feeds/all.atom").header("Cache-Control") == f"public, max-age={MAX_AGE}"
 
 
 def test_the_root_is_the_index(static: StaticSite) -> None:
