@@ -35,12 +35,12 @@ from .config import Config
 from .fields import Settings
 from .errors import RecordError
 from .publish import MANIFEST, PublishResult, publish
+from .records import Loaded, load_bytes, load_file, read_record, settings_for, walk_folders
 from .archives import Paging
 from .render import FORMATS, Site
 from .site import Document, archive_documents, feed_documents, site_documents
 from .model import Feed, archive_path
 from .store import Parsed, Stamp, Store, archive_pages, feed_key, memberships, plan_pages, use_page_size
-from .records import Loaded, load_bytes, load_file, read_record, settings_for, walk_folders
 
 #: Below this many changed files, parsing stays in this process.
 PARALLEL_MIN = 400

@@ -62,6 +62,9 @@ _RESOLVERS: dict[str, list[tuple[str, re.Pattern[str]]]] = yaml.resolver.Resolve
 _RESOLVER_FIRST = frozenset(_RESOLVERS) | {""}
 #: Of those, the letters: they begin only words of five letters or fewer.
 _WORD_FIRST = frozenset(c for c in _RESOLVERS if c.isalpha())
+#: Keys seen to be text PyYAML reads as text too (bounded: keys can be anything).
+_PLAIN_KEYS: set[str] = set()
+_MAX_PLAIN_KEYS = 10_000
 
 
 def load(text: str, reference: Callable[[str], Any] | None = None) -> Any:
@@ -121,24 +124,40 @@ def _has_node_property(text: str) -> bool:
 
 
 def _same_as_pyyaml(value: Any) -> bool:
-    """Whether PyYAML would have built the same value (walked without recursion)."""
+    """Whether PyYAML would have built the same value (walked without recursion).
+
+    Text in a mapping or list is checked where it is met rather than pushed
+    (most values are text), and keys already seen to be plain text are
+    remembered: records repeat the same few dozen.
+    """
     stack = [value]
     pop, push = stack.pop, stack.append
+    first, resolves, plain_keys = _RESOLVER_FIRST, _resolves, _PLAIN_KEYS
     while stack:
         item = pop()
         kind = type(item)
-        if kind is str:
-            if item[:1] in _RESOLVER_FIRST and _resolves(item):
-                return False
-        elif kind is dict:
+        if kind is dict:
             for key, child in item.items():
-                if type(key) is not str or (key[:1] in _RESOLVER_FIRST and _resolves(key)):
-                    return False
-                if key in DATE_KEYS and type(child) is str and _STRICT_ISO.fullmatch(child):
-                    continue
-                push(child)
+                if key not in plain_keys:
+                    if type(key) is not str or (key[:1] in first and resolves(key)):
+                        return False
+                    if len(plain_keys) < _MAX_PLAIN_KEYS:
+                        plain_keys.add(key)
+                if type(child) is str:
+                    if child[:1] in first and not (key in DATE_KEYS and _STRICT_ISO.fullmatch(child)) and resolves(child):
+                        return False
+                else:
+                    push(child)
         elif kind is list:
-            stack.extend(item)
+            for child in item:
+                if type(child) is str:
+                    if child[:1] in first and resolves(child):
+                        return False
+                else:
+                    push(child)
+        elif kind is str:
+            if item[:1] in first and resolves(item):
+                return False
         elif kind is int:
             # Numbers longer than PyYAML's loader keeps as numbers stay text there.
             if not -_BIG < item < _BIG:

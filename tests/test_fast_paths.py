@@ -5,10 +5,13 @@
 - A URL `http_url` takes the fast way for comes out as the general way makes it,
   and `canonical_url`'s shortcut agrees with urlsplit.
 - A file is read whole, whatever its size against the read-ahead.
+- Entry ids are `uuid.uuid5`'s, and ASCII text skips cleaning only when
+  cleaning would not change it.
 """
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from feedsvc import records, text
+from feedsvc.fields import entry_id
 from feedsvc.records import _BOUNDARY, _closing_boundary, read_bytes
 
 PROPERTY = settings(max_examples=300, deadline=None, database=None)
@@ -60,3 +64,16 @@ def test_a_file_is_read_whole(size: int, tmp_path: Path) -> None:
     path = tmp_path / "r.txt"
     path.write_bytes(bytes(i % 251 for i in range(size)))
     assert read_bytes(path, 1 << 20) == path.read_bytes()
+
+
+@PROPERTY
+@given(st.text(max_size=60))
+def test_entry_ids_are_uuid5_of_the_url(url: str) -> None:
+    assert entry_id(url) == f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, url)}"
+
+
+@PROPERTY
+@given(st.lists(st.sampled_from(list(" \t\n<&;ab#x1") + ["  ", "&amp;", "<b>"]), max_size=12))
+def test_ascii_text_skips_cleaning_only_when_cleaning_changes_nothing(parts: list[str]) -> None:
+    value = "".join(parts)
+    assert text.plain_text(value) == text._plain_text(value, True, None)
