@@ -92,8 +92,14 @@ def notify(config: Config, changed_paths: Iterable[str], *, wait: float | None =
     """
     delivery = Notifier(config.websub.hubs, config.websub.timeout).submit(feed_urls(config, changed_paths))
     if wait is not None:
-        delivery.wait(wait)
+        # Senders give up at the deadline on their own; the grace lets the one
+        # racing it finish (and log) before the caller reports the delivery.
+        delivery.wait(wait + _GIVE_UP_GRACE)
     return delivery
+
+
+#: Seconds `notify` waits past its `wait` for senders meeting their deadline.
+_GIVE_UP_GRACE = 1.0
 
 
 def post_publish(hub: str, feed_url: str, timeout: float) -> tuple[int, float | None]:
@@ -390,9 +396,8 @@ class Notifier:
                     fresh = state.jobs[job.url] = _Job(job.hub, job.url, again[1], self.clock(), deliveries=again[0])
                     heapq.heappush(state.queue, (fresh.due, fresh.url))
             self._cond.notify_all()
-        if outcome is not None:
-            for delivery in job.deliveries:
-                delivery._finish((job.hub, job.url), outcome, "" if outcome else job.last_error)
+        # Log before finishing the deliveries: a waiter woken by the last one
+        # prints its summary, and that must come after every line about it.
         if outcome is True:
             log.debug("websub: notified %s of %s", hub_name(job.hub), job.url)
         elif outcome is False:
@@ -400,6 +405,9 @@ class Notifier:
                 "websub: gave up telling %s about %s after %d attempt(s): %s",
                 hub_name(job.hub), job.url, job.attempts, job.last_error,
             )  # fmt: skip
+        if outcome is not None:
+            for delivery in job.deliveries:
+                delivery._finish((job.hub, job.url), outcome, "" if outcome else job.last_error)
         if outcome is not None and self.on_outcome is not None:
             self.on_outcome("sent" if outcome else "failed", 1)
 
