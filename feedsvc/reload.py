@@ -25,7 +25,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from email.utils import format_datetime
 from pathlib import Path
@@ -34,7 +34,7 @@ from .config import Config
 from .errors import RecordError
 from . import incremental
 from .records import Loaded, collect, settings_for
-from .site import Build, Document, assemble
+from .site import Build, Document, PageSlot, assemble
 
 log = logging.getLogger("feedsvc.reload")
 
@@ -109,13 +109,50 @@ class FileState:
     loaded: Loaded
 
 
+class ServedDocuments(Mapping[str, Prepared]):
+    """URL path → prepared document; archive pages are rendered and prepared on first use.
+
+    `eager` holds every document prepared when the snapshot was made; `lazy`
+    the archive page documents (see `site.PageSlot`), made once and kept by
+    their slot, which later snapshots share while the page is unchanged.
+    """
+
+    def __init__(self, eager: dict[str, Prepared], lazy: Mapping[str, tuple[PageSlot, int]]) -> None:
+        self.eager = eager
+        self.lazy = lazy
+
+    def __getitem__(self, path: str) -> Prepared:
+        found = self.eager.get(path)
+        if found is not None:
+            return found
+        slot, index = self.lazy[path]
+        prepared = slot.derived("prepared", lambda docs: tuple(prepare(doc) for doc in docs))
+        return prepared[index]  # type: ignore[index]
+
+    def __contains__(self, path: object) -> bool:
+        return path in self.eager or path in self.lazy
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.eager
+        yield from self.lazy
+
+    def __len__(self) -> int:
+        return len(self.eager) + len(self.lazy)
+
+    def changed_since(self, old: ServedDocuments) -> list[str]:
+        """Paths that are new or whose bytes may differ from `old`'s (without rendering pages)."""
+        changed = [path for path, prep in self.eager.items() if old.eager.get(path) is not prep]
+        changed += [path for path, (slot, _i) in self.lazy.items() if old.lazy.get(path, (None, 0))[0] is not slot]
+        return changed
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """One consistent state of the served site; never changed once made."""
 
     build: Build
     #: URL path (no leading slash) → prepared document.
-    documents: Mapping[str, Prepared]
+    documents: ServedDocuments
     #: Record file (relative path) → its signature and what loading it gave.
     files: Mapping[str, FileState]
     #: Wall-clock time (seconds since the epoch) this snapshot was made; for
@@ -199,8 +236,8 @@ class LiveSite:
         self._stop = threading.Event()
         started = time.monotonic()
         scan = self._scan({})
-        build = assemble(collect(scan.fresh), config)
-        documents = {path: prepare(doc) for path, doc in build.documents.items()}
+        build = assemble(collect(scan.fresh), config, lazy_pages=True)
+        documents = ServedDocuments({path: prepare(doc) for path, doc in build.documents.items()}, build.lazy)
         #: The current snapshot: read it once per request, never lock it.
         self.snapshot = Snapshot(build, documents, scan.files, clock(), 1)
         #: Wall-clock time of the last scan, whether or not it changed anything.
@@ -257,12 +294,14 @@ class LiveSite:
         if not (scan.added or scan.changed or scan.removed):
             return ReloadReport(seconds=time.monotonic() - started)
         loaded = collect(state.loaded for state in scan.files.values())
-        build = assemble(loaded, self.config, current.build)
+        build = assemble(loaded, self.config, current.build, lazy_pages=True)
         old = current.documents
-        documents = {path: prepare(doc, old.get(path)) for path, doc in build.documents.items()}
+        documents = ServedDocuments(
+            {path: prepare(doc, old.eager.get(path)) for path, doc in build.documents.items()}, build.lazy
+        )
         rendered = sum(1 for f in build.cache if f not in current.build.cache)
-        changed = tuple(sorted(path for path, prep in documents.items() if old.get(path) is not prep))
-        removed = tuple(sorted(old.keys() - documents.keys()))
+        changed = tuple(sorted(documents.changed_since(old)))
+        removed = tuple(sorted(set(old) - set(documents)))
         for outcome in scan.fresh:
             for problem in outcome.problems:
                 _log_problem(problem)

@@ -30,6 +30,7 @@ from feedsvc.model import FeedKind, Record
 from feedsvc.render import FH_NS, Site, render_feed
 from feedsvc.site import assemble, build as build_in_memory
 from feedsvc.records import load_records
+from feedsvc.reload import LiveSite
 from feedsvc.synth import write_corpus
 from servers import FEEDSVC, Server, free_port, write_config
 
@@ -303,3 +304,23 @@ def test_a_reload_renders_only_the_pages_that_changed(records_dir: Path, tmp_pat
     # Every old page is served as the very same document: nothing re-rendered.
     assert all(second.documents[p] is d for p, d in old_pages.items())
     assert second.documents == build_in_memory(config).documents
+
+
+def test_the_web_app_renders_a_page_on_its_first_request_only(records_dir: Path, tmp_path: Path) -> None:
+    config = small_config(records_dir, tmp_path / "out")
+    live = LiveSite(config, background=False)
+    docs = live.snapshot.documents
+    slots = {slot for slot, _i in docs.lazy.values()}
+    assert slots and not any(slot.rendered for slot in slots)  # startup renders no page
+    expected = build_in_memory(config).documents
+    page = sorted(p for p in docs.lazy if p.endswith(".atom"))[0]
+    slot = docs.lazy[page][0]
+    served = docs[page]
+    assert served.plain.body == expected[page].body and served.document.immutable
+    assert slot.rendered and sum(s.rendered for s in slots) == 1
+    assert docs[page] is served  # prepared once, then kept
+    add_record(records_dir, 1, datetime(2030, 1, 1, tzinfo=timezone.utc))
+    report = live.reload_now()
+    assert report.swapped and live.snapshot.documents[page] is served  # the unchanged page is kept
+    assert not [p for p in report.changed_documents if "/archive/" in p and p in docs]
+    assert sorted(live.snapshot.documents) == sorted(build_in_memory(config).documents)
