@@ -126,6 +126,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corpus]:
                 "output_dir": "public",
                 "include_unpublished": True,
                 "max_entries": CORPUS_MAX_ENTRIES,
+                "archives": {"enabled": True},  # so every check covers archive pages too
                 "site": {"title": "Corpus", "base_url": "https://feeds.example.org/news/"},
             }
         ),

@@ -86,7 +86,9 @@ def test_a_newer_entry_never_moves_an_archived_one(page_size: int) -> None:
 def test_archives_off_is_the_plain_cap() -> None:
     paging = Paging.from_config(dataclasses.replace(Config(), archives=ArchivesConfig(enabled=False), max_entries=5))
     assert (paging.pages(100), paging.current(100)) == (0, 5)
-    capped = Paging.from_config(dataclasses.replace(Config(), max_entries=10))  # page_size 25, set in code
+    assert Paging.from_config(Config()).page_size == 0  # off unless asked for
+    on = ArchivesConfig(enabled=True)  # page_size 25, set in code
+    capped = Paging.from_config(dataclasses.replace(Config(), archives=on, max_entries=10))
     assert capped.page_size == 10
 
 
@@ -101,7 +103,7 @@ def records_dir(tmp_path: Path) -> Path:
 
 
 def small_config(records_dir: Path, out: Path, **changes: Any) -> Config:
-    settings: dict[str, Any] = {"archives": ArchivesConfig(page_size=PAGE_SIZE), **changes}
+    settings: dict[str, Any] = {"archives": ArchivesConfig(enabled=True, page_size=PAGE_SIZE), **changes}
     return dataclasses.replace(
         Config(), records_dir=records_dir, output_dir=out, include_unpublished=True, max_entries=MAX_ENTRIES, **settings
     )
@@ -211,7 +213,7 @@ def assert_every_record_once(fetch: Callable[[str], bytes], members: dict[str, s
 @pytest.fixture
 def server(records_dir: Path, tmp_path: Path) -> Iterator[Server]:
     port = free_port()
-    settings = {"max_entries": MAX_ENTRIES, "archives": {"page_size": PAGE_SIZE}, "site": {"title": "t", "base_url": BASE}}
+    settings = {"max_entries": MAX_ENTRIES, "archives": {"enabled": True, "page_size": PAGE_SIZE}, "site": {"title": "t", "base_url": BASE}}
     config = write_config(tmp_path / "config.yaml", records_dir, settings=settings, port=port, workers=1, cache_max_age=60)
     server = Server(config, port, tmp_path).start()
     try:

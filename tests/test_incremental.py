@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from feedsvc import incremental
-from feedsvc.config import Config
+from feedsvc.config import ArchivesConfig, Config
 from feedsvc.publish import MANIFEST, files_for
 from feedsvc.site import build as build_in_memory
 from feedsvc.synth import write_corpus
@@ -32,7 +32,12 @@ def config(tmp_path: Path) -> Config:
     records = tmp_path / "records"
     write_corpus(records, RECORDS, seed=5, topics=12, providers=30)
     return dataclasses.replace(
-        Config(), records_dir=records, output_dir=tmp_path / "out", include_unpublished=False, max_entries=10
+        Config(),
+        records_dir=records,
+        output_dir=tmp_path / "out",
+        include_unpublished=False,
+        max_entries=10,
+        archives=ArchivesConfig(enabled=True, page_size=10),
     )
 
 

@@ -180,7 +180,7 @@ class StaticSite:
 def start_static_site(base: Path) -> StaticSite:
     records = make_records(base / "records")
     # A small max_entries and page size, so the all feed has archive pages.
-    archives = {"max_entries": 12, "archives": {"page_size": 5}}
+    archives = {"max_entries": 12, "archives": {"enabled": True, "page_size": 5}}
     config = write_config(base / "config.yaml", records, settings=archives, cache_max_age=MAX_AGE)
     out = base / "public"
     feedsvc_build(config, out)
