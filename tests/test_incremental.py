@@ -184,20 +184,24 @@ def test_archive_pages_are_rendered_only_when_their_entries_change(config: Confi
     assert snapshot(config.output_dir) == full_build(config, tmp_path / "fresh")
 
 
+def _build_dies_before_writing(config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run a build that fails when it comes to write the files (a full disk, say)."""
+
+    def dies(*args: object, **kwargs: object) -> object:
+        raise OSError("disk full")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(incremental, "publish", dies)
+        with pytest.raises(OSError):
+            incremental.build(config)
+
+
 def test_a_build_that_dies_before_writing_pages_writes_them_next_time(
     config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     incremental.build(config)
     _change_oldest(config)
-    real = incremental.publish
-
-    def dies(*args: object, **kwargs: object) -> object:
-        raise OSError("disk full")
-
-    monkeypatch.setattr(incremental, "publish", dies)
-    with pytest.raises(OSError):
-        incremental.build(config)
-    monkeypatch.setattr(incremental, "publish", real)
+    _build_dies_before_writing(config, monkeypatch)
     report = incremental.build(config)
     # The digests staged by the build that died were never promoted: the page is rendered again.
     assert "feeds/all/archive/1.atom" in _archive_paths(report)
@@ -226,15 +230,7 @@ def test_a_touched_file_is_recognised_by_its_content(config: Config) -> None:
 def test_a_build_that_dies_half_way_is_done_again(config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     incremental.build(config)
     _change_title(config)
-    real = incremental.publish
-
-    def dies(*args: object, **kwargs: object) -> object:
-        raise OSError("disk full")
-
-    monkeypatch.setattr(incremental, "publish", dies)
-    with pytest.raises(OSError):
-        incremental.build(config)
-    monkeypatch.setattr(incremental, "publish", real)
+    _build_dies_before_writing(config, monkeypatch)
     report = incremental.build(config)
     # The change was cached; the feeds it touched were left pending and are rendered now.
     assert (report.changes.parsed, report.changes.feeds_rendered) == (0, 4)
