@@ -14,7 +14,11 @@ import gzip
 LEVEL = 9
 
 
-def gzip_body(body: bytes) -> bytes | None:
-    """`body` gzipped, or None when that would not make it smaller."""
-    packed = gzip.compress(body, compresslevel=LEVEL, mtime=0)
+def gzip_body(body: bytes, level: int = LEVEL) -> bytes | None:
+    """`body` gzipped, or None when that would not make it smaller.
+
+    `level` is for documents made per request (custom feeds), which use a
+    faster one; every published document uses `LEVEL`.
+    """
+    packed = gzip.compress(body, compresslevel=level, mtime=0)
     return packed if len(packed) < len(body) else None

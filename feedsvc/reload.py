@@ -20,7 +20,6 @@ Nothing here knows about HTTP requests or Flask; `web.py` does.
 from __future__ import annotations
 
 import gc
-import gzip
 import hashlib
 import logging
 import os
@@ -33,15 +32,11 @@ from pathlib import Path
 
 from .config import Config
 from .errors import RecordError
-from . import incremental
+from . import compress, incremental
 from .records import Loaded, collect, settings_for
 from .site import Build, Document, PageSlot, assemble
 
 log = logging.getLogger("feedsvc.reload")
-
-#: zlib level for the precomputed gzip bodies: computed once per document, so
-#: the slowest, smallest setting costs nothing per request.
-GZIP_LEVEL = 9
 
 #: What identifies a file's content without reading it: (size, mtime_ns, inode).
 Signature = tuple[int, int, int]
@@ -75,7 +70,7 @@ def etag_of(body: bytes) -> str:
     return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
 
 
-def prepare(doc: Document, previous: Prepared | None = None, *, level: int = GZIP_LEVEL) -> Prepared:
+def prepare(doc: Document, previous: Prepared | None = None, *, level: int = compress.LEVEL) -> Prepared:
     """`doc` ready to serve; reuses `previous` when the document is the same.
 
     `level` is the gzip level: custom feeds, made on request, use a faster one.
@@ -91,9 +86,9 @@ def prepare(doc: Document, previous: Prepared | None = None, *, level: int = GZI
     ):
         return previous
     plain = Variant(doc.body, etag_of(doc.body))
-    # mtime=0 keeps the gzip header free of the clock: same input, same bytes.
-    packed = gzip.compress(doc.body, compresslevel=level, mtime=0)
-    zipped = Variant(packed, etag_of(packed)) if len(packed) < len(doc.body) else None
+    # The same bytes as the static build's .gz file (and so the same ETag).
+    packed = compress.gzip_body(doc.body, level)
+    zipped = Variant(packed, etag_of(packed)) if packed is not None else None
     when = doc.last_modified
     return Prepared(
         document=doc,
