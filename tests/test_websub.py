@@ -457,3 +457,33 @@ def test_a_build_without_hubs_says_nothing_of_websub(seeds_dir: Path, tmp_path: 
 def test_summary_of_a_delivery_with_nothing_to_send() -> None:
     assert Delivery([]).summary() == "WebSub: no feed changed, no hub notified"
     assert Delivery([]).wait(0)
+
+
+def test_a_sender_logs_its_failure_before_the_delivery_is_done() -> None:
+    # A waiter woken by the last outcome prints its summary at once (feedsvc
+    # build does): every line about the delivery must already be out by then.
+    import logging
+
+    done_when_logged: list[bool] = []
+    delivery_ref: list[Delivery] = []
+    ready = threading.Event()
+
+    class Watch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            ready.wait(5)
+            done_when_logged.append(delivery_ref[0].done)
+
+    def refuses(hub: str, url: str, timeout: float) -> tuple[int, float | None]:
+        return 400, None  # a final answer: given up at once
+
+    logger = logging.getLogger("feedsvc.websub")
+    watch = Watch(logging.WARNING)
+    logger.addHandler(watch)
+    try:
+        delivery = Notifier(["https://hub.example/"], 5, send=refuses).submit(["https://feeds.example/all.atom"])
+        delivery_ref.append(delivery)
+        ready.set()
+        assert delivery.wait(5)
+    finally:
+        logger.removeHandler(watch)
+    assert delivery.failed and done_when_logged == [False]
