@@ -65,11 +65,15 @@ def edit(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new, 1), encoding="utf-8")
 
 
-def _add(config: Config) -> None:
-    new = config.records_dir / "zzz_new.txt"
+def _copy_as_new_article(config: Config, name: str, published: str, host: str) -> None:
+    """A new file: the newest record under other URLs (another article), published then."""
     text = _newest_published(config).read_text(encoding="utf-8")
-    text = re.sub(r"(?m)^publishedDateTime: .*$", "publishedDateTime: 2029-06-01T00:00:00Z", text)
-    new.write_text(text.replace('Url: "https://', 'Url: "https://new.'), encoding="utf-8")
+    text = re.sub(r"(?m)^publishedDateTime: .*$", f"publishedDateTime: {published}", text)
+    (config.records_dir / name).write_text(text.replace('Url: "https://', f'Url: "https://{host}.'), encoding="utf-8")
+
+
+def _add(config: Config) -> None:
+    _copy_as_new_article(config, "zzz_new.txt", "2029-06-01T00:00:00Z", "new")
 
 
 def _change_title(config: Config) -> None:
@@ -112,10 +116,7 @@ def _break(config: Config) -> None:
 
 def _backdate(config: Config) -> None:
     """A record older than every other: it goes on page 1, and every later page shifts."""
-    new = config.records_dir / "zzz_old.txt"
-    text = _newest_published(config).read_text(encoding="utf-8")
-    text = re.sub(r"(?m)^publishedDateTime: .*$", "publishedDateTime: 1999-06-01T00:00:00Z", text)
-    new.write_text(text.replace('Url: "https://', 'Url: "https://old.'), encoding="utf-8")
+    _copy_as_new_article(config, "zzz_old.txt", "1999-06-01T00:00:00Z", "old")
 
 
 def _change_oldest(config: Config) -> None:
