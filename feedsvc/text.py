@@ -87,6 +87,54 @@ _IMAGE_TYPES = {
 }
 
 
+_SHORT_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable_name(name: str, *, backslashes: bool = True) -> str:
+    r"""`name` as one line of printable text, every other character spelled out.
+
+    Report lines are ``file:line: field: reason``, one per problem, and a file
+    name is whatever the records folder holds: a newline in it would start a
+    line that looks like a real report, and an ANSI escape (ESC, CSI) or a
+    bidi override would act on the terminal or log viewer. So each character
+    Python does not call printable is escaped as a Python string literal
+    spells it:
+
+    - ``\\`` for a backslash (so an escape cannot be forged either, and two
+      names never look alike), ``\n``, ``\r`` and ``\t``;
+    - ``\xNN`` for the other C0 controls and DEL, and for a byte that is not
+      UTF-8 (`os.fsdecode` gives it as a lone surrogate, U+DC80 to U+DCFF):
+      ``bad\xff.txt`` is the file whose name holds the byte 0xFF;
+    - ``\uNNNN`` (``\UNNNNNNNN`` above U+FFFF) for any other character that
+      is not printable: C1 controls, line and paragraph separators, format
+      characters such as U+202E, private-use and unassigned code points.
+
+    Printable text, accents and other scripts included, stays as it is, and
+    different names always give different text. `backslashes=False` leaves
+    backslashes as they are, for text that spells escapes itself (PyYAML's
+    wording of an error) and only needs its controls escaped.
+    """
+    if name.isascii() and name.isprintable() and (not backslashes or "\\" not in name):
+        return name  # nearly every name: nothing to do
+    out = []
+    for c in name:
+        if c.isprintable() and (c != "\\" or not backslashes):
+            out.append(c)
+        elif c in _SHORT_ESCAPES:
+            out.append(_SHORT_ESCAPES[c])
+        else:
+            code = ord(c)
+            if code < 0x80:
+                out.append(f"\\x{code:02x}")
+            elif 0xDC80 <= code <= 0xDCFF:  # surrogateescape: the byte it stands for
+                out.append(f"\\x{code - 0xDC00:02x}")
+            elif code <= 0xFFFF:
+                out.append(f"\\u{code:04x}")
+            else:
+                out.append(f"\\U{code:08x}")
+    return "".join(out)
+
+
 def strip_forbidden(text: str) -> str:
     """Remove characters that XML 1.0 forbids (and YAML refuses)."""
     return FORBIDDEN_CHARS.sub("", text)
