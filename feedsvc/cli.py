@@ -6,16 +6,16 @@ never a traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import sys
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
 from . import __version__, incremental, websub
+from .builder import summary_line, watch_forever
 from .config import Config, check_records_dir, load_config
 from .errors import ConfigError, FeedsvcError, RecordError
 from .publish import publish
@@ -65,8 +65,11 @@ def main(ctx: click.Context, config_path: Path | None) -> None:
 @click.option("--warnings/--no-warnings", default=False, help="Also print warnings (records published with something dropped).")
 @click.option("--full", is_flag=True, help="Ignore the build cache: parse every record and render every feed.")
 @click.option("--jobs", type=click.IntRange(min=1), help="Processes for parsing records (default: one per core).")
+@click.option("--watch", is_flag=True, help="Keep building: watch records_dir and rebuild on every change (until Ctrl-C).")
 @click.pass_context
-def build(ctx: click.Context, out: Path | None, strict: bool, warnings: bool, full: bool, jobs: int | None) -> None:
+def build(
+    ctx: click.Context, out: Path | None, strict: bool, warnings: bool, full: bool, jobs: int | None, watch: bool
+) -> None:
     """Write every feed, page and the OPML as static files.
 
     The files sit at the same URL paths the web app serves, each with a .gz
@@ -78,21 +81,26 @@ def build(ctx: click.Context, out: Path | None, strict: bool, warnings: bool, fu
     """
     config = _config(ctx)
     target = out or config.output_dir
+
+    def waiting(folder: Path) -> None:
+        click.echo(f"another build is writing {folder}; waiting for it to finish", err=True)
+
     with _Bar("Reading records") as bar:
         try:
-            report = incremental.build(config, target, full=full, workers=jobs, progress=bar.update)
+            report = incremental.build(config, target, full=full, workers=jobs, progress=bar.update, on_wait=waiting)
         except (FeedsvcError, OSError, sqlite3.Error) as e:
             raise click.ClickException(f"cannot write the output: {e}") from None
     _report(report.problems, warnings=warnings)
-    c, p = report.changes, report.published
-    click.echo(
-        f"{c.files} records read ({c.parsed} parsed, {c.cached} from cache), {report.rejected} rejected, "
-        f"{c.feeds} feeds ({c.feeds_rendered} rendered, {c.feeds - c.feeds_rendered} unchanged); "
-        f"{p.written} files written, {p.removed} removed in {report.seconds:.2f}s → {target}",
-        err=True,
-    )
+    click.echo(summary_line(report, target), err=True)
     if config.websub.hubs:  # tell the hubs which feeds changed; a hub that is down never fails the build
         click.echo(websub.notify(config, report.changed_paths, wait=config.websub.timeout).summary(), err=True)
+    if watch:
+        from .web import configure_logging
+
+        configure_logging()
+        click.echo(f"Watching {config.records_dir} for changes (Ctrl-C to stop)", err=True)
+        watch_forever(dataclasses.replace(config, output_dir=target), target, first=False, parent=None)
+        return
     if strict and report.rejected:
         sys.exit(1)
 
@@ -156,33 +164,27 @@ def feeds(ctx: click.Context) -> None:
 @click.option("--host", help="Address to listen on (default: server.host).")
 @click.option("--port", type=int, help="Port to listen on (default: server.port).")
 @click.option("--dev", is_flag=True, help="Use Flask's development server instead of gunicorn.")
+@click.option(
+    "--build/--no-build",
+    default=True,
+    help="Build first and rebuild on every change (default), or only serve an output folder "
+    "another process keeps current (feedsvc build --watch).",
+)
 @click.pass_context
-def serve(ctx: click.Context, host: str | None, port: int | None, dev: bool) -> None:
-    """Serve the feeds over HTTP (gunicorn; --dev for Flask's server)."""
+def serve(ctx: click.Context, host: str | None, port: int | None, dev: bool, build: bool) -> None:
+    """Serve the feeds over HTTP (gunicorn; --dev for Flask's server).
+
+    Builds the output folder first (incrementally: after `feedsvc build`
+    nothing is parsed again), then serves the files the build wrote while one
+    builder process rebuilds on every change to records_dir.
+    """
     from .server import run
 
-    config = _config(ctx)
+    config = _config(ctx, records=build)
     try:
-        run(config, host=host, port=port, dev=dev)
+        run(config, host=host, port=port, dev=dev, build=build)
     except FeedsvcError as e:
         raise click.ClickException(str(e)) from None
     except OSError as e:
         where = f"{host or config.server.host}:{port or config.server.port}"
         raise click.ClickException(f"cannot serve on {where}: {e.strerror or e}") from None
-
-
-def _progress(label: str, large: bool | None = None) -> Callable[[Sequence[str]], Iterable[str]]:
-    """A wrapper that shows a progress bar when stderr is a terminal and the job is large.
-
-    Large means PROGRESS_THRESHOLD items or more, unless `large` says otherwise.
-    """
-
-    def bar(items: Sequence[str]) -> Iterator[str]:
-        show = len(items) >= PROGRESS_THRESHOLD if large is None else large
-        if not show or not sys.stderr.isatty():
-            yield from items
-            return
-        with click.progressbar(items, label=label, file=sys.stderr) as shown:
-            yield from shown
-
-    return bar

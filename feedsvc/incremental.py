@@ -16,13 +16,15 @@ any sequence of incremental ones give the same bytes (tests/test_incremental.py)
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import marshal
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -34,12 +36,13 @@ from . import __version__, codec
 from .config import Config
 from .fields import Settings
 from .errors import RecordError
-from .publish import MANIFEST, PublishResult, publish
+from .publish import MANIFEST, PublishResult, publish, write_atomic
 from .records import Loaded, load_bytes, load_file, read_record, settings_for, walk_folders
 from .archives import Paging
 from .render import FORMATS, Site
 from .site import Document, archive_documents, feed_documents, site_documents
 from .model import Feed, archive_path
+from .served import IMMUTABLE, REVALIDATE, Served, etag_of_digest
 from .store import Parsed, Stamp, Store, archive_pages, feed_key, memberships, plan_pages, use_page_size
 
 #: Below this many changed files, parsing stays in this process.
@@ -96,38 +99,92 @@ def build(
     full: bool = False,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    on_wait: Callable[[Path], None] | None = None,
 ) -> BuildReport:
     """Bring `out` up to date with records_dir, doing only the work changes need.
 
     The cache (beside `out` unless `cache` says otherwise) is updated first,
     marking the feeds to render as pending; they are cleared only once the
     files are written, so a build that dies renders them again next time.
-    `full` starts from an empty cache.
+    Then the cache's ``documents`` table is told what was written (what
+    `feedsvc serve` serves). `full` starts from an empty cache. One build at
+    a time per output folder: a second one waits (`on_wait` is told, once).
     """
     started = time.perf_counter()
     out = out or config.output_dir
     cache = cache or default_cache_path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if full:
-        _remove_cache(cache)
-    workers = workers or cores()
-    store = open_store(cache, config)
-    try:
-        with store.transaction():
-            plan = refresh(store, config, render_all=not (out / MANIFEST).is_file(), workers=workers, progress=progress)
-        documents, gone = render(cache, store, config, plan, workers, out)
-        published = publish(documents, out, complete=False, removed=gone)
-        with store.transaction():
-            store.clear_pending()
-        problems = tuple(store.problems())
-        _files, rejected = store.counts()
-    finally:
-        store.close()
+    with build_lock(out, on_wait):
+        if full:
+            _remove_cache(cache)
+        workers = workers or cores()
+        store = open_store(cache, config)
+        try:
+            with store.transaction():
+                plan = refresh(store, config, render_all=not (out / MANIFEST).is_file(), workers=workers, progress=progress)
+            documents, gone = render(cache, store, config, plan, workers, out)
+            published = publish(documents, out, complete=False, removed=gone)
+            signal = generation_path(out)
+            with store.transaction():
+                if documents or gone or not signal.is_file():
+                    store.set_documents(served_rows(documents, published.files), gone, time.time_ns())
+                store.clear_pending()
+            if documents or gone or not signal.is_file():
+                # After the commit: a server that sees this file change finds the new rows.
+                write_atomic(signal, f"{store.state()[0]}\n".encode("ascii"))
+            problems = tuple(store.problems())
+            _files, rejected = store.counts()
+        finally:
+            store.close()
     changes = Changes(
         documents, gone, plan.files, plan.parsed, plan.files - plan.parsed, plan.removed_files,
         plan.feeds_total, len(plan.feeds) + len(plan.gone),
     )  # fmt: skip
     return BuildReport(changes, published, problems, rejected, time.perf_counter() - started)
+
+
+def served_rows(documents: Mapping[str, Document], files: Mapping[str, tuple[str, int]]) -> Iterator[Served]:
+    """The manifest entry of each document written, from the digests and lengths of its files."""
+    for path, doc in documents.items():
+        digest, size = files[path]
+        gz = files.get(path + ".gz")
+        when = doc.last_modified
+        yield Served(
+            path, doc.media_type, int(when.timestamp()) if when else None, IMMUTABLE if doc.immutable else REVALIDATE,
+            etag_of_digest(digest), size, etag_of_digest(gz[0]) if gz else None, gz[1] if gz else None,
+        )  # fmt: skip
+
+
+def lock_path(out: Path) -> Path:
+    """Beside the output folder, like the cache."""
+    return out.parent / f".{out.name}.feedsvc-lock"
+
+
+def generation_path(out: Path) -> Path:
+    """Rewritten after every build that changed what is served: what servers watch (`output.py`)."""
+    return out.parent / f".{out.name}.feedsvc-generation"
+
+
+@contextmanager
+def build_lock(out: Path, on_wait: Callable[[Path], None] | None = None) -> Iterator[None]:
+    """Hold the output folder's build lock: one build at a time writes it and its cache.
+
+    An `flock` on a file beside the folder: the kernel drops it when the
+    holder dies, so a killed build never leaves the folder locked. A build
+    that finds it held waits for it (`on_wait` is called first, once).
+    """
+    path = lock_path(out)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait(out)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def open_store(path: Path, config: Config) -> Store:

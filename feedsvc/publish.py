@@ -18,7 +18,7 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from .errors import FeedsvcError
@@ -39,6 +39,8 @@ class PublishResult:
     removed: int
     #: URL paths of the documents whose files were written (new or changed bytes).
     changed: tuple[str, ...] = ()
+    #: Each file of the documents given (".gz" ones included): (SHA-256, length).
+    files: Mapping[str, tuple[str, int]] = field(default_factory=dict)
 
 
 class UnsafePath(FeedsvcError):
@@ -122,7 +124,8 @@ def publish(
     final = current if complete else {k: v for k, v in {**previous, **current}.items() if k not in gone}
     _write_manifest(out, final)
     changed = tuple(sorted({rel.removesuffix(".gz") for rel in written} & documents.keys()))
-    return PublishResult(len(written), unchanged, removed_count, changed)
+    sizes = {rel: (current[rel], len(files[rel])) for rel in ordered}
+    return PublishResult(len(written), unchanged, removed_count, changed, sizes)
 
 
 def files_for(documents: Mapping[str, Document]) -> dict[str, bytes]:

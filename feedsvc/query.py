@@ -1,4 +1,4 @@
-"""Custom feeds: a feed narrowed by a query string, over the records already loaded.
+"""Custom feeds: a feed narrowed by a query string, over the build cache's feeds.
 
 ``/feeds/all.atom?topic=ai&topic=robotics&min_quality=40&limit=10`` is the
 all-articles feed narrowed to two topics, good articles only, ten entries. The
@@ -33,22 +33,24 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import heapq
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 from urllib.parse import unquote_to_bytes
 
+from .compress import gzip_body
 from .config import Config
 from .errors import FeedsvcError
-from .feeds import cached_slug, newest_first, select, topic_keys
+from .feeds import cached_slug
 from .jsonfeed import render_json
 from .model import Feed, FeedKey, FeedKind, Record
 from .render import Site, render_feed
-from .site import MEDIA_TYPES, Build, Document
+from .served import REVALIDATE, Served, etag_of
+from .site import MEDIA_TYPES, Document
+from .store import Store, feed_text
 from .text import MAX_SLUG, provider_key
 
 #: The formats a custom feed comes in (pages and listings take no query).
@@ -189,92 +191,109 @@ def _number(values: Mapping[str, list[str]], name: str, low: int, high: int) -> 
 # -- running a query ---------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Index:
-    """One build's published records per feed, newest first and uncapped.
+def feed_of(path: str) -> tuple[FeedKey, str] | None:
+    """The feed and format a URL path names ("feeds/topics/ai.atom"), if it is a feed a query applies to."""
+    kind = kind_of(path)
+    if kind is None:
+        return None
+    stem, _, fmt = path.rpartition(".")
+    return FeedKey(kind, "all" if kind is FeedKind.ALL else stem.rsplit("/", 1)[1]), fmt
 
-    Made once per snapshot, on the first custom request, from the records
-    the snapshot already holds.
+
+def kind_of(path: str) -> FeedKind | None:
+    """The kind of feed `path` names if it is a feed format, else None (no query applies).
+
+    Archive pages are None: they ignore a query, as pages do.
     """
-
-    #: Each feed's records, newest first, all of them (feeds hold max_entries).
-    members: Mapping[FeedKey, tuple[Record, ...]]
-    #: Each feed's display name.
-    names: Mapping[FeedKey, str]
-    #: URL path of each feed format ("feeds/all.atom") → (feed key, format).
-    paths: Mapping[str, tuple[FeedKey, str]]
-
-    @classmethod
-    def from_build(cls, build: Build, config: Config) -> Index:
-        records = newest_first(select(build.loaded.records, config).records)
-        groups: dict[FeedKey, list[Record]] = {FeedKey(FeedKind.ALL, "all"): list(records)}
-        for r in records:
-            for slug, _name in topic_keys(r):
-                groups.setdefault(FeedKey(FeedKind.TOPIC, slug), []).append(r)
-            groups.setdefault(FeedKey(FeedKind.PROVIDER, r.provider.domain), []).append(r)
-        names = {f.key: f.name for f in build.feeds}
-        paths = {f"{f.key.path}.{fmt}": (f.key, fmt) for f in build.feeds for fmt in FEED_FORMATS}
-        return cls({k: tuple(v) for k, v in groups.items()}, names, paths)
+    stem, _, fmt = path.rpartition(".")
+    if fmt not in FEED_FORMATS or not stem.startswith("feeds/"):
+        return None
+    if stem == "feeds/all":
+        return FeedKind.ALL
+    if stem.count("/") != 2:  # an archive page (feeds/…/archive/N): never a custom feed
+        return None
+    if stem.startswith("feeds/topics/"):
+        return FeedKind.TOPIC
+    if stem.startswith("feeds/providers/"):
+        return FeedKind.PROVIDER
+    return None
 
 
-def run(index: Index, key: FeedKey, query: Query, max_entries: int) -> Feed:
-    """The custom feed: `key`'s records that match `query`, newest first, capped."""
+def run(store: Store, key: FeedKey, query: Query, max_entries: int) -> Feed:
+    """The custom feed: `key`'s records that match `query`, newest first, capped.
+
+    The records come from the build cache's feeds (`Store.entries`), so a
+    custom feed holds what the build's feeds hold, in their order.
+    """
     limit = query.limit or max_entries
+    if key.kind is FeedKind.ALL and query.topics:
+        feeds = [feed_text(FeedKey(FeedKind.TOPIC, t)) for t in query.topics]
+    else:
+        feeds = [feed_text(key)]
+    within = feed_text(FeedKey(FeedKind.PROVIDER, query.provider)) if query.provider is not None else None
     entries: list[Record] = []
-    for r in _candidates(index, key, query):
-        if query.provider is not None and r.provider.domain != query.provider:
-            continue
+    for r in store.entries(feeds, within):
         if query.min_quality is not None and r.quality < query.min_quality:
             continue
         entries.append(r)
         if len(entries) >= limit:
             break
-    return Feed(key=key, name=index.names.get(key, key.slug), entries=tuple(entries), total=len(entries))
+    name = store.feed_name(feed_text(key)) or key.slug
+    return Feed(key=key, name=name, entries=tuple(entries), total=len(entries))
 
 
-def _order(r: Record) -> tuple[float, str]:
-    # The order of feeds.newest_first: newest published first, then by id.
-    return (-r.published.timestamp(), r.id)
-
-
-def _candidates(index: Index, key: FeedKey, query: Query) -> Iterator[Record]:
-    if key.kind is FeedKind.ALL and query.topics:
-        lists = [index.members.get(FeedKey(FeedKind.TOPIC, t), ()) for t in query.topics]
-        seen: set[str] = set()
-        for r in heapq.merge(*lists, key=_order):
-            if r.id not in seen:  # an article in two of the topics
-                seen.add(r.id)
-                yield r
-    else:
-        yield from index.members.get(key, ())
-
-
-def title(site: Site, index: Index, key: FeedKey, query: Query) -> str:
+def title(site: Site, store: Store, key: FeedKey, query: Query) -> str:
     """A custom feed's title: what it is narrowed to, in words."""
+
+    def name(k: FeedKey) -> str:
+        return store.feed_name(feed_text(k)) or k.slug
+
     if key.kind is FeedKind.ALL and query.topics:
-        names = [index.names.get(FeedKey(FeedKind.TOPIC, t), t) for t in query.topics]
-        text = f"{site.title}: {' + '.join(names)}"
+        text = f"{site.title}: {' + '.join(name(FeedKey(FeedKind.TOPIC, t)) for t in query.topics)}"
     elif key.kind is FeedKind.ALL:
         text = site.title
     else:
-        text = f"{site.title}: {index.names.get(key, key.slug)}"
+        text = f"{site.title}: {name(key)}"
     if query.provider is not None:
-        text += f" from {index.names.get(FeedKey(FeedKind.PROVIDER, query.provider), query.provider)}"
+        text += f" from {name(FeedKey(FeedKind.PROVIDER, query.provider))}"
     if query.min_quality is not None:
         text += f" (quality {query.min_quality} and up)"
     return text
 
 
-def render(index: Index, site: Site, key: FeedKey, fmt: str, query: Query, max_entries: int) -> Document:
+def render(store: Store, site: Site, key: FeedKey, fmt: str, query: Query, max_entries: int) -> Document:
     """The custom feed as a `Document` at its path, ready to serve."""
-    feed = run(index, key, query, max_entries)
+    feed = run(store, key, query, max_entries)
     canonical = query.canonical()
-    name = title(site, index, key, query)
+    name = title(site, store, key, query)
     if fmt == "json":
         body = render_json(feed, site, query=canonical, title=name)
     else:
         body = render_feed(feed, site, fmt, query=canonical, title=name)
     return Document(f"{key.path}.{fmt}", body, MEDIA_TYPES[fmt], feed.updated)
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """A custom feed ready to send: its row (validators, media type) and both encodings."""
+
+    row: Served
+    plain: bytes
+    gzip: bytes | None
+
+    @property
+    def size(self) -> int:
+        return len(self.plain) + len(self.gzip or b"")
+
+
+def prepare(doc: Document, level: int) -> Rendered:
+    packed = gzip_body(doc.body, level)
+    when = doc.last_modified
+    row = Served(
+        doc.path, doc.media_type, int(when.timestamp()) if when else None, REVALIDATE,
+        etag_of(doc.body), len(doc.body), etag_of(packed) if packed else None, len(packed) if packed else None,
+    )  # fmt: skip
+    return Rendered(row, doc.body, packed)
 
 
 # -- the cache -----------------------------------------------------------------------
@@ -327,77 +346,47 @@ class LRU(Generic[V]):
         return self._bytes
 
 
-class CustomFeeds(Generic[V]):
-    """Custom feeds for one served site: parse, run, render, prepare, cache.
+class CustomFeeds:
+    """Custom feeds for one served site: parse, run over the build cache, render, cache.
 
-    Results are cached per snapshot generation under ``path?canonical query``
-    and dropped when a newer snapshot is seen, so a custom feed never outlives
-    the records it was made from. `prepare` turns a `Document` into what the
-    web app serves (its gzip body and ETags) and `size` says what that costs.
+    Results are cached under ``path?canonical query`` for one generation of
+    the build and dropped when a newer one is served, so a custom feed never
+    outlives the records it was made from.
     """
 
-    def __init__(self, config: Config, prepare: Callable[[Document], V], size: Callable[[V], int]) -> None:
+    #: gzip level of custom feeds, compressed when first asked for: fast, nearly as small.
+    GZIP_LEVEL = 6
+
+    def __init__(self, config: Config) -> None:
         self.config = config
         # No rel="hub": hubs are told when a feed file changes, never about a
         # custom feed, so a subscriber to one through a hub would wait forever.
         # Without a hub link a reader polls it (cheaply: ETags, 304s).
         self.site = dataclasses.replace(Site.from_config(config), hubs=())
-        self.cache: LRU[V] = LRU(config.queries.cache_entries, config.queries.cache_bytes)
-        self._prepare = prepare
-        self._size = size
+        self.cache: LRU[Rendered] = LRU(config.queries.cache_entries, config.queries.cache_bytes)
         self._lock = threading.Lock()
         self._generation = 0
-        self._index: Index | None = None
 
-    def kind_of(self, path: str) -> FeedKind | None:
-        """The kind of feed `path` names if it is a feed format, else None (no query applies).
-
-        Archive pages are None: they ignore a query, as pages do.
-        """
-        stem, _, fmt = path.rpartition(".")
-        if fmt not in FEED_FORMATS or not stem.startswith("feeds/"):
-            return None
-        if stem == "feeds/all":
-            return FeedKind.ALL
-        if stem.count("/") != 2:  # an archive page (feeds/…/archive/N): never a custom feed
-            return None
-        if stem.startswith("feeds/topics/"):
-            return FeedKind.TOPIC
-        if stem.startswith("feeds/providers/"):
-            return FeedKind.PROVIDER
-        return None
-
-    def get(self, build: Build, generation: int, path: str, query: Query) -> tuple[V, bool]:
-        """The prepared custom feed at `path` for `query`, and whether it came from the cache."""
+    def get(self, store: Store, generation: int, path: str, query: Query) -> tuple[Rendered, bool]:
+        """The custom feed at `path` for `query`, and whether it came from the cache."""
         key = f"{path}?{query.canonical()}"
         current = self._current(generation)
         if current:
             found = self.cache.get(key)
             if found is not None:
                 return found, True
-        index = self._index_for(build, generation)
-        feed_key, fmt = index.paths[path]
-        doc = render(index, self.site, feed_key, fmt, query, self.config.max_entries)
-        prepared = self._prepare(doc)
+        feed = feed_of(path)
+        assert feed is not None, "only feed paths take a query"
+        doc = render(store, self.site, feed[0], feed[1], query, self.config.max_entries)
+        rendered = prepare(doc, self.GZIP_LEVEL)
         if current:
-            self.cache.put(key, prepared, self._size(prepared))
-        return prepared, False
+            self.cache.put(key, rendered, rendered.size)
+        return rendered, False
 
     def _current(self, generation: int) -> bool:
         """Whether `generation` is the newest seen (a newer one clears the cache)."""
         with self._lock:
             if generation > self._generation:
                 self._generation = generation
-                self._index = None
                 self.cache.clear()
             return generation == self._generation
-
-    def _index_for(self, build: Build, generation: int) -> Index:
-        with self._lock:
-            if generation == self._generation and self._index is not None:
-                return self._index
-            index = Index.from_build(build, self.config)
-            if generation == self._generation:
-                self._index = index
-            return index
-

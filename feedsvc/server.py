@@ -1,15 +1,16 @@
-"""Running the web app: gunicorn by default, Flask's development server with --dev.
+"""Running the server: a builder process and HTTP workers over one output folder.
 
-The app is made (records loaded, every feed rendered) once, before gunicorn
-forks its workers, so they start with the same snapshot and share its memory
-until they reload. Threads do not survive a fork: each worker starts its own
-record scanner in gunicorn's post_worker_init hook (and, failing that, on its
-first request).
+`feedsvc serve` first brings the output folder up to date with the
+incremental build (right after a `feedsvc build` it parses nothing), then
+starts one builder process (`builder.py`: it watches records_dir and rebuilds,
+and tells the WebSub hubs) and the HTTP workers (gunicorn by default, Flask's
+development server with --dev), which serve the files the build wrote
+(`web.py`). With ``--no-build`` there is no builder: the workers serve a
+folder another process keeps current (`feedsvc build --watch`).
 
-The workers share one private runtime folder, made for this run and removed
-when it ends: prometheus-client's multiprocess files (so /metrics in any
-worker reports all of them) and the lock that picks the one worker that sends
-WebSub notifications.
+The processes share one private runtime folder, made for this run and removed
+when it ends: prometheus-client's multiprocess files, so /metrics in any
+worker reports all of them and the builder's counts too.
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
 from gunicorn.glogging import Logger as GunicornLogger  # type: ignore[import-untyped]
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from . import metrics, websub
+from . import builder, metrics
 from .config import Config
-from .reload import LiveSite
+from .errors import FeedsvcError
 from .web import configure_logging, create_app
 
 log = logging.getLogger("feedsvc.server")
@@ -45,18 +46,40 @@ LIMIT_REQUEST_FIELDS = 50
 LIMIT_REQUEST_FIELD_SIZE = 8190
 
 
-def run(config: Config, host: str | None = None, port: int | None = None, dev: bool = False) -> None:
-    """Serve `config`'s feeds until interrupted; `host`/`port` override the config."""
+def run(
+    config: Config, host: str | None = None, port: int | None = None, dev: bool = False, build: bool = True
+) -> None:
+    """Serve `config`'s feeds until interrupted; `host`/`port` override the config.
+
+    With `build` (the default), build first and keep building while records
+    change; without, serve the output folder as it is kept by someone else.
+    """
     server = dataclasses.replace(config.server, host=host or config.server.host, port=port or config.server.port)
     config = dataclasses.replace(config, server=server)
     configure_logging()
     url = index_url(server.host, server.port)
-    if dev:
-        _run_dev(create_app(config), server.host, server.port, url)
-        return
+    out = config.output_dir
+    owner = os.getpid()
     with runtime_dir():
-        app = create_app(config)
-        FeedsvcGunicorn(app, gunicorn_options(config, url)).run()
+        watcher = None
+        if build:
+            # Before any thread or worker exists: both builds fork.
+            first = builder.build_in_child(config, out)
+            if not first.ok:
+                raise FeedsvcError(first.summary)
+            for problem in first.problems:
+                log.warning("%s", problem)
+            log.info("%s", first.summary)
+            watcher = builder.start_process(config, out, first=False)
+        try:
+            app = create_app(config)
+            if dev:
+                _run_dev(app, server.host, server.port, url)
+            else:
+                FeedsvcGunicorn(app, gunicorn_options(config, url)).run()
+        finally:
+            if watcher is not None and os.getpid() == owner:  # gunicorn's workers unwind through here too
+                builder.stop_process(watcher)
 
 
 @contextmanager
@@ -71,10 +94,9 @@ def runtime_dir() -> Iterator[str]:
     """
     owner = os.getpid()
     folder = tempfile.mkdtemp(prefix="feedsvc-run-")  # mode 0700
-    saved = {name: os.environ.get(name) for name in (metrics.ENV_VAR, websub.RUNTIME_ENV)}
+    saved = {name: os.environ.get(name) for name in (metrics.ENV_VAR,)}
     os.mkdir(os.path.join(folder, "metrics"), 0o700)
     os.environ[metrics.ENV_VAR] = os.path.join(folder, "metrics")
-    os.environ[websub.RUNTIME_ENV] = folder
     try:
         yield folder
     finally:
@@ -116,13 +138,6 @@ def gunicorn_options(config: Config, url: str) -> dict[str, Any]:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             signal.signal(sig, stop_worker)
 
-    def post_worker_init(worker: Any) -> None:
-        # After the worker set up its signal handlers: a scanner started any
-        # earlier would slow the boot and widen the window in which a SIGTERM
-        # to a just-forked worker is lost.
-        live: LiveSite = worker.app.load().extensions["feedsvc"]
-        live.ensure_running()
-
     def child_exit(arbiter: Any, worker: Any) -> None:
         # A dead worker's gauges must not count; its counters still do.
         metrics.mark_process_dead(worker.pid)
@@ -148,7 +163,6 @@ def gunicorn_options(config: Config, url: str) -> dict[str, Any]:
         "graceful_timeout": 10,
         "when_ready": when_ready,
         "post_fork": post_fork,
-        "post_worker_init": post_worker_init,
         "child_exit": child_exit,
     }
 
@@ -194,19 +208,21 @@ class _DevRequestHandler(WSGIRequestHandler):
         log.warning("dev server: refused a request from %s (%s)", self.address_string(), code)
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def _run_dev(app: Flask, host: str, port: int, url: str) -> None:
     try:
         httpd = make_server(host, port, app, threaded=True, request_handler=_DevRequestHandler)
     except OSError as e:
         raise SystemExit(f"feedsvc serve: cannot listen on {bind_address(host, port)}: {e.strerror or e}") from None
-    live: LiveSite = app.extensions["feedsvc"]
-    live.ensure_running()
     print(f"Serving feeds at {url} (development server)", flush=True)
+    signal.signal(signal.SIGTERM, _interrupt)  # stop as on Ctrl-C, so the builder is stopped too
     try:
         httpd.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         httpd.server_close()
-        live.stop()
     sys.stdout.flush()

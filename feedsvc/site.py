@@ -1,25 +1,15 @@
-"""The whole published tree as documents: URL path → bytes, media type, date.
+"""The documents of a site: URL path → bytes, media type, date.
 
-`feedsvc build` writes these documents to disk and the web app serves them, so
-a static file and an HTTP response are always the same bytes. Rendering is
-keyed by the `Feed` value: a feed whose entries did not change is not rendered
-again, which is what makes a live reload or a rebuild after one changed record
-cheap. Archive pages (RFC 5005) are kept by feed and page number and reused
-while they hold the very same records (compared by identity first: a reload
-keeps the `Record` of every unchanged file), so a reload renders only the
-pages that changed, without hashing every archived record.
-
-The web app asks for archive pages to be made lazily (`assemble(...,
-lazy_pages=True)`): a page is rendered once, on its first request, and kept.
-A big site has tens of thousands of pages, which readers seldom fetch and
-proxies cache for a year; rendering them all in every worker at startup would
-cost minutes of CPU for nothing.
+`feedsvc build` (`incremental.py`) renders feeds and archive pages with the
+functions here and writes the documents to disk; `feedsvc serve` sends those
+files. `build`/`assemble` make a whole site in memory from loaded records, in
+one go: the reference the incremental build is tested against, and what
+`feedsvc feeds` lists.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -64,13 +54,8 @@ class Build:
     loaded: LoadResult
     #: Warnings from choosing records (duplicates), beside the loader's problems.
     selection_problems: tuple[RecordError, ...] = ()
-    #: Rendered documents per feed, reused by the next build when a feed is unchanged.
-    cache: Mapping[Feed, tuple[Document, ...]] = field(default_factory=dict, repr=False)
-    #: Each archive page (and its documents once rendered), by feed and page number.
-    pages: Mapping[tuple[FeedKey, int], PageSlot] = field(default_factory=dict, repr=False)
-    #: With lazy pages: URL path → (page, index in its documents) of each page
-    #: document, which is then not in `documents`.
-    lazy: Mapping[str, tuple[PageSlot, int]] = field(default_factory=dict, repr=False)
+    #: Each archive page, by feed and page number.
+    pages: Mapping[tuple[FeedKey, int], ArchivePage] = field(default_factory=dict, repr=False)
 
     @property
     def problems(self) -> tuple[RecordError, ...]:
@@ -83,85 +68,21 @@ def build(config: Config, records_dir: Path | None = None) -> Build:
     return assemble(loaded, config)
 
 
-def assemble(loaded: LoadResult, config: Config, previous: Build | None = None, *, lazy_pages: bool = False) -> Build:
-    """Every document for `loaded`, reusing `previous`'s for unchanged feeds and pages.
-
-    With `lazy_pages`, archive pages are listed in `Build.lazy` and rendered
-    when first asked for, instead of now.
-    """
+def assemble(loaded: LoadResult, config: Config) -> Build:
+    """Every document for `loaded`."""
     selection = select(loaded.records, config)
     built, archived = build_feeds_and_archives(selection.records, config)
     feeds = tuple(built)
     site = Site.from_config(config)
-    old = previous.cache if previous else {}
-    cache = {f: old.get(f) or feed_documents(f, site) for f in feeds}
-    old_pages = previous.pages if previous else {}
-    pages: dict[tuple[FeedKey, int], PageSlot] = {}
-    for page in archived:
-        key = (page.key, page.number)
-        before = old_pages.get(key)
-        pages[key] = before if before is not None and same_page(before.page, page) else PageSlot(page, site)
     documents: dict[str, Document] = {}
-    lazy: dict[str, tuple[PageSlot, int]] = {}
-    for docs in cache.values():
-        for doc in docs:
-            documents[doc.path] = doc
-    for slot in pages.values():
-        if lazy_pages:
-            lazy.update((path, (slot, i)) for i, path in enumerate(slot.paths))
-        else:
-            documents.update((doc.path, doc) for doc in slot.documents())
+    for feed in feeds:
+        documents.update((doc.path, doc) for doc in feed_documents(feed, site))
+    for page in archived:
+        documents.update((doc.path, doc) for doc in archive_documents(page, site))
     for doc in site_documents(feeds, site):
         documents[doc.path] = doc
-    return Build(documents, feeds, loaded, selection.problems, cache, pages, lazy)
-
-
-class PageSlot:
-    """An archive page and its documents, rendered at most once, when first needed.
-
-    Shared by every build that holds the same page, and by the threads that
-    serve it: rendering happens under a lock, so a page is rendered once.
-    """
-
-    __slots__ = ("page", "paths", "_site", "_documents", "_derived", "_lock")
-
-    def __init__(self, page: ArchivePage, site: Site) -> None:
-        self.page = page
-        #: The URL paths of its documents, in `documents()` order (known unrendered).
-        self.paths = tuple(f"{page.path}.{fmt}" for fmt in FORMATS)
-        self._site = site
-        self._documents: tuple[Document, ...] | None = None
-        self._derived: dict[str, object] = {}
-        self._lock = threading.Lock()
-
-    @property
-    def rendered(self) -> bool:
-        return self._documents is not None
-
-    def documents(self) -> tuple[Document, ...]:
-        with self._lock:
-            if self._documents is None:
-                self._documents = archive_documents(self.page, self._site)
-            return self._documents
-
-    def derived(self, key: str, make: Callable[[tuple[Document, ...]], object]) -> object:
-        """`make(documents)`, made once per key and kept (the web app's prepared forms)."""
-        docs = self.documents()
-        with self._lock:
-            if key not in self._derived:
-                self._derived[key] = make(docs)
-            return self._derived[key]
-
-
-def same_page(old: ArchivePage, new: ArchivePage) -> bool:
-    """Whether `new` renders exactly as `old`: same name and the same records.
-
-    Records of unchanged files are the same objects from one reload to the
-    next, so this is mostly pointer comparisons, not hashing whole records.
-    """
-    return old.name == new.name and len(old.entries) == len(new.entries) and all(
-        a is b or a == b for a, b in zip(old.entries, new.entries)
-    )
+    pages = {(page.key, page.number): page for page in archived}
+    return Build(documents, feeds, loaded, selection.problems, pages)
 
 
 def feed_documents(feed: Feed, site: Site) -> tuple[Document, ...]:

@@ -20,7 +20,7 @@ import json
 import marshal
 import sqlite3
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +29,7 @@ from .errors import RecordError
 from .feeds import ALL_NAME, display_name, topic_keys
 from .archives import Paging
 from .model import ArchivePage, Feed, FeedKey, FeedKind, FeedSummary, Record
+from .served import Served
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -48,7 +49,15 @@ CREATE INDEX IF NOT EXISTS members_rel ON members (rel);
 CREATE TABLE IF NOT EXISTS summaries (
     feed TEXT PRIMARY KEY, name TEXT NOT NULL, total INTEGER NOT NULL, updated INTEGER
 );
+CREATE TABLE IF NOT EXISTS documents (
+    path TEXT PRIMARY KEY, media_type TEXT NOT NULL, last_modified INTEGER, policy INTEGER NOT NULL,
+    etag TEXT NOT NULL, size INTEGER NOT NULL, gz_etag TEXT, gz_size INTEGER
+) WITHOUT ROWID;
 """
+
+#: The one order of a feed's entries: newest published first, ties by entry id
+#: (as `members_order` indexes it). Every query that lists entries uses it.
+NEWEST_FIRST = "m.published DESC, m.id"
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +115,7 @@ class Store:
                 self.db.execute("DELETE FROM files")
                 self.db.execute("DELETE FROM members")
                 self.db.execute("DELETE FROM summaries")
+                self.db.execute("DELETE FROM documents")
                 self.db.execute("DELETE FROM meta WHERE key='scan'")
                 self.db.execute("INSERT OR REPLACE INTO meta VALUES ('fingerprint', ?)", (fingerprint,))
 
@@ -250,7 +260,7 @@ class Store:
         paging = stored_paging(self.db, max_entries)
         rows = self.db.execute(
             "SELECT f.rec FROM members m JOIN files f ON f.rel = m.rel WHERE m.feed=?"
-            " ORDER BY m.published DESC, m.id LIMIT ?",
+            f" ORDER BY {NEWEST_FIRST} LIMIT ?",
             (text, paging.current(total)),
         ).fetchall()
         entries = tuple(codec.decode(rec) for (rec,) in rows)
@@ -270,7 +280,7 @@ class Store:
             self.db.execute("DELETE FROM summaries WHERE feed=?", (text,))
             return False
         (updated,) = self.db.execute(
-            "SELECT max(f.updated) FROM (SELECT rel FROM members WHERE feed=? ORDER BY published DESC, id LIMIT ?) t"
+            f"SELECT max(f.updated) FROM (SELECT m.rel FROM members m WHERE m.feed=? ORDER BY {NEWEST_FIRST} LIMIT ?) t"
             " JOIN files f ON f.rel = t.rel",
             (text, stored_paging(self.db, max_entries).current(total)),
         ).fetchone()
@@ -310,6 +320,61 @@ class Store:
         )
         out.extend(RecordError.duplicate(loser, winner) for loser, winner in dupes)
         return out
+
+    # -- what the server serves -------------------------------------------------
+
+    def set_documents(self, served: Iterable[Served], removed: Iterable[str], published_ns: int) -> None:
+        """Record the documents a build wrote and those it removed; a new generation.
+
+        Call in the transaction that clears the pending mark, after the files
+        are written: a server trusts a file only if it is older than
+        `published_ns` (see `web.files`).
+        """
+        self.db.executemany("INSERT OR REPLACE INTO documents VALUES (?,?,?,?,?,?,?,?)", [s.as_row() for s in served])
+        self.db.executemany("DELETE FROM documents WHERE path=?", [(p,) for p in removed])
+        self.db.execute(
+            "INSERT INTO meta VALUES ('generation', '1') ON CONFLICT (key) DO UPDATE SET value = value + 1"
+        )
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('published_ns', ?)", (str(published_ns),))
+
+    def document(self, path: str) -> Served | None:
+        row = self.db.execute("SELECT * FROM documents WHERE path=?", (path,)).fetchone()
+        return Served(*row) if row is not None else None
+
+    def state(self) -> tuple[int, int]:
+        """(generation, published_ns) of the documents table: 0, 0 before the first build."""
+        meta = dict(self.db.execute("SELECT key, value FROM meta WHERE key IN ('generation', 'published_ns')"))
+        return int(meta.get("generation", 0)), int(meta.get("published_ns", 0))
+
+    def totals(self) -> tuple[int, int]:
+        """(feeds, documents) served."""
+        (feeds,) = self.db.execute("SELECT count(*) FROM summaries").fetchone()
+        (documents,) = self.db.execute("SELECT count(*) FROM documents").fetchone()
+        return feeds, documents
+
+    def feed_name(self, text: str) -> str | None:
+        """A feed's display name as its documents show it; None for a feed that does not exist."""
+        row = self.db.execute("SELECT name FROM summaries WHERE feed=?", (text,)).fetchone()
+        return row[0] if row else None
+
+    def entries(self, feeds: Sequence[str], within: str | None = None) -> Iterator[Record]:
+        """The entries of `feeds` (several: their union, once each), in feed order, lazily.
+
+        `within` keeps only entries that are also in that feed. Custom feeds
+        (`query.py`) are made from this, so they hold the records and order
+        the build's feeds hold.
+        """
+        marks = ",".join("?" * len(feeds))
+        sql = f"SELECT m.id, f.rec FROM members m JOIN files f ON f.rel = m.rel WHERE m.feed IN ({marks})"
+        args: list[str] = list(feeds)
+        if within is not None:
+            sql += " AND m.rel IN (SELECT rel FROM members WHERE feed=?)"
+            args.append(within)
+        last = None
+        for id_, rec in self.db.execute(f"{sql} ORDER BY {NEWEST_FIRST}", args):
+            if id_ != last:  # one article in two of the feeds: adjacent, since the order ends with the id
+                last = id_
+                yield codec.decode(rec)
 
     def counts(self) -> tuple[int, int]:
         """(files known, files rejected)."""
@@ -420,7 +485,7 @@ def plan_pages(store: Store, text: str, paging: Paging, salt: str, *, everything
     import hashlib
 
     digests = [d for (d,) in store.db.execute(
-        "SELECT f.digest FROM members m JOIN files f ON f.rel = m.rel WHERE m.feed=? ORDER BY m.published DESC, m.id",
+        f"SELECT f.digest FROM members m JOIN files f ON f.rel = m.rel WHERE m.feed=? ORDER BY {NEWEST_FIRST}",
         (text,),
     )]  # fmt: skip
     total = len(digests)
@@ -458,7 +523,7 @@ def archive_pages(store: Store, text: str, numbers: Sequence[int], paging: Pagin
     first, last = paging.span(total, numbers[-1])[0], paging.span(total, numbers[0])[1]
     rows = store.db.execute(
         "SELECT f.rec FROM members m JOIN files f ON f.rel = m.rel WHERE m.feed=?"
-        " ORDER BY m.published DESC, m.id LIMIT ? OFFSET ?",
+        f" ORDER BY {NEWEST_FIRST} LIMIT ? OFFSET ?",
         (text, last - first, first),
     ).fetchall()
     records = [codec.decode(rec) for (rec,) in rows]

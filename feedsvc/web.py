@@ -1,10 +1,11 @@
-"""The web app: the documents `feedsvc build` writes, served with HTTP caching.
+"""The web app: the documents `feedsvc build` wrote, served with HTTP caching.
 
-A request is a dictionary lookup in the current snapshot plus header logic:
-feeds are rendered when records change (`reload.py`), never per request, and
-each document's gzip body and ETags are computed once, when it is rendered.
-The app never touches the file system while answering: an unknown path is a
-missing key, so ``..``, encoded slashes and NUL bytes can only ever give 404.
+The app renders nothing a build makes. A request for a document is a lookup
+of its manifest row (`output.Output`: media type, ETag and length of each
+encoding, Last-Modified, cache policy, from the build cache), RFC 9110 header
+logic, and the file the build wrote, sent with the WSGI file wrapper where the
+server has one (sendfile). Only paths the build listed are ever opened, so
+``..``, encoded slashes and NUL bytes can only ever give 404.
 
 Caching follows RFC 9110/9111: a strong ETag per encoding (a hash of the
 bytes sent), Last-Modified from the feed's newest entry, If-None-Match (weak
@@ -12,15 +13,15 @@ comparison, lists, ``*``) before If-Modified-Since, ``Cache-Control: public,
 max-age`` and ``Vary: Accept-Encoding``.
 
 A feed asked for with a query string is a custom feed (`query.py`): parsed
-strictly (400 for anything else), run over the snapshot's records, rendered
-and prepared once, then kept in a bounded cache, so it gets exactly the same
-caching headers as a precomputed feed. Pages and listings ignore a query.
+strictly (400 for anything else), run over the build cache, rendered and
+prepared once, then kept in a bounded cache, so it gets exactly the same
+caching headers as a built feed. Pages and listings ignore a query.
 Polite polling (`polite.py`) answers 429 to an address that fetches one URL
 too often, and every response is counted for /metrics (`metrics.py`).
 
 `create_app()` without a config is the entry point for any WSGI server
 (``gunicorn 'feedsvc.web:create_app()'``): it reads the file FEEDSVC_CONFIG
-names, else ./config.yaml.
+names, else ./config.yaml, and serves its output_dir (build it first).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from functools import lru_cache
 from html import escape
+from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
 
@@ -44,11 +46,12 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.http import parse_date
 
 from .config import Config, base_url, load_config
+from .incremental import default_cache_path, generation_path
 from .metrics import Instrumented, Metrics
+from .output import Body, Output, State
 from .polite import COST_FULL, COST_NOT_MODIFIED, Limiter
-from .query import CustomFeeds, QueryError, parse
-from .reload import LiveSite, Prepared, ReloadReport, prepare
-from .websub import Notifier, Publisher
+from .query import CustomFeeds, QueryError, kind_of, parse
+from .served import IMMUTABLE, Served
 
 access_log = logging.getLogger("feedsvc.access")
 log = logging.getLogger("feedsvc.web")
@@ -61,8 +64,8 @@ MAX_QUERY = 2048
 MAX_FIELD = 8190
 #: The methods every URL allows.
 ALLOW = "GET, HEAD"
-#: gzip level of custom feeds, compressed when first asked for: fast, nearly as small.
-CUSTOM_GZIP_LEVEL = 6
+#: Block size handed to the server's file wrapper.
+BLOCK = 65_536
 
 CSP = (
     "default-src 'none'; img-src https: http:; style-src 'self'; "
@@ -102,39 +105,30 @@ class _Final(Response):
         return self.headers
 
 
-def create_app(config: Config | None = None, *, background: bool = True) -> Flask:
-    """The Flask app serving `config`'s records; loads and renders them now.
+def create_app(config: Config | None = None, *, out: Path | None = None) -> Flask:
+    """The Flask app serving what `feedsvc build` wrote for `config` (into `out`, else output_dir).
 
     Without `config`, reads the config file `load_config` finds (FEEDSVC_CONFIG,
     else ./config.yaml) and, if logging is not set up, logs to stderr: that is
-    the call WSGI servers make. `app.extensions["feedsvc"]` is the `LiveSite`;
-    its `reload_now()` rescans the records synchronously. With `background`
-    false no scanner thread ever starts, so only `reload_now()` reloads (tests).
+    the call WSGI servers make. `app.extensions["feedsvc"]` is the `Output`.
     """
     if config is None:
         config = load_config()
         if not logging.getLogger("feedsvc").hasHandlers():
             configure_logging()
-    live = LiveSite(config, background=background)
+    out = out or config.output_dir
+    output = Output(out, default_cache_path(out), generation_path(out))
     metrics = Metrics()
-    metrics.records(live.snapshot.records_loaded, live.snapshot.records_rejected)
-    live.listeners.append(_count_reload(metrics, live))
-    if config.websub.hubs:
-        notifier = Notifier(config.websub.hubs, config.websub.timeout, on_outcome=metrics.websub)
-        publisher = Publisher(config, notifier=notifier)
-        live.listeners.append(lambda report: publisher.changed(report.changed_documents) if report.swapped else None)
-        app_websub: Publisher | None = publisher
-    else:
-        app_websub = None
+    output.listeners.append(lambda state: metrics.records(state.records_loaded, state.records_rejected))
+    metrics.records(output.state.records_loaded, output.state.records_rejected)
     app = Flask(__name__, static_folder=None)
     # Never rewrite a path (werkzeug merges "//" in rules by default): unknown is 404.
     app.url_map.merge_slashes = False
-    app.extensions["feedsvc"] = live
-    responder = _Responder(live, config, metrics)
+    app.extensions["feedsvc"] = output
+    responder = _Responder(output, config, metrics)
     app.extensions["feedsvc.metrics"] = metrics
     app.extensions["feedsvc.custom"] = responder.custom
     app.extensions["feedsvc.polite"] = responder.limiter
-    app.extensions["feedsvc.websub"] = app_websub
     methods = ["GET", "HEAD"]  # and no automatic OPTIONS: anything else is 405
     for rule, endpoint, view in (
         ("/", "index", responder.index),
@@ -149,32 +143,16 @@ def create_app(config: Config | None = None, *, background: bool = True) -> Flas
     return app
 
 
-def _count_reload(metrics: Metrics, live: LiveSite) -> Callable[[ReloadReport], None]:
-    def count(report: ReloadReport) -> None:
-        outcome = "failed" if report.failed else "changed" if report.swapped else "unchanged"
-        metrics.reload(outcome, report.seconds)
-        if report.swapped:
-            metrics.records(live.snapshot.records_loaded, live.snapshot.records_rejected)
-
-    return count
-
-
-def _prepared_size(prepared: Prepared) -> int:
-    return len(prepared.plain.body) + (len(prepared.gzip.body) if prepared.gzip else 0)
-
-
 class _Responder:
-    """The views, over one `LiveSite`."""
+    """The views, over one `Output`."""
 
-    def __init__(self, live: LiveSite, config: Config, metrics: Metrics) -> None:
-        self.live = live
+    def __init__(self, output: Output, config: Config, metrics: Metrics) -> None:
+        self.output = output
         self.config = config
         self.metrics = metrics
         self.max_entries = config.max_entries
         self.base_url = base_url(config)
-        self.custom: CustomFeeds[Prepared] = CustomFeeds(
-            config, lambda doc: prepare(doc, level=CUSTOM_GZIP_LEVEL), _prepared_size
-        )
+        self.custom = CustomFeeds(config)
         self.limiter = Limiter(config.polite) if config.polite.enabled else None
         hubs = "".join(f'<{hub}>; rel="hub", ' for hub in config.websub.hubs)
         #: The start of a feed's WebSub Link header (its self link follows); "" without hubs.
@@ -194,14 +172,15 @@ class _Responder:
         return self.document("index.html")
 
     def document(self, path: str) -> Response:
-        self.live.ensure_running()
         environ = request.environ
         query_string = environ.get("QUERY_STRING", "")
         if len(query_string) > MAX_QUERY:
             return _plain(414, "URI Too Long")
-        snapshot = self.live.snapshot
-        prepared = snapshot.documents.get(path) if len(path) <= MAX_PATH else None
-        if prepared is None or _encoded_separator(environ):
+        if len(path) > MAX_PATH or _encoded_separator(environ):
+            return self.not_found()
+        state = self.output.check()
+        row = self.output.get(path)
+        if row is None:
             return self.not_found()
         accept = environ.get("HTTP_ACCEPT_ENCODING")
         inm = environ.get("HTTP_IF_NONE_MATCH")
@@ -212,42 +191,87 @@ class _Responder:
         client = None
         if limiter is not None:
             client = limiter.client(environ.get("REMOTE_ADDR") or "-", environ.get("HTTP_X_FORWARDED_FOR"))
-        canonical = ""
+        gz = accept is not None and wants_gzip(accept)
         if query_string:
-            kind = self.custom.kind_of(path)
+            kind = kind_of(path)
             if kind is not None:  # a feed: the query makes it a custom feed
                 try:
                     query = parse(kind, query_string, self.max_entries)
                 except QueryError as e:
                     return _plain(400, f"Bad Request: {e}")
-                canonical = query.canonical()
-                if canonical:
+                if query.canonical():
                     if client is not None and limiter is not None and (wait := limiter.retry_after(client, path)):
                         return self.too_many(wait)  # over budget already: render nothing
-                    prepared, hit = self.custom.get(snapshot.build, snapshot.generation, path, query)
+                    rendered, hit = self.custom.get(self.output.db(), state.generation, path, query)
                     self.metrics.custom_feed(hit)
-        gz = prepared.gzip
-        variant = gz if gz is not None and accept is not None and wants_gzip(accept) else prepared.plain
-        fresh = not_modified(inm, ims, variant.etag, prepared)
+                    gz = gz and rendered.gzip is not None
+                    body = Body(rendered.row.gz_etag or "", len(rendered.gzip or b""), data=rendered.gzip) if gz else Body(
+                        rendered.row.etag, len(rendered.plain), data=rendered.plain
+                    )
+                    return self.respond(rendered.row, path, gz, inm, ims, client, body, hub=False)
+        gz = gz and row.gz_etag is not None
+        return self.respond(row, path, gz, inm, ims, client, None, hub=True)
+
+    def respond(
+        self,
+        row: Served,
+        path: str,
+        gz: bool,
+        inm: str | None,
+        ims: str | None,
+        client: Any,
+        body: Body | None,
+        *,
+        hub: bool,
+    ) -> Response:
+        """The answer for one document: 304, or 200 with its bytes (`body`, else its file)."""
+        etag = (row.gz_etag if gz else row.etag) or ""
+        fresh = not_modified(inm, ims, etag, row.last_modified)
+        limiter = self.limiter
         if client is not None and limiter is not None:
             if wait := limiter.spend(client, path, COST_NOT_MODIFIED if fresh else COST_FULL):
                 return self.too_many(wait)
-        headers = [("ETag", variant.etag)]
-        if prepared.last_modified is not None:
-            headers.append(("Last-Modified", prepared.last_modified))
-        headers += (self.cache_forever if prepared.document.immutable else self.cache_control, _VARY, _NOSNIFF)
-        media_type = prepared.document.media_type
+        head = request.environ.get("REQUEST_METHOD") == "HEAD"
+        if body is None and not fresh and not head:
+            body = self.output.body(row, gz)
+            if body is not None and not body.current:
+                # A build is writing this file right now: its row may be newer already.
+                self.output.check()
+                newer = self.output.get(path)
+                if newer is not None and newer != row:
+                    body.file and body.file.close()  # type: ignore[attr-defined]
+                    return self.respond(newer, path, gz and newer.gz_etag is not None, inm, ims, client, None, hub=hub)
+            if body is None:  # the file went away under us (a build removing it)
+                return self.not_found()
+        if body is not None and body.etag != etag:
+            etag = body.etag  # bytes newer than any row yet: named by their own hash
+            fresh = inm is not None and etag_matches(inm, etag)
+        headers = [("ETag", etag)]
+        if row.last_modified is not None and (body is None or body.current):
+            headers.append(("Last-Modified", row.last_modified_http))
+        headers += (self.cache_forever if row.policy == IMMUTABLE else self.cache_control, _VARY, _NOSNIFF)
+        media_type = row.media_type
         if media_type == _HTML:
             headers.append(_CSP)
         if fresh:
             return _Final(None, 304, Headers(headers))
-        if self.hub_links and not canonical and path.endswith(_FEED_SUFFIXES):
+        if hub and self.hub_links and path.endswith(_FEED_SUFFIXES):
             headers.append(("Link", self.link_header(path)))  # custom feeds name no hub (query.py)
+        size = body.size if body is not None else ((row.gz_size if gz else row.size) or 0)
         headers.append(("Content-Type", media_type))
-        headers.append(("Content-Length", str(len(variant.body))))
-        if variant is gz:
+        headers.append(("Content-Length", str(size)))
+        if gz:
             headers.append(("Content-Encoding", "gzip"))
-        return _Final(variant.body, 200, Headers(headers))
+        if body is None:  # HEAD: the headers a GET would get
+            return _Final(None, 200, Headers(headers))
+        if body.file is not None:
+            wrapper = request.environ.get("wsgi.file_wrapper")
+            if wrapper is not None:  # the server sends the file itself (sendfile)
+                return _Final(wrapper(body.file, BLOCK), 200, Headers(headers), direct_passthrough=True)
+            with body.file:  # type: ignore[attr-defined]
+                data = body.file.read()  # type: ignore[attr-defined]
+            return _Final(data, 200, Headers(headers))
+        return _Final(body.data, 200, Headers(headers))
 
     def link_header(self, path: str) -> str:
         """WebSub discovery (RFC 8288 Link): every hub, and the feed's self URL."""
@@ -273,20 +297,18 @@ class _Responder:
         return _Final(body, 200, Headers(headers))
 
     def healthz(self) -> Response:
-        self.live.ensure_running()
-        snap = self.live.snapshot
+        state: State = self.output.check()
         status = {
-            "status": "ok",
-            "records_loaded": snap.records_loaded,
-            "records_rejected": snap.records_rejected,
-            "feeds": len(snap.build.feeds),
-            "documents": len(snap.documents),
-            "generation": snap.generation,
-            # Each worker process reloads on its own; this says which answered.
+            "status": "ok" if state.generation else "no build yet",
+            "records_loaded": state.records_loaded,
+            "records_rejected": state.records_rejected,
+            "feeds": state.feeds,
+            "documents": state.documents,
+            # The build being served: +1 for each build that changed a document.
+            "generation": state.generation,
+            # Every worker serves the same build; this says which one answered.
             "pid": os.getpid(),
-            "last_reload": _iso(snap.made_at),
-            "last_scan": _iso(self.live.last_scan),
-            "reload_interval": self.live.interval,
+            "last_build": _iso(state.published_ns / 1e9) if state.published_ns else None,
         }
         body = json.dumps(status, sort_keys=True).encode("utf-8") + b"\n"
         headers = [
@@ -295,7 +317,7 @@ class _Responder:
             _NO_STORE,
             _NOSNIFF,
         ]
-        return _Final(body, 200, Headers(headers))
+        return _Final(body, 200 if state.generation else 503, Headers(headers))
 
     def not_found(self) -> Response:
         body = self.not_found_body
@@ -339,7 +361,7 @@ def _encoded_separator(environ: dict[str, Any]) -> bool:
     return "%2f" in target or "%5c" in target or "%00" in target
 
 
-def not_modified(inm: str | None, ims: str | None, etag: str, prepared: Prepared) -> bool:
+def not_modified(inm: str | None, ims: str | None, etag: str, last_modified: int | None) -> bool:
     """Whether the client's copy is current (RFC 9110 13.2.2 order).
 
     If-None-Match decides when present (weak comparison: "W/" is ignored on
@@ -349,10 +371,10 @@ def not_modified(inm: str | None, ims: str | None, etag: str, prepared: Prepared
     if inm is not None:
         return etag_matches(inm, etag)
     # An HTTP date has at most one comma; more means a list, which is ignored.
-    if ims is None or prepared.last_modified_epoch is None or len(ims) > 100 or ims.count(",") > 1:
+    if ims is None or last_modified is None or len(ims) > 100 or ims.count(",") > 1:
         return False
     since = parse_date(ims)
-    return since is not None and prepared.last_modified_epoch <= since.timestamp()
+    return since is not None and last_modified <= since.timestamp()
 
 
 def etag_matches(if_none_match: str, etag: str) -> bool:

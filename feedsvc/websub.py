@@ -17,14 +17,10 @@ backoff (0.5 s, 1 s, 2 s, … up to 30 s, or the hub's Retry-After when longer);
 any other answer is final. Retries stop at ``websub.timeout`` seconds after
 the change, and what is undelivered then is logged and dropped.
 
-Under gunicorn every worker reloads on its own and sees the same changes.
-Exactly one of them notifies: the one holding an exclusive lock on a file in
-the runtime folder `feedsvc serve` creates (``FEEDSVC_RUNTIME_DIR``). The
-first worker to have something to announce takes the lock and keeps it until
-it exits, when the kernel releases it and the next worker with news takes it
-over. A worker started later than the others may announce a change again
-(hubs treat a repeated notification as harmless). Without a runtime folder
-(plain gunicorn, the development server) every process notifies.
+Only the process that builds notifies: `feedsvc build` after its build, and
+under `feedsvc serve` (or `feedsvc build --watch`) the one builder process
+after each build (`builder.py`), so a change is announced once however many
+HTTP workers serve it.
 """
 
 from __future__ import annotations
@@ -48,9 +44,6 @@ from .config import Config, base_url
 
 log = logging.getLogger("feedsvc.websub")
 
-#: Set by `feedsvc serve`: a private folder shared by its worker processes.
-RUNTIME_ENV = "FEEDSVC_RUNTIME_DIR"
-LOCK_NAME = "websub.lock"
 FEED_SUFFIXES = (".rss", ".atom", ".json")
 #: Answers worth trying again: the hub is busy or briefly broken.
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504}) | frozenset(range(505, 600))
@@ -410,59 +403,3 @@ class Notifier:
                 delivery._finish((job.hub, job.url), outcome, "" if outcome else job.last_error)
         if outcome is not None and self.on_outcome is not None:
             self.on_outcome("sent" if outcome else "failed", 1)
-
-
-class LeaderLock:
-    """Whether this process is the one of a server's workers that notifies hubs.
-
-    An exclusive, non-blocking ``flock`` on a file in the server's runtime
-    folder: the first process to try holds it until it exits. Without a
-    folder every process is its own leader.
-    """
-
-    def __init__(self, folder: str | Path | None) -> None:
-        self.path = Path(folder) / LOCK_NAME if folder else None
-        self._fd: int | None = None
-        self._pid: int | None = None
-        self._lock = threading.Lock()
-
-    def held(self) -> bool:
-        if self.path is None:
-            return True
-        with self._lock:
-            pid = os.getpid()
-            if self._pid == pid and self._fd is not None:
-                return True
-            # A descriptor inherited through fork shares the parent's lock: never reuse it.
-            self._fd, self._pid = None, pid
-            try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            except OSError as e:
-                log.warning("websub: cannot open %s (%s); this process notifies hubs", self.path, e.strerror or e)
-                self.path = None
-                return True
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                os.close(fd)
-                return False
-            self._fd = fd
-            return True
-
-
-class Publisher:
-    """What the web app runs after each reload: announce the feeds whose bytes changed."""
-
-    def __init__(self, config: Config, *, runtime_dir: str | None = None, notifier: Notifier | None = None) -> None:
-        self.config = config
-        self.notifier = notifier or Notifier(config.websub.hubs, config.websub.timeout)
-        folder = runtime_dir if runtime_dir is not None else os.environ.get(RUNTIME_ENV)
-        self.leader = LeaderLock(folder)
-
-    def changed(self, paths: Iterable[str]) -> Delivery | None:
-        """Notify the hubs of the feeds among `paths`, if this process is the one that notifies."""
-        urls = feed_urls(self.config, paths)
-        if not urls or not self.config.websub.hubs or not self.leader.held():
-            return None
-        log.info("websub: telling %d hub(s) about %d changed feed(s)", len(self.config.websub.hubs), len(urls))
-        return self.notifier.submit(urls)

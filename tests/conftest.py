@@ -19,9 +19,13 @@ settings.register_profile("ci", derandomize=True, database=None)
 if os.environ.get("CI"):
     settings.load_profile("ci")
 
+from flask import Flask
+
+from feedsvc import incremental
 from feedsvc.config import Config, load_config
 from feedsvc.publish import publish
 from feedsvc.site import Build, build
+from feedsvc.web import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
@@ -57,6 +61,17 @@ def seed_site(config: Config) -> Build:
     result = build(config)
     publish(result.documents, config.output_dir)
     return result
+
+
+def served_app(config: Config) -> Flask:
+    """What `feedsvc serve` does in-process: build `config`'s output folder, then the app serving it."""
+    incremental.build(config)
+    return create_app(config)
+
+
+def rebuild(config: Config) -> incremental.BuildReport:
+    """What the server's builder does after a change: an incremental build (the app notices it)."""
+    return incremental.build(config)
 
 
 @pytest.fixture

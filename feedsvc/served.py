@@ -1,0 +1,70 @@
+"""What a server needs to know of each document the build wrote: its manifest entry.
+
+`feedsvc build` is the only code that makes documents. For each one it writes
+the file (and its ``.gz``) into the output folder and, in the same build, a
+`Served` row into the cache's ``documents`` table: media type, the ETag and
+length of each encoding, Last-Modified and the cache policy. `feedsvc serve`
+answers from those rows and the files alone, so a worker's memory grows with
+the documents it has been asked for, never with the records.
+
+ETags hash the bytes sent (so each encoding has its own) and Last-Modified is
+the newest entry's date: nothing comes from the clock or the process, so
+every worker, a restarted server, nginx in front and a second machine give
+the same validators for the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import lru_cache
+
+from werkzeug.http import http_date
+
+#: Cache policies a document can have.
+REVALIDATE = 0
+IMMUTABLE = 1
+
+
+def etag_of_digest(sha256_hex: str) -> str:
+    """The strong ETag of bytes whose SHA-256 is `sha256_hex`: 128 bits of it, quoted."""
+    return '"' + sha256_hex[:32] + '"'
+
+
+def etag_of(body: bytes) -> str:
+    """The strong ETag of `body` (see `etag_of_digest`)."""
+    return etag_of_digest(hashlib.sha256(body).hexdigest())
+
+
+@lru_cache(maxsize=8192)
+def http_date_of(epoch: int) -> str:
+    """An HTTP date (RFC 9110 5.6.7) for whole seconds since the epoch; many documents share one."""
+    return http_date(epoch)
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """One document as the server sends it: the row the build keeps for it."""
+
+    #: URL path without the leading slash ("feeds/topics/ai.atom").
+    path: str
+    media_type: str
+    #: The newest entry's time in whole seconds since the epoch; None when undated.
+    last_modified: int | None
+    #: `REVALIDATE` (max-age, then a conditional request) or `IMMUTABLE`.
+    policy: int
+    etag: str
+    size: int
+    #: The ``.gz`` file beside it; None when gzip would not make it smaller.
+    gz_etag: str | None
+    gz_size: int | None
+
+    @property
+    def last_modified_http(self) -> str | None:
+        return http_date_of(self.last_modified) if self.last_modified is not None else None
+
+    def as_row(self) -> tuple[object, ...]:
+        return (
+            self.path, self.media_type, self.last_modified, self.policy,
+            self.etag, self.size, self.gz_etag, self.gz_size,
+        )  # fmt: skip
