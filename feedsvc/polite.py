@@ -16,9 +16,15 @@ forks its workers, so every worker counts against the same budgets (a client
 gets the configured budget, not one per worker) and memory is fixed when the
 server starts: ``max_clients × (2 × max_requests + 3) × 8`` bytes. A budget
 is found by a 64-bit hash of (address, path) and a short linear probe; when
-the slots it may use are all taken, the least recently used of them is
-forgotten. Processes take turns on the table with a POSIX record lock, which
-the kernel releases if a worker dies holding it.
+the slots it may use are all taken, the budget forgotten to make room is the
+one with the least spent in the window (a free slot, or one whose requests
+have all left the window, first; the least recently used among equals).
+Forgetting the least recently used one instead let a client clear its own
+spent budget by fetching enough other documents (issue 11.12). Now a budget
+is forgotten only when every other one whose slot the new budget could take
+has spent at least as much: pushing out a spent budget costs as many fetches
+again on each of those. Processes take turns on the table with a POSIX
+record lock, which the kernel releases if a worker dies holding it.
 
 The client address is the connection's peer. Behind a reverse proxy listed in
 ``trusted_proxies``, it is the right-most address in X-Forwarded-For that is
@@ -193,42 +199,72 @@ class _Table:
         return self._lockfile
 
     def find(self, key: int, now: float, window: float, *, create: bool) -> int:
-        """The slot holding `key`; with `create`, one made for it; else -1."""
-        keys, used, slots = self.keys, self.used, self.slots
+        """The slot holding `key`; with `create`, one made for it (see `_victim`); else -1."""
+        keys, slots = self.keys, self.slots
         start = key % slots
-        victim, victim_used = -1, math.inf
-        for i in range(min(PROBES, slots)):
+        probes = min(PROBES, slots)
+        for i in range(probes):
             slot = (start + i) % slots
-            k = keys[slot]
-            if k == key:
-                used[slot] = now
+            if keys[slot] == key:
+                self.used[slot] = now
                 return slot
-            # A free slot, or one whose requests have all left the window, is free to take.
-            last = -math.inf if k == 0 or used[slot] <= now - window else used[slot]
-            if last < victim_used:
-                victim, victim_used = slot, last
         if not create:
             return -1
+        victim = self._victim(start, probes, now - window)
         keys[victim] = key
-        used[victim] = now
+        self.used[victim] = now
         self.ring[2 * victim] = 0
         self.ring[2 * victim + 1] = 0
         return victim
 
-    def wait(self, slot: int, now: float, window: float, cost: int, capacity: int) -> int:
-        """Seconds until `cost` more fits in the slot's window (0: now); drops expired times."""
-        ring, times, base = self.ring, self.times, slot * capacity
+    def _victim(self, start: int, probes: int, horizon: float) -> int:
+        """Of the slots a new key may use, the one whose budget is cheapest to forget.
+
+        A free slot, or one whose log is empty once the requests before
+        `horizon` are dropped, costs nothing. Otherwise the least spent
+        budget goes, the least recently used of equals: forgetting a budget
+        hands its client back what it spent, so the most spent ones (a client
+        told to wait) are kept longest, and no one can push a budget out by
+        fetching many other documents, each of which spends less.
+        """
+        keys, used, slots = self.keys, self.used, self.slots
+        victim, victim_rank = start, (math.inf, math.inf)
+        for i in range(probes):
+            slot = (start + i) % slots
+            if keys[slot] == 0:
+                return slot
+            live = self._drop_expired(slot, horizon)
+            if live == 0:
+                return slot
+            rank = (live, used[slot])
+            if rank < victim_rank:
+                victim, victim_rank = slot, rank
+        return victim
+
+    def _drop_expired(self, slot: int, horizon: float) -> int:
+        """Drop the slot's request times at or before `horizon`; how many are left.
+
+        The log is in time order, so this stops at the first time kept: each
+        time is dropped once, whoever looks.
+        """
+        ring, times, capacity = self.ring, self.times, self.capacity
+        base = slot * capacity
         start, length = ring[2 * slot], ring[2 * slot + 1]
-        horizon = now - window
         while length and times[base + start] <= horizon:
             start = (start + 1) % capacity
             length -= 1
         ring[2 * slot], ring[2 * slot + 1] = start, length
+        return length
+
+    def wait(self, slot: int, now: float, window: float, cost: int, capacity: int) -> int:
+        """Seconds until `cost` more fits in the slot's window (0: now); drops expired times."""
+        length = self._drop_expired(slot, now - window)
         over = length + cost - capacity
         if over <= 0:
             return 0
         # It fits once the `over` oldest entries have left the window.
-        oldest_needed = times[base + (start + over - 1) % capacity]
+        start = self.ring[2 * slot]
+        oldest_needed = self.times[slot * capacity + (start + over - 1) % capacity]
         return max(1, math.ceil(oldest_needed + window - now))
 
     def append(self, slot: int, now: float, cost: int, capacity: int) -> None:
