@@ -2,7 +2,8 @@
 
 The limiter is driven with a fake clock, so windows and Retry-After values are
 exact; the web app is driven through Flask's test client with polite polling
-turned on for loopback (off there by default). Sharing budgets between
+turned on for loopback (off there by default), over an output folder
+`feedsvc build` wrote (conftest's `served_app`). Sharing budgets between
 gunicorn workers is tested against a real server in test_features_e2e.py.
 """
 
@@ -23,7 +24,7 @@ from flask.testing import FlaskClient
 
 from feedsvc.config import Config, ConfigError, PoliteConfig, check
 from feedsvc.polite import COST_FULL, COST_NOT_MODIFIED, AddressSet, Limiter, client_address, networks
-from feedsvc.web import create_app
+from conftest import served_app
 
 FEED = "feeds/all.atom"
 OTHER = "feeds/all.rss"
@@ -189,14 +190,12 @@ def test_exempt_addresses_are_never_limited() -> None:
 
 def polite_app(config: Config, **changes: Any) -> Flask:
     polite = dataclasses.replace(PoliteConfig(exempt=()), **changes)
-    return create_app(dataclasses.replace(config, polite=polite), background=False)
+    return served_app(dataclasses.replace(config, polite=polite))
 
 
 @pytest.fixture
 def app(config: Config) -> Iterator[Flask]:
-    app = polite_app(config)
-    yield app
-    app.extensions["feedsvc"].stop()
+    yield polite_app(config)
 
 
 @pytest.fixture
@@ -282,13 +281,13 @@ def test_without_a_trusted_proxy_the_header_is_ignored(config: Config) -> None:
 
 
 def test_loopback_is_exempt_by_default_and_off_means_off(config: Config) -> None:
-    default = create_app(config, background=False).test_client()
+    default = served_app(config).test_client()
     off = polite_app(config, enabled=False).test_client()
     for _ in range(130):
         assert default.get("/" + FEED).status_code == 200
         assert off.get("/" + FEED).status_code == 200
     assert off.get("/" + FEED, environ_base={"REMOTE_ADDR": "192.0.2.1"}).status_code == 200
-    assert create_app(config, background=False).extensions["feedsvc.polite"].client("127.0.0.1", None) is None
+    assert served_app(config).extensions["feedsvc.polite"].client("127.0.0.1", None) is None
 
 
 def test_checking_the_budget_keeps_requests_fast(config: Config) -> None:
