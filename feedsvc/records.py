@@ -400,8 +400,12 @@ def _load_yaml(fm: str) -> Any:
     try:
         return yamlfast.load(fm, _reference_load)
     except _DuplicateKey as e:
+        if e.inside_secured:
+            raise _Reject(SECURED, f"a key inside it is given twice (first on line {e.first})", e.line) from None
         what = "given twice" if e.field != "-" else "YAML error: a key is given twice"
         raise _Reject(e.field, f"{what} (first on line {e.first})", e.line) from None
+    except _InsideSecured as e:
+        raise _Reject(SECURED, f"YAML error inside it: {e.problem}", e.line) from None
     except yaml.MarkedYAMLError as e:
         raise _yaml_reject(e) from None
     except yaml.YAMLError as e:
@@ -411,7 +415,22 @@ def _load_yaml(fm: str) -> Any:
 
 
 def _reference_load(fm: str) -> Any:
-    return yaml.load(fm, Loader=_Loader)  # noqa: S506 - a hardened safe loader
+    """PyYAML's reading of `fm` (what `yaml.load` does), telling apart errors inside `secured`.
+
+    An error PyYAML raises while building values (an unknown tag, say) quotes
+    the part at fault; inside `secured` that part is the secret, so the error
+    is reported without it (`_InsideSecured`).
+    """
+    loader = _Loader(fm)
+    try:
+        return loader.get_single_data()
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        if mark is not None and _top_level_key(loader, mark.index) == SECURED:
+            raise _InsideSecured(e, mark.line + 1) from None
+        raise
+    finally:
+        loader.dispose()
 
 
 def _maybe_alias(fm: str) -> bool:
@@ -493,12 +512,26 @@ def _kind(value: Any) -> str:
 
 
 class _DuplicateKey(yaml.YAMLError):
-    def __init__(self, field: str, line: int, first: int) -> None:
-        super().__init__(field, line, first)
-        self.field, self.line, self.first = field, line, first
+    def __init__(self, field: str, line: int, first: int, inside_secured: bool = False) -> None:
+        super().__init__(field, line, first, inside_secured)
+        self.field, self.line, self.first, self.inside_secured = field, line, first, inside_secured
 
 
+class _InsideSecured(Exception):
+    """A YAML error inside the `secured` field, with its problem text less anything it quotes."""
+
+    def __init__(self, error: yaml.MarkedYAMLError, line: int) -> None:
+        problem = (error.problem or error.context or "invalid YAML").strip().split("\n")[0]
+        self.problem = _QUOTED.sub("", problem).strip()[:200] or "invalid YAML"
+        self.line = line
+        super().__init__(self.problem, line)
+
+
+#: The field whose value no message may quote, keys and tags included.
+SECURED = "secured"
 _SIMPLE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,40}")
+# What PyYAML's problem texts quote (a tag, a character): left out inside `secured`.
+_QUOTED = re.compile(r"""\s*(?:'[^']*'|"[^"]*")""")
 
 
 class _Loader(_BASE_LOADER):  # type: ignore[misc, valid-type]
@@ -507,8 +540,15 @@ class _Loader(_BASE_LOADER):  # type: ignore[misc, valid-type]
     Duplicate keys are an error (YAML says so; PyYAML keeps the last one
     silently), and a number, date or true/false that cannot be converted
     stays text (a field rule then reports it) instead of raising ValueError
-    out of the parser.
+    out of the parser. The document's root node is kept (`_root`), so an
+    error can tell whether it is inside `secured`.
     """
+
+    _root: yaml.Node | None = None
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        self._root = node
+        return super().construct_document(node)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> Any:
         keys = [key.value for key, _value in node.value]
@@ -517,19 +557,42 @@ class _Loader(_BASE_LOADER):  # type: ignore[misc, valid-type]
         except TypeError:  # a complex key: constructing it reports the error
             repeated = False
         if repeated:
-            _raise_duplicate(node)
+            _raise_duplicate(self, node)
         return super().construct_mapping(node, deep=deep)
 
 
-def _raise_duplicate(node: yaml.MappingNode) -> None:
+def _raise_duplicate(loader: _Loader, node: yaml.MappingNode) -> None:
+    """Raise `_DuplicateKey` for the first key of `node` given twice.
+
+    The key is named when it is a plain field-like name, except inside
+    `secured`: there the keys are part of the secret (``token: …`` twice
+    must not print ``token``), so only the field is named.
+    """
     seen: dict[tuple[str, str], int] = {}
     for key_node, _value in node.value:
         key = (key_node.tag, key_node.value)
         line = key_node.start_mark.line + 1
         if key in seen:
+            if node is not loader._root and _top_level_key(loader, node.start_mark.index) == SECURED:
+                raise _DuplicateKey(SECURED, line, seen[key], inside_secured=True)
             name = key_node.value if _SIMPLE_KEY.fullmatch(key_node.value) else "-"
             raise _DuplicateKey(name, line, seen[key])
         seen[key] = line
+
+
+def _top_level_key(loader: _Loader, index: int) -> str | None:
+    """The top-level field whose value holds the character at `index` of the text, if known.
+
+    Known once the document's nodes are composed (errors while building
+    values); None before that, at the top level itself, or between fields.
+    """
+    root = loader._root
+    if not isinstance(root, yaml.MappingNode):
+        return None
+    for key_node, value_node in root.value:
+        if value_node.start_mark.index <= index < max(value_node.end_mark.index, value_node.start_mark.index + 1):
+            return key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+    return None
 
 
 def _scalar(base: Callable[[Any, yaml.Node], Any]) -> Callable[[Any, yaml.Node], Any]:
