@@ -9,6 +9,7 @@ real CLI (click's CliRunner on `feedsvc.cli.main`), as a user would run them.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -253,3 +254,22 @@ def test_a_record_error_shows_path_field_and_reason_on_one_line() -> None:
     assert str(RecordError("x.txt", "ti\x1btle", "r")) == "x.txt: ti\\x1btle: r"
     # A reason keeps its own backslashes (PyYAML words some errors with them); only line breaks and controls go.
     assert str(RecordError("x.txt", "-", "found character '\\t'")) == "x.txt: -: found character '\\t'"
+
+
+def test_the_server_log_shows_names_escaped(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """`feedsvc serve`'s builder logs each rejected file as `build` reports it: one escaped line each."""
+    from feedsvc import builder
+    from feedsvc.config import load_config
+
+    base = project(tmp_path)
+    write_bytes_name(base / "records", b"bad\xff.txt", RECORD.format(title="Bad name", slug="bad-name"))
+    (base / "records" / "x\n\x1b[31mforged.txt").write_text('---\ntitle: "No link"\n---\n', encoding="utf-8")
+    caplog.set_level(logging.DEBUG)
+    config = load_config(base / "config.yaml")
+    outcome = builder.Builder(config, config.output_dir, build=builder.build_once).build()
+    assert outcome.ok, outcome.summary
+    assert "\x1b" not in caplog.text and "\udcff" not in caplog.text
+    logged = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert all("\n" not in line for line in logged)
+    assert f"bad\\xff.txt: -: {NOT_UTF8}" in logged
+    assert "x\\n\\x1b[31mforged.txt: publishedDateTime: missing" in logged

@@ -10,6 +10,7 @@ and the problem must be reported under the field ``secured``.
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -110,3 +111,17 @@ def test_check_and_build_name_only_the_secured_field(project: Path) -> None:
     assert MARKER not in "\n".join(str(p) for p in loaded.problems)
     assert not any(p.is_file() and MARKER in p.read_text(encoding="utf-8", errors="replace")
                    for p in (project / "public").rglob("*") if p.suffix != ".gz")
+
+
+def test_the_server_log_names_only_the_secured_field(project: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """`feedsvc serve`'s builder logs each rejected file's problem: the same words, nothing from inside."""
+    from feedsvc import builder
+    from feedsvc.config import load_config
+
+    caplog.set_level(logging.DEBUG)
+    config = load_config(project / "config.yaml")
+    outcome = builder.Builder(config, config.output_dir, build=builder.build_once).build()
+    assert outcome.ok, outcome.summary
+    assert MARKER not in caplog.text
+    logged = sorted(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert logged == sorted(expected(name) for name in CASES)
