@@ -191,8 +191,10 @@ def test_pages_carry_no_script_and_only_http_links(built: Built) -> None:
 
 def test_nothing_is_written_outside_the_output_folder(built: Built) -> None:
     made = {p.name for p in built.base.iterdir()}
-    # Beside each output folder, only its build cache (SQLite and its journal files).
+    # Beside each output folder, only its build cache (SQLite and its journal files), its build
+    # lock and the generation file servers watch.
     caches = {f".{out}.feedsvc-cache.sqlite{suffix}" for out in ("public", "strict", "again") for suffix in ("", "-wal", "-shm")}
+    caches |= {f".{out}.feedsvc-{name}" for out in ("public", "strict", "again") for name in ("lock", "generation")}
     assert {"config.yaml", "public", "records"} <= made <= {"config.yaml", "public", "records", "strict", "again"} | caches
     assert ".public.feedsvc-cache.sqlite" in made
     out = built.out.resolve()

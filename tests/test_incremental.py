@@ -122,7 +122,7 @@ def _backdate(config: Config) -> None:
 def _change_oldest(config: Config) -> None:
     """A title change on archive page 1 of the all feed."""
     loaded = build_in_memory(config)
-    oldest = next(slot.page for (key, n), slot in loaded.pages.items() if key.slug == "all" and n == 1)
+    oldest = next(page for (key, n), page in loaded.pages.items() if key.slug == "all" and n == 1)
     edit(config.records_dir / oldest.entries[-1].path, 'title: "', 'title: "Changed: ')
 
 
