@@ -124,6 +124,13 @@ class Output:
                 rows[path] = row
         return row
 
+    def reread(self, path: str) -> Served | None:
+        """The row as the cache has it now, past the rows kept (a build committed, its signal is due)."""
+        row = self.db().document(path)
+        if row is not None:
+            self._rows[path] = row
+        return row
+
     def body(self, row: Served, gz: bool) -> Body | None:
         """The bytes of `row` (its ``.gz`` with `gz`); None if the file is gone."""
         name = row.path + ".gz" if gz else row.path

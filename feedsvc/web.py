@@ -235,9 +235,9 @@ class _Responder:
         if body is None and not fresh and not head:
             body = self.output.body(row, gz)
             if body is not None and not body.current:
-                # A build is writing this file right now: its row may be newer already.
+                # A build is writing this file right now: its row may be committed already.
                 self.output.check()
-                newer = self.output.get(path)
+                newer = self.output.reread(path)
                 if newer is not None and newer != row:
                     body.file and body.file.close()  # type: ignore[attr-defined]
                     return self.respond(newer, path, gz and newer.gz_etag is not None, inm, ims, client, None, hub=hub)

@@ -84,6 +84,8 @@ class Server:
     dev: bool = False
     #: Worker processes to wait for (gunicorn's server.workers; 1 under --dev).
     workers: int = 1
+    #: More arguments for `feedsvc serve` (e.g. "--no-build").
+    args: tuple[str, ...] = ()
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -102,6 +104,7 @@ class Server:
         args = [str(FEEDSVC), "--config", str(self.config), "serve", "--port", str(self.port)]
         if self.dev:
             args.append("--dev")
+        args += self.args
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(
                 args, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=self.workdir, start_new_session=True
