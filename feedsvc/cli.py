@@ -65,10 +65,20 @@ def main(ctx: click.Context, config_path: Path | None) -> None:
 @click.option("--warnings/--no-warnings", default=False, help="Also print warnings (records published with something dropped).")
 @click.option("--full", is_flag=True, help="Ignore the build cache: parse every record and render every feed.")
 @click.option("--jobs", type=click.IntRange(min=1), help="Processes for parsing records (default: one per core).")
+@click.option(
+    "--overwrite", is_flag=True, help="Replace files in the output folder that feedsvc did not write (default: stop)."
+)
 @click.option("--watch", is_flag=True, help="Keep building: watch records_dir and rebuild on every change (until Ctrl-C).")
 @click.pass_context
 def build(
-    ctx: click.Context, out: Path | None, strict: bool, warnings: bool, full: bool, jobs: int | None, watch: bool
+    ctx: click.Context,
+    out: Path | None,
+    strict: bool,
+    warnings: bool,
+    full: bool,
+    jobs: int | None,
+    overwrite: bool,
+    watch: bool,
 ) -> None:
     """Write every feed, page and the OPML as static files.
 
@@ -87,7 +97,9 @@ def build(
 
     with _Bar("Reading records") as bar:
         try:
-            report = incremental.build(config, target, full=full, workers=jobs, progress=bar.update, on_wait=waiting)
+            report = incremental.build(
+                config, target, full=full, workers=jobs, progress=bar.update, on_wait=waiting, overwrite=overwrite
+            )
         except (FeedsvcError, OSError, sqlite3.Error) as e:
             raise click.ClickException(f"cannot write the output: {e}") from None
     _report(report.problems, warnings=warnings)

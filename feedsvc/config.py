@@ -234,9 +234,28 @@ def check_records_dir(config: Config) -> None:
         raise ConfigError(config.source, "records_dir", f"not a folder: {config.records_dir}")
 
 
+def check_output_dir(out: Path, records_dir: Path, src: str = "<command line>") -> None:
+    """Raise `ConfigError` for an output folder a build must never write into.
+
+    A build writes and, on later builds, removes files in the output folder,
+    and keeps its cache beside it: the root, a home folder, or a folder that
+    holds the records (a parent of records_dir, or records_dir itself) would
+    scatter feeds among the user's own files and put the cache outside.
+    """
+    real = Path(os.path.abspath(os.path.expanduser(str(out))))
+    records = Path(os.path.abspath(os.path.expanduser(str(records_dir))))
+    if real == Path(real.anchor):
+        raise ConfigError(src, "output_dir", f"{out} is the root folder; choose a folder of its own, such as public")
+    if real == Path(os.path.expanduser("~")).resolve():
+        raise ConfigError(src, "output_dir", f"{out} is the home folder; choose a folder of its own, such as ~/public")
+    if real == records or real in records.parents:
+        raise ConfigError(src, "output_dir", f"{out} holds records_dir ({records_dir}); choose a folder beside it")
+
+
 def check(config: Config) -> None:
     """Check the values that a type alone cannot (ranges, URL shape)."""
     src = config.source
+    check_output_dir(config.output_dir, config.records_dir, src)
     canonical_base_url(config.site.base_url, src)
     for name in ("title", "description"):
         text = getattr(config.site, name)
@@ -340,6 +359,8 @@ def base_url(config: Config) -> str:
 
 
 def _resolve(base: Path, p: Path) -> Path:
+    """`p` against the config file's folder; a leading ``~`` is the home folder, as in a shell."""
+    p = p.expanduser()
     return p if p.is_absolute() else base / p
 
 

@@ -33,7 +33,7 @@ from operator import itemgetter
 from pathlib import Path
 
 from . import __version__, codec
-from .config import Config
+from .config import Config, check_output_dir
 from .fields import Settings
 from .errors import RecordError
 from .publish import MANIFEST, PublishResult, publish, write_atomic
@@ -100,6 +100,7 @@ def build(
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     on_wait: Callable[[Path], None] | None = None,
+    overwrite: bool = False,
 ) -> BuildReport:
     """Bring `out` up to date with records_dir, doing only the work changes need.
 
@@ -109,9 +110,11 @@ def build(
     Then the cache's ``documents`` table is told what was written (what
     `feedsvc serve` serves). `full` starts from an empty cache. One build at
     a time per output folder: a second one waits (`on_wait` is told, once).
+    With `overwrite`, files feedsvc did not write may be replaced (see `publish`).
     """
     started = time.perf_counter()
     out = out or config.output_dir
+    check_output_dir(out, config.records_dir)
     cache = cache or default_cache_path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with build_lock(out, on_wait):
@@ -123,7 +126,7 @@ def build(
             with store.transaction():
                 plan = refresh(store, config, render_all=not (out / MANIFEST).is_file(), workers=workers, progress=progress)
             documents, gone = render(cache, store, config, plan, workers, out)
-            published = publish(documents, out, complete=False, removed=gone)
+            published = publish(documents, out, complete=False, removed=gone, overwrite=overwrite)
             signal = generation_path(out)
             with store.transaction():
                 if documents or gone or not signal.is_file():

@@ -47,6 +47,18 @@ class UnsafePath(FeedsvcError):
     """A document path that would leave the output folder."""
 
 
+class FilesInTheWay(FeedsvcError):
+    """Files feedsvc did not write stand where a build would write its own."""
+
+    def __init__(self, out: Path, paths: Sequence[str]) -> None:
+        shown = ", ".join(paths[:10]) + (f" and {len(paths) - 10} more" if len(paths) > 10 else "")
+        super().__init__(
+            f"{out} holds files feedsvc did not write where it would write its own: {shown}; "
+            "nothing was written. Move them away, or build with --overwrite to replace them"
+        )
+        self.paths = tuple(paths)
+
+
 def safe_target(out: Path, rel: str, checked: dict[Path, bool] | None = None) -> Path:
     """The file for URL path `rel` inside `out`; raises `UnsafePath` otherwise.
 
@@ -84,6 +96,7 @@ def publish(
     *,
     complete: bool = True,
     removed: Iterable[str] = (),
+    overwrite: bool = False,
 ) -> PublishResult:
     """Write `documents` (each with its .gz) under `out`; remove what is gone.
 
@@ -91,8 +104,11 @@ def publish(
     build wrote that is not in it is removed. Without, `documents` are the
     changed ones only (an incremental build) and `removed` names the documents
     that are gone. `progress`, if given, wraps the list of paths being written.
-    Raises `UnsafePath` for a path outside `out` (before anything is written)
-    and `OSError` when the disk refuses.
+    A file feedsvc did not write (not in its manifest) is never replaced:
+    unless `overwrite`, finding one where a document goes raises
+    `FilesInTheWay` before anything is written (a file already holding the
+    very bytes is no obstacle). Raises `UnsafePath` for a path outside `out`
+    (before anything is written) and `OSError` when the disk refuses.
     """
     out.mkdir(parents=True, exist_ok=True)
     files = files_for(documents)
@@ -101,6 +117,10 @@ def publish(
     targets = {rel: safe_target(out, rel, checked) for rel in ordered}
     previous = _read_manifest(out)
     current = {rel: _digest(files[rel]) for rel in ordered}
+    if not overwrite:
+        theirs = [rel for rel in ordered if rel not in previous and _holds_other_bytes(targets[rel], files[rel])]
+        if theirs:
+            raise FilesInTheWay(out, theirs)
     if complete:
         gone = previous.keys() - current.keys()
     else:
@@ -137,6 +157,17 @@ def files_for(documents: Mapping[str, Document]) -> dict[str, bytes]:
         if packed is not None:
             files[rel + ".gz"] = packed
     return files
+
+
+def _holds_other_bytes(target: Path, body: bytes) -> bool:
+    """Whether something other than `body` is at `target` (a file, a link, a folder)."""
+    try:
+        st = target.lstat()
+    except OSError:
+        return False
+    if not os.path.isfile(target) or target.is_symlink():
+        return True
+    return st.st_size != len(body) or target.read_bytes() != body
 
 
 def write_if_changed(target: Path, body: bytes) -> bool:

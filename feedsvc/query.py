@@ -69,7 +69,8 @@ PARAMETERS = {
     FeedKind.TOPIC: ("limit", "min_quality", "provider"),
     FeedKind.PROVIDER: ("limit", "min_quality"),
 }
-_NUMBER = re.compile(r"[0-9]{1,7}")
+#: A whole number; leading zeros are dropped ("0005" is 5), so they only ever cost length.
+_NUMBER = re.compile(r"0*[0-9]{1,7}")
 _SHOWN_NAME = re.compile(r"[A-Za-z0-9_.-]{1,40}")
 
 

@@ -150,6 +150,9 @@ def gunicorn_options(config: Config, url: str) -> dict[str, Any]:
         "limit_request_line": LIMIT_REQUEST_LINE,
         "limit_request_fields": LIMIT_REQUEST_FIELDS,
         "limit_request_field_size": LIMIT_REQUEST_FIELD_SIZE,
+        # SCRIPT_NAME and PATH_INFO request headers would otherwise be taken
+        # from loopback clients as a proxy's word (a 500 for any mismatch).
+        "forwarder_headers": "",
         # feedsvc writes its own access log (web.AccessLog).
         "accesslog": None,
         "errorlog": "-",

@@ -137,6 +137,7 @@ def create_app(config: Config | None = None, *, out: Path | None = None) -> Flas
         ("/<path:path>", "document", responder.document),
     ):
         app.add_url_rule(rule, endpoint, view, methods=methods, provide_automatic_options=False)
+    app.before_request(responder.one_spelling)
     app.register_error_handler(HTTPException, responder.http_error)
     app.register_error_handler(Exception, responder.server_error)
     app.wsgi_app = AccessLog(Instrumented(app.wsgi_app, metrics))  # type: ignore[method-assign]
@@ -170,6 +171,17 @@ class _Responder:
 
     def index(self) -> Response:
         return self.document("index.html")
+
+    def one_spelling(self) -> Response | None:
+        """404 for any path but a document's one spelling: no empty segments, no hidden slashes.
+
+        ``//metrics`` or ``/%2f/healthz`` would otherwise reach a view, so one
+        document would answer at many URLs (and caches would hold each).
+        """
+        environ = request.environ
+        if "//" in environ.get("PATH_INFO", "") or _encoded_separator(environ):
+            return self.not_found()
+        return None
 
     def document(self, path: str) -> Response:
         environ = request.environ
