@@ -4,17 +4,18 @@ A reader that subscribes to a feed follows rel="prev-archive" from the
 subscription document to the oldest page and must find every entry of the
 feed exactly once, over HTTP from `feedsvc serve` (with the immutable
 Cache-Control on pages) and in the files `feedsvc build` writes. Pages fill
-from the oldest entry, so a newer record never changes a page's bytes.
+from the oldest entry, so a newer record never changes a page's bytes. The
+web app renders no page: it sends the files the build wrote.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import re
-import subprocess
+import gzip
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
@@ -22,17 +23,17 @@ from xml.etree import ElementTree
 import feedparser
 import pytest
 
+from conftest import rebuild, served_app
 from feedsvc import incremental
 from feedsvc.archives import Paging, split
 from feedsvc.config import ArchivesConfig, Config
-from feedsvc.feeds import build_feeds_and_archives, select, topic_keys
-from feedsvc.model import FeedKind, Record
-from feedsvc.render import FH_NS, Site, render_feed
-from feedsvc.site import assemble, build as build_in_memory
+from feedsvc.feeds import select, topic_keys
+from feedsvc.model import FeedKind
+from feedsvc.render import FH_NS
+from feedsvc.site import build as build_in_memory
 from feedsvc.records import load_records
-from feedsvc.reload import LiveSite
 from feedsvc.synth import write_corpus
-from servers import FEEDSVC, Server, free_port, write_config
+from servers import Server, free_port, write_config
 
 MAX_ENTRIES = 6
 PAGE_SIZE = 4
@@ -297,32 +298,95 @@ def test_newer_records_never_change_a_page(records_dir: Path, tmp_path: Path) ->
     assert added_pages > 0  # feeds/all and the new topic filled a page on the way
 
 
-def test_a_reload_renders_only_the_pages_that_changed(records_dir: Path, tmp_path: Path) -> None:
-    config = small_config(records_dir, tmp_path / "out")
-    first = build_in_memory(config)
-    add_record(records_dir, 1, datetime(2030, 1, 1, tzinfo=timezone.utc))
-    second = assemble(load_records(records_dir, config), config, first)
-    old_pages = {p: d for p, d in first.documents.items() if "/archive/" in p}
-    # Every old page is served as the very same document: nothing re-rendered.
-    assert all(second.documents[p] is d for p, d in old_pages.items())
-    assert second.documents == build_in_memory(config).documents
+def files_of(out: Path) -> dict[str, bytes]:
+    """Every document file of an output folder (not the .gz copies, not the build's own hidden files)."""
+    return {
+        p.relative_to(out).as_posix(): p.read_bytes()
+        for p in out.rglob("*")
+        if p.is_file() and p.suffix != ".gz" and not p.name.startswith(".")
+    }
 
 
-def test_the_web_app_renders_a_page_on_its_first_request_only(records_dir: Path, tmp_path: Path) -> None:
+def test_a_rebuild_renders_only_the_pages_that_changed(records_dir: Path, tmp_path: Path) -> None:
     config = small_config(records_dir, tmp_path / "out")
-    live = LiveSite(config, background=False)
-    docs = live.snapshot.documents
-    slots = {slot for slot, _i in docs.lazy.values()}
-    assert slots and not any(slot.rendered for slot in slots)  # startup renders no page
+    incremental.build(config)
+    old_pages = {p for p in build_in_memory(config).documents if "/archive/" in p}
+    for n in range(PAGE_SIZE):  # enough for feeds/all to cut a new page
+        add_record(records_dir, n, datetime(2030, 1, 1, tzinfo=timezone.utc) + timedelta(hours=n))
+    report = rebuild(config)
+    rendered = set(report.changes.documents)
+    assert rendered and not rendered & old_pages  # no old page was rendered again
     expected = build_in_memory(config).documents
-    page = sorted(p for p in docs.lazy if p.endswith(".atom"))[0]
-    slot = docs.lazy[page][0]
-    served = docs[page]
-    assert served.plain.body == expected[page].body and served.document.immutable
-    assert slot.rendered and sum(s.rendered for s in slots) == 1
-    assert docs[page] is served  # prepared once, then kept
-    add_record(records_dir, 1, datetime(2030, 1, 1, tzinfo=timezone.utc))
-    report = live.reload_now()
-    assert report.swapped and live.snapshot.documents[page] is served  # the unchanged page is kept
-    assert not [p for p in report.changed_documents if "/archive/" in p and p in docs]
-    assert sorted(live.snapshot.documents) == sorted(build_in_memory(config).documents)
+    assert any("/archive/" in p for p in rendered)  # the new page
+    assert {p for p in expected if "/archive/" in p} - old_pages <= rendered
+    # …and the folder is exactly what a whole build in memory makes.
+    assert files_of(config.output_dir) == {p: d.body for p, d in expected.items()}
+
+
+@contextmanager
+def nothing_rendered() -> Iterator[None]:
+    """Rendering a feed or an archive page in this process fails the test, while inside."""
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the web app rendered a document")
+
+    with pytest.MonkeyPatch.context() as patch:
+        for module in ("feedsvc.site", "feedsvc.incremental"):
+            patch.setattr(f"{module}.archive_documents", fail)
+        for name in ("render_archive", "render_feed"):
+            patch.setattr(f"feedsvc.site.{name}", fail)
+        yield
+
+
+def assert_page_served(client: Any, out: Path, path: str, body: bytes, last_modified: datetime | None) -> str:
+    """`path` is sent from its files with a page's headers; its plain ETag."""
+    plain = client.get("/" + path)
+    zipped = client.get("/" + path, headers={"Accept-Encoding": "gzip"})
+    assert plain.status_code == zipped.status_code == 200, path
+    assert plain.data == body == (out / path).read_bytes()
+    assert zipped.headers["Content-Encoding"] == "gzip" and "Content-Encoding" not in plain.headers
+    assert zipped.data == (out / f"{path}.gz").read_bytes() and gzip.decompress(zipped.data) == body
+    feed = path.split("/archive/")[0] + "." + path.rsplit(".", 1)[1]
+    assert last_modified is not None
+    for r in (plain, zipped):
+        assert r.headers["Cache-Control"] == IMMUTABLE
+        assert r.headers["Vary"] == "Accept-Encoding"
+        assert r.headers["Content-Type"] == client.get("/" + feed).headers["Content-Type"]  # as its feed's
+        assert r.headers["Last-Modified"] == format_datetime(last_modified.astimezone(timezone.utc), usegmt=True)
+        again = client.get("/" + path, headers={"If-None-Match": r.headers["ETag"], "Accept-Encoding": r.headers.get("Content-Encoding", "")})
+        assert again.status_code == 304 and again.data == b"" and again.headers["Cache-Control"] == IMMUTABLE
+        assert again.headers["ETag"] == r.headers["ETag"]
+    assert plain.headers["ETag"] != zipped.headers["ETag"]
+    assert int(plain.headers["Content-Length"]) == len(body)
+    head = client.head("/" + path)
+    assert head.status_code == 200 and head.data == b"" and head.headers["Content-Length"] == str(len(body))
+    assert client.get(f"/{path}?limit=2").data == body  # a page ignores a query
+    return str(plain.headers["ETag"])
+
+
+def test_the_web_app_serves_pages_from_the_files_the_build_wrote(records_dir: Path, tmp_path: Path) -> None:
+    config = small_config(records_dir, tmp_path / "out")
+    client = served_app(config).test_client()
+    expected = build_in_memory(config).documents
+    pages = sorted(p for p in expected if "/archive/" in p)
+    assert len(pages) > 20
+    with nothing_rendered():
+        etags = {p: assert_page_served(client, config.output_dir, p, expected[p].body, expected[p].last_modified) for p in pages}
+        assert client.get("/feeds/all/archive/999.atom").status_code == 404
+        assert client.get("/feeds/all/archive/0.atom").status_code == 404
+    stamps = {p: (config.output_dir / p).stat().st_mtime_ns for p in pages}
+
+    # A build with newer records: every old page keeps its file and its validators,
+    # and the new pages are served the same way.
+    for n in range(PAGE_SIZE):
+        add_record(records_dir, n, datetime(2030, 1, 1, tzinfo=timezone.utc) + timedelta(hours=n))
+    rebuild(config)
+    reference = build_in_memory(config).documents
+    later = sorted(p for p in reference if "/archive/" in p)
+    assert set(pages) < set(later)
+    with nothing_rendered():
+        for p in pages:
+            assert (config.output_dir / p).stat().st_mtime_ns == stamps[p], p  # not even rewritten
+            assert client.get("/" + p, headers={"If-None-Match": etags[p]}).status_code == 304, p
+        for p in later:
+            assert_page_served(client, config.output_dir, p, reference[p].body, reference[p].last_modified)

@@ -5,7 +5,9 @@ Each server is gunicorn with two workers on a free 127.0.0.1 port
 answers, the test holds one keep-alive connection to each worker: gunicorn
 keeps a connection with the worker that accepted it, and /healthz names that
 worker's pid. That is how these tests show that budgets and statistics are
-shared by the workers rather than kept per process.
+shared by the workers rather than kept per process. Every worker serves the
+one build the server's builder process keeps current, so right after a build
+every worker reports its generation.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -30,7 +33,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from conftest import DATA
 from feedsvc.config import load_config
 from feedsvc.site import build
-from servers import Server, free_port, poll, request
+from servers import FEEDSVC, Server, free_port, poll, request
 from test_query import expected_links, stories
 from test_websub import BlackHole, Receiver
 
@@ -248,7 +251,7 @@ def test_metrics_add_up_every_worker(workers: tuple[Worker, Worker]) -> None:
 
 
 def generations(server: Server, tries: int = 12) -> dict[int, int]:
-    """Each worker's snapshot generation, from /healthz over fresh connections."""
+    """Each worker's generation (the build it serves), from /healthz over fresh connections."""
     seen: dict[int, int] = {}
     for _ in range(tries):
         health = json.loads(request(server.port, "/healthz").body)
@@ -256,9 +259,11 @@ def generations(server: Server, tries: int = 12) -> dict[int, int]:
     return seen
 
 
-def test_a_live_reload_notifies_each_changed_feed_once(tmp_path: Path) -> None:
+def test_a_change_is_built_once_and_each_changed_feed_notified_once(tmp_path: Path) -> None:
     with Receiver() as hub, BlackHole() as dead:
-        s = start(tmp_path / "websub", websub={"hubs": [hub.url, dead.url], "timeout": 3})
+        # The full-scan fallback far off: only the builder's file events can start a build.
+        server = {"workers": 2, "threads": 2, "reload_interval": 300, "cache_max_age": 60}
+        s = start(tmp_path / "websub", websub={"hubs": [hub.url, dead.url], "timeout": 3}, server=server)
         try:
             config = load_config(s.config)
             feeds = sorted(p for p in build(config).documents if p.endswith(FEED_SUFFIXES))
@@ -266,13 +271,23 @@ def test_a_live_reload_notifies_each_changed_feed_once(tmp_path: Path) -> None:
             parsed = feedparser.parse(before["feeds/all.rss"])
             assert [link.href for link in parsed.feed.links if link.rel == "hub"] == [hub.url, dead.url]
             assert poll(lambda: len(generations(s.server)) == 2, timeout=10)
+            assert set(generations(s.server).values()) == {1}  # the build `feedsvc serve` made first
+            first_build = s.server.health()["last_build"]
+            assert first_build
 
             story = s.records / "story-06.txt"
             changed_text = story.read_text(encoding="utf-8").replace("Story 6:", "Story 6 (updated):")
             fresh = story.with_name(".story-06.tmp")
             fresh.write_text(changed_text, encoding="utf-8")
-            os.replace(fresh, story)  # one change, seen whole by every scan
-            assert poll(lambda: set(generations(s.server).values()) == {2}, timeout=15)
+            saved = time.monotonic()
+            os.replace(fresh, story)  # one change, seen whole by the build
+            assert poll(lambda: s.server.health()["generation"] == 2, timeout=15, interval=0.05)
+            assert time.monotonic() - saved < 5  # a file event, ~0.1 to 1 s of settling, one small build
+            # Right after the build every worker serves it: they all read the one cache.
+            seen = generations(s.server)
+            assert len(seen) == 2 and set(seen.values()) == {2}, seen
+            health = s.server.health()
+            assert health["last_build"] >= first_build and health["records_loaded"] == 14
 
             after = {p: s.server.get("/" + p).body for p in feeds}
             changed = sorted(BASE_URL + p for p in feeds if after[p] != before[p] and "/archive/" not in p)
@@ -284,8 +299,9 @@ def test_a_live_reload_notifies_each_changed_feed_once(tmp_path: Path) -> None:
                 assert s.server.get("/feeds/all.atom").status == 200
                 assert time.monotonic() - started < 0.5
             hub.wait_for(len(changed), timeout=10)
-            time.sleep(1.0)  # both workers have reloaded: give a duplicate time to show up
+            time.sleep(1.0)  # give a duplicate (a second build, a worker notifying) time to show up
             assert Counter(hub.feed_urls()) == Counter(changed)  # each changed feed exactly once
+            assert s.server.health()["generation"] == 2  # one change, one build
             metrics = samples(s.server.get("/metrics").body)
             assert value(metrics, "feedsvc_websub_notifications_total", outcome="sent") == len(changed)
             # Nothing a record keeps secret reaches the log or a hub.
@@ -294,3 +310,46 @@ def test_a_live_reload_notifies_each_changed_feed_once(tmp_path: Path) -> None:
                 assert story.secured not in logs
         finally:
             s.server.stop()
+
+
+def disk_feeds(out: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(out).as_posix(): p.read_bytes()
+        for p in out.rglob("*")
+        if p.suffix in FEED_SUFFIXES and not p.name.startswith(".") and "/archive/" not in p.as_posix()
+    }
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="app bug: server.run() makes its first build with builder.build_in_child and tells no hub "
+    "(only Builder.build() notifies), so feeds changed while the server was down are never announced",
+)
+def test_changes_made_while_the_server_was_down_are_announced(tmp_path: Path) -> None:
+    """`feedsvc serve` brings the folder up to date with a build; the feeds that build changed are news too."""
+    with Receiver() as hub:
+        folder = tmp_path / "down"
+        folder.mkdir()
+        records = folder / "records"
+        shutil.copytree(QUERY_RECORDS, records)
+        port = free_port()
+        config = write_config(folder, records, port, websub={"hubs": [hub.url], "timeout": 5})
+        done = subprocess.run([str(FEEDSVC), "--config", str(config), "build"], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        first = disk_feeds(folder / "public")
+        hub.wait_for(len(first))
+        count = len(hub.requests)
+        assert count == len(first)  # `feedsvc build` announced every feed it wrote
+
+        story = records / "story-06.txt"  # changed while no server runs
+        story.write_text(story.read_text(encoding="utf-8").replace("Story 6:", "Story 6 (updated):"), encoding="utf-8")
+        server = Server(config, port, folder, workers=2).start()
+        try:
+            second = disk_feeds(folder / "public")
+            changed = sorted(BASE_URL + p for p in second if second[p] != first.get(p))
+            assert 0 < len(changed) < len(second)
+            hub.wait_for(count + len(changed), timeout=5)
+            time.sleep(0.5)
+            assert sorted(hub.feed_urls()[count:]) == changed
+        finally:
+            server.stop()

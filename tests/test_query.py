@@ -1,6 +1,7 @@
 """Custom feeds by query (`feedsvc.query` through the web app): results, caching, refusals.
 
-The cases live in tests/data/queries: `good.yaml` names feeds and query
+The app serves what `feedsvc build` wrote (conftest.served_app builds first)
+and runs a custom feed over that build's cache. The cases live in tests/data/queries: `good.yaml` names feeds and query
 strings with the records each must hold, and `bad.yaml` query strings that are
 refused with their exact message. Expected entries are worked out here from
 the record files themselves (read with PyYAML, filtered and sorted by this
@@ -16,7 +17,7 @@ import json
 import shutil
 import subprocess
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
@@ -29,11 +30,12 @@ import yaml
 from flask import Flask
 from flask.testing import FlaskClient
 
-from conftest import ATOM_SCHEMA, DATA
+from conftest import ATOM_SCHEMA, DATA, rebuild, served_app
+from feedsvc import incremental
 from feedsvc.config import Config, PoliteConfig, QueriesConfig, SiteConfig
 from feedsvc.model import FeedKind
 from feedsvc.query import MAX_PARAMS, Query, QueryError, parse
-from feedsvc.reload import LiveSite
+from feedsvc.site import build as build_in_memory
 from feedsvc.web import create_app
 from test_jsonfeed import schema_errors
 from test_validity import check_feed
@@ -127,10 +129,8 @@ def qconfig(records: Path) -> Config:
 
 
 @pytest.fixture
-def app(qconfig: Config) -> Iterator[Flask]:
-    app = create_app(qconfig, background=False)
-    yield app
-    app.extensions["feedsvc"].stop()
+def app(qconfig: Config) -> Flask:
+    return served_app(qconfig)
 
 
 @pytest.fixture
@@ -174,6 +174,62 @@ def test_a_custom_feed_holds_what_was_asked_for(client: FlaskClient, records: Pa
         assert not check_feed(r.data), check_feed(r.data)
 
 
+def built_entries(body: bytes) -> list[tuple[str, str]]:
+    """(id, link) of every entry of a built feed document, in order, as a client reads them."""
+    parsed = feedparser.parse(body)
+    assert not parsed.bozo, parsed.get("bozo_exception")
+    return [(e.id, e.link) for e in parsed.entries]
+
+
+def assert_custom_feeds_match_built_feeds(config: Config) -> int:
+    """A query that narrows nothing (min_quality=0) gives every built feed's entries, in its order.
+
+    The built feeds come from the in-memory reference build (`site.build`), not
+    the cache custom feeds are run over; ties in time are where orders differ.
+    """
+    reference = build_in_memory(config)
+    client = served_app(config).test_client()
+    checked = 0
+    for feed in reference.feeds:
+        for fmt in ("atom", "rss"):
+            path = f"{feed.key.path}.{fmt}"
+            r = client.get(f"/{path}?min_quality=0")
+            assert r.status_code == 200, path
+            assert built_entries(r.data) == built_entries(reference.documents[path].body), path
+            checked += 1
+    return checked
+
+
+def test_a_custom_feed_that_narrows_nothing_is_the_built_feed(qconfig: Config) -> None:
+    assert assert_custom_feeds_match_built_feeds(qconfig) >= 2 * 8
+
+
+def test_entries_at_the_same_time_keep_the_built_feeds_order(
+    write_records: Callable[[dict[str, dict[str, Any]]], Path],
+) -> None:
+    same_time = "2024-05-01T08:00:00Z"
+    folder = write_records(
+        {
+            f"tie-{i:02d}.txt": {
+                "title": f"Tie {i}",
+                "webUrl": f"https://{'ab'[i % 2]}.example/tie/{(i * 7) % 13}",
+                "publishedDateTime": same_time if i % 3 else "2024-05-02T08:00:00Z",
+                "provider": {"name": f"Provider {'ab'[i % 2]}", "domain": f"{'ab'[i % 2]}.example"},
+                "topics": ["AI", "Robotics"] if i % 4 else ["AI"],
+                "quality": 50,
+                "published": True,
+            }
+            for i in range(13)
+        }
+    )
+    config = make_config(folder)
+    assert assert_custom_feeds_match_built_feeds(config) == 2 * 5  # all, two topics, two providers
+    # Two topics asked at once: their union, each entry once, in the all feed's order.
+    client = served_app(config).test_client()
+    union = built_entries(client.get("/feeds/all.atom?topic=ai&topic=robotics").data)
+    assert union == built_entries(build_in_memory(config).documents["feeds/all.atom"].body)
+
+
 def test_the_cases_cover_every_parameter_and_feed_kind() -> None:
     """A guard on the data file: every parameter, on every kind of feed and format, and combined."""
     cases = GOOD["cases"]
@@ -211,13 +267,16 @@ def test_custom_atom_feeds_match_the_atom_schema(client: FlaskClient, tmp_path: 
     assert done.returncode == 0, done.stdout
 
 
-def test_same_query_same_bytes_in_every_app(qconfig: Config) -> None:
+def test_same_query_same_bytes_in_every_app(qconfig: Config, tmp_path: Path) -> None:
+    """Two workers over one build, and a second machine with its own build: one answer."""
+    incremental.build(qconfig)
+    elsewhere = dataclasses.replace(qconfig, output_dir=tmp_path / "elsewhere" / "public")
     bodies = []
-    for _ in range(2):
-        app = create_app(qconfig, background=False)
+    for app in (create_app(qconfig), create_app(qconfig), served_app(elsewhere)):
         r = app.test_client().get("/feeds/all.atom?topic=ai&min_quality=20", headers={"Accept-Encoding": "gzip"})
+        assert r.status_code == 200
         bodies.append((r.data, r.headers["ETag"], r.headers["Last-Modified"]))
-    assert bodies[0] == bodies[1]
+    assert bodies[0] == bodies[1] == bodies[2]
 
 
 # -- refusals ---------------------------------------------------------------------------
@@ -312,7 +371,7 @@ def test_a_custom_feed_has_the_caching_headers_of_every_feed(client: FlaskClient
 
 def test_the_cache_is_bounded_and_every_query_still_works(records: Path) -> None:
     config = make_config(records, queries=QueriesConfig(cache_entries=4, cache_bytes=64 * 1024))
-    app = create_app(config, background=False)
+    app = served_app(config)
     client = app.test_client()
     cache = custom(app).cache
     queries = [(q, lim) for q in range(0, 100, 5) for lim in (1, 2, 3)]  # 60 distinct custom feeds
@@ -339,19 +398,23 @@ def test_the_cache_is_bounded_and_every_query_still_works(records: Path) -> None
 
 
 def test_a_feed_larger_than_the_cache_is_served_but_not_kept(records: Path) -> None:
-    app = create_app(make_config(records, queries=QueriesConfig(cache_entries=4, cache_bytes=1024)), background=False)
+    app = served_app(make_config(records, queries=QueriesConfig(cache_entries=4, cache_bytes=1024)))
     r = app.test_client().get("/feeds/all.atom?limit=9")
     assert r.status_code == 200 and len(read_feed("/feeds/all.atom", r.data)[0]) == 9
     assert len(custom(app).cache) == 0
 
 
-def test_a_reload_drops_custom_feeds_made_from_old_records(client: FlaskClient, app: Flask, records: Path) -> None:
+def test_a_rebuild_drops_custom_feeds_made_from_old_records(
+    client: FlaskClient, app: Flask, qconfig: Config, records: Path
+) -> None:
     target = "/feeds/topics/robotics.atom?provider=gamma.example"
     before = client.get(target)
+    assert client.get(target).headers["ETag"] == before.headers["ETag"]  # kept while the build is the same
+    assert len(custom(app).cache) == 1
     story = records / "story-03.txt"
     story.write_text(story.read_text(encoding="utf-8").replace("- Robotics", "- Gardening"), encoding="utf-8")
-    live: LiveSite = app.extensions["feedsvc"]
-    assert live.reload_now().swapped
+    report = rebuild(qconfig)  # the builder's work; the app notices it on its next request
+    assert "feeds/topics/robotics.atom" in report.changed_paths
     after = client.get(target)
     assert after.headers["ETag"] != before.headers["ETag"]
     assert read_feed("/feeds/topics/robotics.atom", after.data)[0] == expected_links(
@@ -361,9 +424,29 @@ def test_a_reload_drops_custom_feeds_made_from_old_records(client: FlaskClient, 
     assert client.get(target, headers={"If-None-Match": before.headers["ETag"]}).status_code == 200
 
 
+def test_a_rebuild_that_changes_only_what_a_query_reads_updates_custom_feeds(
+    client: FlaskClient, app: Flask, qconfig: Config, records: Path
+) -> None:
+    """Quality is in no built feed's bytes, yet min_quality reads it: the custom feed must follow."""
+    target = "/feeds/all.atom?min_quality=70"
+    before = client.get(target)
+    assert "https://alpha.example/stories/4" not in read_feed("/feeds/all.atom", before.data)[0]
+    story = records / "story-04.txt"
+    text = story.read_text(encoding="utf-8")
+    assert "\nquality: 20\n" in text
+    story.write_text(text.replace("\nquality: 20\n", "\nquality: 75\n"), encoding="utf-8")
+    report = rebuild(qconfig)
+    assert not [p for p in report.changed_paths if p.startswith("feeds/all.")]  # the built feed's bytes stay
+    after = client.get(target)
+    links = read_feed("/feeds/all.atom", after.data)[0]
+    assert links == expected_links("/feeds/all.atom", {"min_quality": 70}, records)
+    assert "https://alpha.example/stories/4" in links
+    assert client.get(target, headers={"If-None-Match": before.headers["ETag"]}).status_code == 200
+
+
 def test_polite_polling_counts_custom_feeds_against_their_path(records: Path) -> None:
     polite = PoliteConfig(max_requests=3, exempt=())
-    app = create_app(make_config(records, polite=polite), background=False)
+    app = served_app(make_config(records, polite=polite))
     client = app.test_client()
     for quality in range(3):  # three different custom feeds, one path
         assert client.get(f"/feeds/all.rss?min_quality={quality}").status_code == 200

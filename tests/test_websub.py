@@ -6,6 +6,10 @@ it to (204, a 500 first, a redirect). A hub that never answers is a listening
 socket nobody accepts from. Changed feeds are worked out independently of
 feedsvc's own bookkeeping: by comparing every feed's bytes before and after
 (served by the app, or written by `feedsvc build` to disk).
+
+Only a build notifies: `feedsvc build` after its build, and under `feedsvc
+serve` the one builder process (`builder.Builder`, driven here in-process)
+after each build; the web app's workers only serve what was built.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ import json
 import re
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -30,11 +33,12 @@ import pytest
 import yaml
 from flask.testing import FlaskClient
 
+from conftest import served_app
+from feedsvc import builder, incremental
 from feedsvc.config import Config, WebSubConfig, base_url
-from feedsvc.reload import LiveSite
 from feedsvc.site import build
 from feedsvc.web import create_app
-from feedsvc.websub import LOCK_NAME, Delivery, Notifier, Publisher, feed_urls, hub_name, post_publish
+from feedsvc.websub import Delivery, Notifier, feed_urls, hub_name, post_publish
 from servers import FEEDSVC, poll
 from test_validity import check_feed
 
@@ -161,14 +165,14 @@ HUBS = ("https://hub.example.org/websub", "https://pubsubhubbub.example.com/")
 
 def test_every_feed_names_its_hubs_and_itself(config: Config) -> None:
     config = with_hubs(config, *HUBS)
-    client = create_app(config, background=False).test_client()
+    client = served_app(config).test_client()
     documents = build(config).documents
     feeds = sorted(p for p in documents if p.endswith(FEED_SUFFIXES))
     assert len(feeds) == 15
     for path in feeds:
         r = client.get("/" + path)
         self_url = base_url(config) + path
-        assert r.data == documents[path].body  # the static file says the same
+        assert r.data == documents[path].body == (config.output_dir / path).read_bytes()  # the static file says the same
         if path.endswith(".json"):
             doc = json.loads(r.data)
             assert doc["hubs"] == [{"type": "WebSub", "url": hub} for hub in HUBS]
@@ -195,7 +199,7 @@ def test_every_feed_names_its_hubs_and_itself(config: Config) -> None:
 
 
 def test_without_hubs_no_feed_names_one(config: Config) -> None:
-    client = create_app(config, background=False).test_client()
+    client = served_app(config).test_client()
     for path in ("feeds/all.rss", "feeds/all.atom"):
         r = client.get("/" + path)
         assert "Link" not in r.headers
@@ -309,58 +313,122 @@ def test_feed_urls_are_the_changed_feeds_only(config: Config) -> None:
     ]
 
 
-# -- live reload ------------------------------------------------------------------------------
+# -- the builder ------------------------------------------------------------------------------
 
 
-def test_a_live_reload_notifies_the_feeds_whose_bytes_changed(config: Config, receiver: Receiver) -> None:
-    app = create_app(with_hubs(config, receiver.url), background=False)
-    live: LiveSite = app.extensions["feedsvc"]
-    client = app.test_client()
-    feeds = sorted(p for p in live.snapshot.documents if p.endswith(FEED_SUFFIXES))
-    before = feed_bodies(client, feeds)
-    assert not live.reload_now().swapped
+def changed_record(config: Config) -> None:
+    """Change one seed record so that some feeds' bytes change (a title) and not all."""
     record = sorted(Path(config.records_dir).glob("*.txt"))[1]
     text = record.read_text(encoding="utf-8")
     record.write_text(text.replace("quality: 30", "quality: 31").replace("title: \"", "title: \"Updated: ", 1), encoding="utf-8")
-    assert live.reload_now().swapped
-    after = feed_bodies(client, feeds)
+
+
+def quiet(receiver: Receiver, count: int, seconds: float = 0.3) -> None:
+    """Wait a little, then check the hub got exactly `count` notifications (nothing late)."""
+    time.sleep(seconds)
+    assert len(receiver.requests) == count, receiver.feed_urls()[count:]
+
+
+def test_a_build_notifies_the_feeds_whose_bytes_changed(config: Config, receiver: Receiver) -> None:
+    config = with_hubs(config, receiver.url)
+    outcomes: list[tuple[str, int]] = []
+    notifier = Notifier(config.websub.hubs, config.websub.timeout, on_outcome=lambda o, n: outcomes.append((o, n)))
+    b = builder.Builder(config, config.output_dir, build=builder.build_once, notifier=notifier)
+    feeds = sorted(p for p in build(config).documents if p.endswith(FEED_SUFFIXES))
+    # The first build writes every feed: each is announced, as `feedsvc build` does.
+    first = b.build()
+    assert first.ok, first.summary
+    assert sorted(receiver.wait_for(len(feeds))) == sorted(base_url(config) + p for p in feeds)
+    quiet(receiver, len(feeds))
+    client = create_app(config).test_client()
+    before = feed_bodies(client, feeds)
+    assert b.build().changed_paths == ()  # nothing changed: nothing rendered, nobody told
+    quiet(receiver, len(feeds))
+
+    changed_record(config)
+    second = b.build()
+    assert second.ok and second.changed_paths
+    after = feed_bodies(client, feeds)  # what the app serves now: the new build
     changed = sorted(base_url(config) + p for p in feeds if before[p] != after[p])
     assert 0 < len(changed) < len(feeds)
-    assert sorted(receiver.wait_for(len(changed))) == changed
-    time.sleep(0.3)
-    assert sorted(receiver.feed_urls()) == changed  # each exactly once, and nothing else
-    assert not live.reload_now().swapped
-    time.sleep(0.2)
-    assert len(receiver.requests) == len(changed)
-    metrics = client.get("/metrics").data.decode()
-    assert f'feedsvc_websub_notifications_total{{outcome="sent"}} {len(changed)}.0' in metrics.splitlines()
+    assert sorted(receiver.wait_for(len(feeds) + len(changed))[len(feeds):]) == changed  # each exactly once
+    quiet(receiver, len(feeds) + len(changed))
+    assert b.build().changed_paths == ()
+    quiet(receiver, len(feeds) + len(changed))
+    assert sum(n for o, n in outcomes if o == "sent") == len(feeds) + len(changed)
+    assert not [o for o, _ in outcomes if o != "sent"]
 
 
-def test_only_the_worker_holding_the_lock_notifies(config: Config, tmp_path: Path, receiver: Receiver) -> None:
+def test_workers_never_notify_only_the_builder_does(config: Config, receiver: Receiver) -> None:
+    """However many workers serve a build, a change reaches the hub once: from the builder."""
     config = with_hubs(config, receiver.url)
-    holder = subprocess.Popen(
-        [
-            sys.executable, "-c",
-            "import fcntl, os, sys\n"
-            f"fd = os.open({str(tmp_path / LOCK_NAME)!r}, os.O_RDWR | os.O_CREAT)\n"
-            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
-            "print('locked', flush=True)\n"
-            "sys.stdin.read()\n",
-        ],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    incremental.build(config)  # built before the server, as `feedsvc serve` does (not a change to announce)
+    workers = [create_app(config).test_client() for _ in range(3)]
+    feeds = sorted(p for p in build(config).documents if p.endswith(FEED_SUFFIXES))
+    before = feed_bodies(workers[0], feeds)
+    for w in workers:
+        assert "Link" in w.get("/feeds/all.atom").headers  # they do name the hub
+
+    # A build by another process that tells no hub (`feedsvc build` without hubs):
+    # every worker serves it, and none of them notifies.
+    changed_record(config)
+    assert incremental.build(dataclasses.replace(config, websub=WebSubConfig())).changed_paths
+    served = [feed_bodies(w, feeds) for w in workers]
+    assert served[0] != before and all(bodies == served[0] for bodies in served)
+    assert {json.loads(w.get("/healthz").data)["generation"] for w in workers} == {2}
+    quiet(receiver, 0, seconds=0.5)
+
+    # The builder's next build: the hub hears of its changes once, whatever the workers do.
+    middle = feed_bodies(workers[0], feeds)
+    record = sorted(Path(config.records_dir).glob("*.txt"))[0]
+    record.write_text(record.read_text(encoding="utf-8").replace('title: "', 'title: "Later: ', 1), encoding="utf-8")
+    b = builder.Builder(config, config.output_dir, build=builder.build_once)
+    assert b.build().changed_paths
+    served = [feed_bodies(w, feeds) for w in workers]
+    assert all(bodies == served[0] for bodies in served)
+    assert {json.loads(w.get("/healthz").data)["generation"] for w in workers} == {3}
+    changed = sorted(base_url(config) + p for p in feeds if served[0][p] != middle[p])
+    assert changed
+    assert sorted(receiver.wait_for(len(changed))) == changed
+    quiet(receiver, len(changed))
+
+
+def test_the_builder_rebuilds_on_a_file_event_and_notifies(config: Config, receiver: Receiver) -> None:
+    """`Builder.run` (the builder process's loop, in its forked-child builds) reacts to a saved file.
+
+    The full-scan fallback is set far off, so only the file event can start the build.
+    """
+    config = with_hubs(config, receiver.url)
+    config = dataclasses.replace(config, server=dataclasses.replace(config.server, reload_interval=300))
+    outcomes: list[tuple[float, builder.Outcome]] = []
+    b = builder.Builder(config, config.output_dir, on_build=lambda o: outcomes.append((time.monotonic(), o)))
+    thread = threading.Thread(target=b.run, daemon=True)
+    thread.start()
     try:
-        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
-        publisher = Publisher(config, runtime_dir=str(tmp_path))
-        assert publisher.changed(["feeds/all.atom"]) is None  # another worker notifies
+        assert poll(lambda: outcomes, timeout=60)  # the first build
+        assert outcomes[0][1].ok, outcomes[0][1].summary
+        feeds = sorted(p for p in build(config).documents if p.endswith(FEED_SUFFIXES))
+        receiver.wait_for(len(feeds))
+        quiet(receiver, len(feeds))
+        client = create_app(config).test_client()
+        before = feed_bodies(client, feeds)
+        time.sleep(0.5)  # the watcher is set up
+        changed_record(config)
+        saved = time.monotonic()
+        assert poll(lambda: len(outcomes) >= 2, timeout=30)
+        when, second = outcomes[1]
+        assert second.ok and second.changed_paths, second.summary
+        assert when - saved < 3  # ~0.1 to 1 s of settling, then the (small) build itself
+        after = feed_bodies(client, feeds)
+        changed = sorted(base_url(config) + p for p in feeds if before[p] != after[p])
+        assert changed
+        assert sorted(receiver.wait_for(len(feeds) + len(changed))[len(feeds):]) == changed
+        quiet(receiver, len(feeds) + len(changed))
+        assert len(outcomes) == 2  # one build for one change
     finally:
-        assert holder.stdin is not None
-        holder.stdin.close()
-        holder.wait(10)
-        holder.stdout.close()
-    delivery = publisher.changed(["feeds/all.atom"])  # that worker is gone: this one takes over
-    assert delivery is not None and delivery.wait(5)
-    assert receiver.feed_urls() == ["http://127.0.0.1:8000/feeds/all.atom"]
+        b.stop()
+        thread.join(10)
+    assert not thread.is_alive()
 
 
 # -- feedsvc build ------------------------------------------------------------------------------
