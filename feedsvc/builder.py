@@ -76,7 +76,7 @@ def build_once(config: Config, out: Path, *, on_wait: Callable[[Path], None] | N
         # The type only: a message could quote record data.
         return Outcome(False, f"build failed ({type(e).__name__}); still serving the previous build",
                        seconds=time.monotonic() - started)  # fmt: skip
-    problems = tuple(str(p) for p in report.problems if not p.is_warning)
+    problems = tuple(str(p) for p in report.problems if not p.is_warning) + tuple(f"warning: {n}" for n in report.notes)
     loaded = report.changes.files - report.rejected
     return Outcome(True, summary_line(report, out), report.changed_paths, loaded, report.rejected,
                    report.seconds, problems)  # fmt: skip
@@ -134,6 +134,13 @@ class Builder:
         self.notifier = notifier
         self._problems: set[str] = set()
 
+    def announce(self, paths: tuple[str, ...]) -> None:
+        """Tell the hubs about the feeds among `paths` (URL paths whose bytes changed)."""
+        if self.notifier is not None and paths:
+            urls = websub.feed_urls(self.config, paths)
+            if urls:
+                self.notifier.submit(urls)
+
     def build(self) -> Outcome:
         outcome = self._build(self.config, self.out)
         for problem in outcome.problems:
@@ -144,10 +151,7 @@ class Builder:
             log.info("%s", outcome.summary)
         else:
             log.error("%s", outcome.summary)
-        if self.notifier is not None and outcome.changed_paths:
-            urls = websub.feed_urls(self.config, outcome.changed_paths)
-            if urls:
-                self.notifier.submit(urls)
+        self.announce(outcome.changed_paths)
         if self._on_build is not None:
             self._on_build(outcome)
         return outcome
@@ -191,7 +195,7 @@ class Builder:
 
 
 def watch_forever(
-    config: Config, out: Path, *, first: bool, parent: int | None, known_problems: tuple[str, ...] = ()
+    config: Config, out: Path, *, first: bool, parent: int | None, announce: tuple[str, ...] = ()
 ) -> None:
     """The body of a builder process: build on every change until SIGTERM."""
     from .metrics import Metrics
@@ -207,13 +211,14 @@ def watch_forever(
     builder = Builder(config, out, on_build=count, notifier=notifier)
     signal.signal(signal.SIGTERM, lambda *_: builder.stop())
     signal.signal(signal.SIGINT, lambda *_: builder.stop())
+    builder.announce(announce)  # what the build before this process changed (feedsvc serve's first)
     try:
         builder.run(first=first, parent=parent)
     except FeedsvcError as e:
         log.error("builder stopped: %s", e)
 
 
-def start_process(config: Config, out: Path, *, first: bool = True) -> int:
+def start_process(config: Config, out: Path, *, first: bool = True, announce: tuple[str, ...] = ()) -> int:
     """Fork a builder process (call before any thread starts); its pid.
 
     A plain fork, not `multiprocessing.Process`: gunicorn's workers are forked
@@ -224,7 +229,7 @@ def start_process(config: Config, out: Path, *, first: bool = True) -> int:
     if pid == 0:  # the builder
         code = 0
         try:
-            watch_forever(config, out, first=first, parent=parent)
+            watch_forever(config, out, first=first, parent=parent, announce=announce)
         except BaseException:  # noqa: BLE001 - never unwind into the server's code
             log.exception("builder failed")
             code = 1

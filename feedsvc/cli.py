@@ -103,6 +103,8 @@ def build(
         except (FeedsvcError, OSError, sqlite3.Error) as e:
             raise click.ClickException(f"cannot write the output: {e}") from None
     _report(report.problems, warnings=warnings)
+    for note in report.notes:
+        click.echo(f"warning: {note}", err=True)
     click.echo(summary_line(report, target), err=True)
     if config.websub.hubs:  # tell the hubs which feeds changed; a hub that is down never fails the build
         click.echo(websub.notify(config, report.changed_paths, wait=config.websub.timeout).summary(), err=True)

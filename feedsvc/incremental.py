@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 from concurrent.futures import ProcessPoolExecutor
+import dataclasses
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from operator import itemgetter
@@ -35,7 +36,7 @@ from pathlib import Path
 from . import __version__, codec
 from .config import Config, check_output_dir
 from .fields import Settings
-from .errors import RecordError
+from .errors import FeedsvcError, RecordError
 from .publish import MANIFEST, PublishResult, publish, write_atomic
 from .records import Loaded, load_bytes, load_file, read_record, settings_for, walk_folders
 from .archives import Paging
@@ -43,7 +44,7 @@ from .render import FORMATS, Site
 from .site import Document, archive_documents, feed_documents, site_documents
 from .model import Feed, archive_path
 from .served import IMMUTABLE, REVALIDATE, Served, etag_of_digest
-from .store import Parsed, Stamp, Store, archive_pages, feed_key, memberships, plan_pages, use_page_size
+from .store import CacheDamaged, Parsed, Stamp, Store, archive_pages, feed_key, memberships, plan_pages, use_page_size
 
 #: Below this many changed files, parsing stays in this process.
 PARALLEL_MIN = 400
@@ -84,6 +85,8 @@ class BuildReport:
     problems: tuple[RecordError, ...]
     rejected: int
     seconds: float
+    #: Things a user should know that are not about a record (a damaged cache set aside).
+    notes: tuple[str, ...] = ()
 
     @property
     def changed_paths(self) -> tuple[str, ...]:
@@ -118,27 +121,80 @@ def build(
     cache = cache or default_cache_path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with build_lock(out, on_wait):
-        if full:
-            _remove_cache(cache)
-        workers = workers or cores()
-        store = open_store(cache, config)
         try:
-            with store.transaction():
-                plan = refresh(store, config, render_all=not (out / MANIFEST).is_file(), workers=workers, progress=progress)
-            documents, gone = render(cache, store, config, plan, workers, out)
-            published = publish(documents, out, complete=False, removed=gone, overwrite=overwrite)
-            signal = generation_path(out)
-            with store.transaction():
-                if documents or gone or not signal.is_file():
-                    store.set_documents(served_rows(documents, published.files), gone, time.time_ns())
-                store.clear_pending()
+            return _build(config, out, cache, full, workers or cores(), progress, overwrite, started)
+        except Exception as e:
+            if full or not _damage(e):
+                raise
+            aside = _set_aside(cache)
+            note = (
+                f"the build cache {cache} cannot be trusted ({_what(e)}); "
+                f"set it aside as {aside.name} and built everything again"
+            )
+            report = _build(config, out, cache, True, workers or cores(), progress, overwrite, started)
+            return dataclasses.replace(report, notes=(*report.notes, note))
+
+
+def _damage(error: Exception) -> bool:
+    """Whether `error` may come from a damaged cache: anything but our own refusals and the disk's.
+
+    Damage shows as our checks (`CacheDamaged`), SQLite's errors, or whatever
+    a garbled value makes later code raise; a full build from an empty cache
+    either succeeds or raises the real error again.
+    """
+    if isinstance(error, CacheDamaged):
+        return True
+    return not isinstance(error, (FeedsvcError, OSError)) or isinstance(error, sqlite3.Error)
+
+
+def _what(error: BaseException) -> str:
+    # SQLite's and our own messages say what is wrong without quoting data; others only their kind.
+    if isinstance(error, (CacheDamaged, sqlite3.DatabaseError)):
+        return str(error)
+    return type(error).__name__
+
+
+def _set_aside(cache: Path) -> Path:
+    """Move a damaged cache out of the way (kept for a look, replacing any earlier one)."""
+    aside = cache.with_name(cache.name + ".damaged")
+    try:
+        os.replace(cache, aside)
+    except OSError:
+        pass
+    _remove_cache(cache)
+    return aside
+
+
+def _build(
+    config: Config,
+    out: Path,
+    cache: Path,
+    full: bool,
+    workers: int,
+    progress: Callable[[int, int], None] | None,
+    overwrite: bool,
+    started: float,
+) -> BuildReport:
+    if full:
+        _remove_cache(cache)
+    store = open_store(cache, config)
+    try:
+        with store.transaction():
+            plan = refresh(store, config, render_all=not (out / MANIFEST).is_file(), workers=workers, progress=progress)
+        documents, gone = render(cache, store, config, plan, workers, out)
+        published = publish(documents, out, complete=False, removed=gone, overwrite=overwrite)
+        signal = generation_path(out)
+        with store.transaction():
             if documents or gone or not signal.is_file():
-                # After the commit: a server that sees this file change finds the new rows.
-                write_atomic(signal, f"{store.state()[0]}\n".encode("ascii"))
-            problems = tuple(store.problems())
-            _files, rejected = store.counts()
-        finally:
-            store.close()
+                store.set_documents(served_rows(documents, published.files), gone, time.time_ns())
+            store.clear_pending()
+        if documents or gone or not signal.is_file():
+            # After the commit: a server that sees this file change finds the new rows.
+            write_atomic(signal, f"{store.state()[0]}\n".encode("ascii"))
+        problems = tuple(store.problems())
+        _files, rejected = store.counts()
+    finally:
+        store.close()
     changes = Changes(
         documents, gone, plan.files, plan.parsed, plan.files - plan.parsed, plan.removed_files,
         plan.feeds_total, len(plan.feeds) + len(plan.gone),
@@ -191,12 +247,11 @@ def build_lock(out: Path, on_wait: Callable[[Path], None] | None = None) -> Iter
 
 
 def open_store(path: Path, config: Config) -> Store:
-    """The cache at `path`; a file that is not a usable cache is replaced by an empty one."""
+    """The cache at `path`; `CacheDamaged` if the file is there but is not a usable cache."""
     try:
         store = Store(path, fingerprint(config))
-    except sqlite3.DatabaseError:
-        _remove_cache(path)
-        store = Store(path, fingerprint(config))
+    except sqlite3.DatabaseError as e:
+        raise CacheDamaged(f"not a usable SQLite file: {e}") from None
     use_page_size(store, Paging.from_config(config).page_size)
     return store
 

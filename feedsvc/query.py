@@ -369,7 +369,11 @@ class CustomFeeds:
         self._generation = 0
 
     def get(self, store: Store, generation: int, path: str, query: Query) -> tuple[Rendered, bool]:
-        """The custom feed at `path` for `query`, and whether it came from the cache."""
+        """The custom feed at `path` for `query`, and whether it came from the cache.
+
+        `generation` names the build served (its publication time: it only
+        grows, even across a cache rebuilt from scratch).
+        """
         key = f"{path}?{query.canonical()}"
         current = self._current(generation)
         if current:

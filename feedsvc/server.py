@@ -70,7 +70,9 @@ def run(
             for problem in first.problems:
                 log.warning("%s", problem)
             log.info("%s", first.summary)
-            watcher = builder.start_process(config, out, first=False)
+            # The builder tells the hubs what this first build changed (records
+            # changed while no server ran), then watches.
+            watcher = builder.start_process(config, out, first=False, announce=first.changed_paths)
         try:
             app = create_app(config)
             if dev:

@@ -16,6 +16,7 @@ when it passes the filters; entries sort newest first, ties broken by id.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import marshal
 import sqlite3
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import codec
-from .errors import RecordError
+from .errors import FeedsvcError, RecordError
 from .feeds import ALL_NAME, display_name, topic_keys
 from .archives import Paging
 from .model import ArchivePage, Feed, FeedKey, FeedKind, FeedSummary, Record
@@ -36,7 +37,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS files (
     rel TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, ino INTEGER, digest TEXT,
     rec BLOB, id TEXT, updated INTEGER, published INTEGER, selected INTEGER NOT NULL DEFAULT 0,
-    best INTEGER NOT NULL DEFAULT 0, problems BLOB
+    best INTEGER NOT NULL DEFAULT 0, problems BLOB, rec_sum INTEGER
 );
 CREATE INDEX IF NOT EXISTS files_id ON files (id);
 CREATE INDEX IF NOT EXISTS files_problems ON files (rel) WHERE problems IS NOT NULL;
@@ -86,6 +87,25 @@ class Parsed:
     #: (feed key text, display name) for each feed the record belongs to.
     feeds: tuple[tuple[str, str], ...]
     problems: tuple[RecordError, ...]
+
+
+class CacheDamaged(FeedsvcError):
+    """The cache holds something it did not write: it cannot be trusted."""
+
+
+def rec_sum(rec: bytes) -> int:
+    """The checksum kept beside each cached record (64 bits of BLAKE2b), checked on every use."""
+    return int.from_bytes(hashlib.blake2b(rec, digest_size=8).digest(), "big", signed=True)
+
+
+def decode(rec: bytes, check: int | None) -> Record:
+    """A cached record, verified: a flipped byte must never reach a feed."""
+    if not isinstance(rec, bytes) or check is None or rec_sum(rec) != check:
+        raise CacheDamaged("a cached record does not match its checksum")
+    try:
+        return codec.decode(rec)
+    except Exception as e:  # noqa: BLE001 - whatever a damaged blob makes marshal do
+        raise CacheDamaged(f"a cached record cannot be read ({type(e).__name__})") from None
 
 
 def feed_text(key: FeedKey) -> str:
@@ -145,7 +165,12 @@ class Store:
         row = self.db.execute("SELECT value FROM meta WHERE key='scan'").fetchone()
         if row is None or not isinstance(row[0], bytes):
             return None
-        rows: list[tuple[str, int, int, int]] = marshal.loads(row[0])
+        try:
+            rows: list[tuple[str, int, int, int]] = marshal.loads(row[0])
+        except (ValueError, EOFError, TypeError):
+            raise CacheDamaged("the stored scan cannot be read") from None
+        if not isinstance(rows, list):
+            raise CacheDamaged("the stored scan is not a list of files")
         return rows
 
     def set_scan(self, rows: list[tuple[str, int, int, int]]) -> None:
@@ -173,11 +198,12 @@ class Store:
         # A new record goes in as its article's file (best=1); `_elect` clears
         # the flag of those that lose, usually none, instead of setting it on all.
         self.db.executemany(
-            "INSERT INTO files (rel, size, mtime_ns, ino, digest, rec, id, updated, published, selected, best, problems)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO files (rel, size, mtime_ns, ino, digest, rec, id, updated, published, selected, best, problems,"
+            " rec_sum) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             [
                 (p.rel, p.stamp.size, p.stamp.mtime_ns, p.stamp.ino, p.digest, p.rec, p.id, p.updated,
-                 p.published, int(p.selected), int(p.id is not None), _encode_problems(p.problems))
+                 p.published, int(p.selected), int(p.id is not None), _encode_problems(p.problems),
+                 rec_sum(p.rec) if p.rec is not None else None)
                 for p in parsed
             ],
         )  # fmt: skip
@@ -227,10 +253,10 @@ class Store:
                 members += [(f, rel, name, p.published, p.id) for f, name in p.feeds]
         for chunk in _chunks([rel for rel in joining if rel not in fresh]):
             marks = ",".join("?" * len(chunk))
-            for rel, rec, id_, published in self.db.execute(
-                f"SELECT rel, rec, id, published FROM files WHERE rel IN ({marks})", chunk
+            for rel, rec, check, id_, published in self.db.execute(
+                f"SELECT rel, rec, rec_sum, id, published FROM files WHERE rel IN ({marks})", chunk
             ):
-                members += [(f, rel, name, published, id_) for f, name in memberships(codec.decode(rec))]
+                members += [(f, rel, name, published, id_) for f, name in memberships(decode(rec, check))]
         members.sort()  # by feed: each feed's index pages are written together
         self.db.executemany("INSERT INTO members (feed, rel, name, published, id) VALUES (?,?,?,?,?)", members)
         affected.update(m[0] for m in members)
@@ -259,11 +285,11 @@ class Store:
             return None
         paging = stored_paging(self.db, max_entries)
         rows = self.db.execute(
-            "SELECT f.rec FROM members m JOIN files f ON f.rel = m.rel WHERE m.feed=?"
+            "SELECT f.rec, f.rec_sum FROM members m JOIN files f ON f.rel = m.rel WHERE m.feed=?"
             f" ORDER BY {NEWEST_FIRST} LIMIT ?",
             (text, paging.current(total)),
         ).fetchall()
-        entries = tuple(codec.decode(rec) for (rec,) in rows)
+        entries = tuple(decode(rec, check) for rec, check in rows)
         return Feed(key=key, name=self._name(key, text), entries=entries, total=total, archives=paging.pages(total))
 
     def _name(self, key: FeedKey, text: str) -> str:
@@ -365,16 +391,16 @@ class Store:
         the build's feeds hold.
         """
         marks = ",".join("?" * len(feeds))
-        sql = f"SELECT m.id, f.rec FROM members m JOIN files f ON f.rel = m.rel WHERE m.feed IN ({marks})"
+        sql = f"SELECT m.id, f.rec, f.rec_sum FROM members m JOIN files f ON f.rel = m.rel WHERE m.feed IN ({marks})"
         args: list[str] = list(feeds)
         if within is not None:
             sql += " AND m.rel IN (SELECT rel FROM members WHERE feed=?)"
             args.append(within)
         last = None
-        for id_, rec in self.db.execute(f"{sql} ORDER BY {NEWEST_FIRST}", args):
+        for id_, rec, check in self.db.execute(f"{sql} ORDER BY {NEWEST_FIRST}", args):
             if id_ != last:  # one article in two of the feeds: adjacent, since the order ends with the id
                 last = id_
-                yield codec.decode(rec)
+                yield decode(rec, check)
 
     def counts(self) -> tuple[int, int]:
         """(files known, files rejected)."""
@@ -522,11 +548,11 @@ def archive_pages(store: Store, text: str, numbers: Sequence[int], paging: Pagin
     total, = store.db.execute("SELECT count(*) FROM members WHERE feed=?", (text,)).fetchone()
     first, last = paging.span(total, numbers[-1])[0], paging.span(total, numbers[0])[1]
     rows = store.db.execute(
-        "SELECT f.rec FROM members m JOIN files f ON f.rel = m.rel WHERE m.feed=?"
+        "SELECT f.rec, f.rec_sum FROM members m JOIN files f ON f.rel = m.rel WHERE m.feed=?"
         f" ORDER BY {NEWEST_FIRST} LIMIT ? OFFSET ?",
         (text, last - first, first),
     ).fetchall()
-    records = [codec.decode(rec) for (rec,) in rows]
+    records = [decode(rec, check) for rec, check in rows]
     name = store._name(key, text)
     pages = []
     for number in numbers:

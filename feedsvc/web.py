@@ -214,7 +214,7 @@ class _Responder:
                 if query.canonical():
                     if client is not None and limiter is not None and (wait := limiter.retry_after(client, path)):
                         return self.too_many(wait)  # over budget already: render nothing
-                    rendered, hit = self.custom.get(self.output.db(), state.generation, path, query)
+                    rendered, hit = self.custom.get(self.output.db(), state.published_ns, path, query)
                     self.metrics.custom_feed(hit)
                     gz = gz and rendered.gzip is not None
                     body = Body(rendered.row.gz_etag or "", len(rendered.gzip or b""), data=rendered.gzip) if gz else Body(

@@ -320,11 +320,6 @@ def disk_feeds(out: Path) -> dict[str, bytes]:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app bug: server.run() makes its first build with builder.build_in_child and tells no hub "
-    "(only Builder.build() notifies), so feeds changed while the server was down are never announced",
-)
 def test_changes_made_while_the_server_was_down_are_announced(tmp_path: Path) -> None:
     """`feedsvc serve` brings the folder up to date with a build; the feeds that build changed are news too."""
     with Receiver() as hub:

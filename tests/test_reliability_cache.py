@@ -1,0 +1,149 @@
+"""Reliability: a damaged build cache is never published and never stops a build (issue 11.3, 11.4).
+
+Each case damages a built cache the way a disk, a crash or a careless hand
+would, changes an unrelated record, builds with the real command, and expects
+exactly the bytes of a clean full build, one warning naming the cache, and no
+traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import random
+import shutil
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from feedsvc import incremental, synth
+from feedsvc.cli import main
+from feedsvc.config import load_config
+
+from servers import write_config
+
+
+def tree(root: Path) -> dict[str, str]:
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*")) if p.is_file()
+    }  # fmt: skip
+
+
+#: The newest entry of the all-articles feed: in the document every build that changes a record renders.
+NEWEST = (
+    "SELECT f.rel, f.rec FROM members m JOIN files f ON f.rel = m.rel WHERE m.feed = 'all/all'"
+    " ORDER BY m.published DESC, m.id LIMIT 1"
+)
+
+
+def _flip_in_a_record(db: sqlite3.Connection) -> None:
+    rel, rec = db.execute(NEWEST).fetchone()
+    at = rec.index(b"https://") + 9  # inside the article's URL: the published link would change
+    db.execute("UPDATE files SET rec=? WHERE rel=?", (rec[:at] + bytes([rec[at] ^ 1]) + rec[at + 1 :], rel))
+
+
+def _same_length_edit(db: sqlite3.Connection) -> None:
+    rel, rec = db.execute(NEWEST).fetchone()
+    at = rec.index(b"https://") + 8
+    db.execute("UPDATE files SET rec=? WHERE rel=?", (rec[:at] + b"evil" + rec[at + 4 :], rel))
+
+
+def _garbage_scan(db: sqlite3.Connection) -> None:
+    db.execute("UPDATE meta SET value=? WHERE key='scan'", (b"\x00garbage\xff" * 10,))
+
+
+def _longer_record(db: sqlite3.Connection) -> None:
+    rel, rec = db.execute(NEWEST).fetchone()
+    db.execute("UPDATE files SET rec=? WHERE rel=?", (rec + b"\x00\x01", rel))
+
+
+def _not_utf8(db: sqlite3.Connection) -> None:
+    db.execute("UPDATE files SET problems=NULL, id=CAST(x'fffe41' AS TEXT) WHERE rel=(SELECT max(rel) FROM files)")
+
+
+def _truncated(db: sqlite3.Connection) -> None:
+    (pages,) = db.execute("PRAGMA page_count").fetchone()
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    path = db.execute("PRAGMA database_list").fetchone()[2]
+    db.close()
+    with open(path, "r+b") as f:
+        f.truncate(4096 * max(2, pages // 2))
+
+
+SQL_DAMAGE: dict[str, Callable[[sqlite3.Connection], None]] = {
+    "a flipped byte in a cached record": _flip_in_a_record,
+    "a same-length edit of a cached record": _same_length_edit,
+    "a garbage scan blob": _garbage_scan,
+    "a cached record whose length changed": _longer_record,
+    "text that is not UTF-8": _not_utf8,
+    "a cache cut short": _truncated,
+}
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> tuple[Path, Path]:
+    records = tmp_path / "records"
+    synth.write_corpus(records, 120, seed=3)
+    config_path = write_config(tmp_path / "config.yaml", records, settings={"archives": {"enabled": True, "page_size": 5}, "max_entries": 10})
+    assert CliRunner().invoke(main, ["--config", str(config_path), "build"]).exit_code == 0
+    return config_path, records
+
+
+def _check_next_build(tmp_path: Path, config_path: Path, records: Path) -> None:
+    # An unrelated change, so the build has work to do with the damaged cache.
+    first = sorted(records.iterdir())[-1]
+    first.write_text(first.read_text(encoding="utf-8").replace("title: ", "title: Changed ", 1), encoding="utf-8")
+    result = CliRunner().invoke(main, ["--config", str(config_path), "build"])
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output and "Aborted" not in result.output
+    config = load_config(config_path)
+    assert "cannot be trusted" in result.output and str(incremental.default_cache_path(config.output_dir)) in result.output
+    fresh = tmp_path / "fresh"
+    incremental.build(dataclasses.replace(config, output_dir=fresh), fresh, full=True)
+    assert tree(config.output_dir) == tree(fresh)
+    # And the build after that trusts the new cache: no warning.
+    again = CliRunner().invoke(main, ["--config", str(config_path), "build"])
+    assert again.exit_code == 0 and "cannot be trusted" not in again.output
+
+
+@pytest.mark.parametrize("case", sorted(SQL_DAMAGE))
+def test_a_damaged_cache_is_set_aside_and_the_build_is_full(tmp_path: Path, site: tuple[Path, Path], case: str) -> None:
+    config_path, records = site
+    cache = incremental.default_cache_path(load_config(config_path).output_dir)
+    db = sqlite3.connect(cache, isolation_level=None)
+    SQL_DAMAGE[case](db)
+    try:
+        db.close()
+    except sqlite3.Error:
+        pass
+    _check_next_build(tmp_path, config_path, records)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_damage_to_the_file_never_ends_in_a_traceback(tmp_path: Path, site: tuple[Path, Path], seed: int) -> None:
+    config_path, records = site
+    cache = incremental.default_cache_path(load_config(config_path).output_dir)
+    for suffix in ("-wal", "-shm"):
+        Path(str(cache) + suffix).unlink(missing_ok=True)
+    data = bytearray(cache.read_bytes())
+    rng = random.Random(seed)
+    # Page headers and b-tree structure, not the free space: damage SQLite notices.
+    for _ in range(40):
+        at = rng.randrange(100, len(data))
+        data[at] ^= 1 << rng.randrange(8)
+    cache.write_bytes(bytes(data))
+    first = sorted(records.iterdir())[-1]
+    first.write_text(first.read_text(encoding="utf-8").replace("title: ", "title: Changed ", 1), encoding="utf-8")
+    result = CliRunner().invoke(main, ["--config", str(config_path), "build"])
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output and "Aborted" not in result.output
+    config = load_config(config_path)
+    fresh = tmp_path / "fresh"
+    incremental.build(dataclasses.replace(config, output_dir=fresh), fresh, full=True)
+    if "cannot be trusted" in result.output:
+        assert tree(config.output_dir) == tree(fresh)
+    shutil.rmtree(fresh)
