@@ -210,8 +210,13 @@ class Delivery:
             (self.sent if ok else self.failed).append(pair)
             if error:
                 self.errors[hub_name(pair[0])] = error
-            if not self.pending:
-                self._done.set()
+            last = not self.pending
+        if last:
+            # One line for the whole change, naming each hub once (a dead hub
+            # must not print a line per feed), before a waiter prints more.
+            if self.failed:
+                log.info("%s", self.summary())
+            self._done.set()
 
 
 def _count(n: int, noun: str) -> str:
@@ -393,8 +398,8 @@ class Notifier:
         # prints its summary, and that must come after every line about it.
         if outcome is True:
             log.debug("websub: notified %s of %s", hub_name(job.hub), job.url)
-        elif outcome is False:
-            log.warning(
+        elif outcome is False:  # the delivery's summary says it once per hub
+            log.debug(
                 "websub: gave up telling %s about %s after %d attempt(s): %s",
                 hub_name(job.hub), job.url, job.attempts, job.last_error,
             )  # fmt: skip
