@@ -1,22 +1,28 @@
-"""The web app through Flask's test client: documents, HTTP caching, hardening, live reload.
+"""The web app through Flask's test client: documents, HTTP caching, hardening, rebuilds.
+
+The app serves what `feedsvc build` wrote (`conftest.served_app`); a change
+to the records reaches it through a rebuild (`conftest.rebuild`, what the
+server's builder process runs), noticed on the next request.
 
 Every expectation is derived from something independent of the code under
-test: the static build for the same config (`site.build`), what feedparser
-sees in the feeds, or the RFC rule spelled out in a table below.
+test: the in-memory reference build for the same config (`site.build`), what
+feedparser sees in the feeds, or the RFC rule spelled out in a table below.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import gc
 import gzip
-import hashlib
 import json
 import logging
+import os
 import re
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from html.parser import HTMLParser
@@ -31,9 +37,14 @@ from hypothesis import strategies as st
 from flask import Flask
 from flask.testing import FlaskClient
 
-from feedsvc.config import Config
-from feedsvc.reload import LiveSite
+from conftest import rebuild, served_app
+from feedsvc import builder, incremental
+from feedsvc.config import Config, load_config
+from feedsvc.model import Record
+from feedsvc.output import Output
+from feedsvc.served import etag_of
 from feedsvc.site import Build, build
+from feedsvc.store import Store
 from feedsvc.web import create_app
 
 MEDIA_TYPES = {
@@ -50,6 +61,7 @@ CSP = (
 )
 MAX_AGE = 123
 SECURED = re.compile(r'^secured:\s*"?([^"\n]+)"?\s*$', re.MULTILINE)
+GZ = {"Accept-Encoding": "gzip"}
 
 
 # -- fixtures and helpers -------------------------------------------------------
@@ -61,11 +73,9 @@ def web_config(config: Config) -> Config:
 
 
 @pytest.fixture
-def app(web_config: Config) -> Iterator[Flask]:
-    # No scanner thread: each test decides when a reload happens (reload_now).
-    app = create_app(web_config, background=False)
-    yield app
-    live(app).stop()
+def app(web_config: Config) -> Flask:
+    # Built once here; each test decides when a rebuild happens (`rebuild`).
+    return served_app(web_config)
 
 
 @pytest.fixture
@@ -75,13 +85,20 @@ def client(app: Flask) -> FlaskClient:
 
 @pytest.fixture
 def expected(web_config: Config) -> Build:
-    """What `feedsvc build` produces for the same config."""
+    """What `feedsvc build` produces for the same config, made in memory."""
     return build(web_config)
 
 
-def live(app: Flask) -> LiveSite:
-    site: LiveSite = app.extensions["feedsvc"]
-    return site
+def output(app: Flask) -> Output:
+    served: Output = app.extensions["feedsvc"]
+    return served
+
+
+def health(client: FlaskClient) -> dict[str, Any]:
+    r = client.get("/healthz")
+    assert r.headers["Content-Type"] == "application/json"
+    status: dict[str, Any] = json.loads(r.data)
+    return status
 
 
 def record_text(n: int, *, domain: str, topic: str, title: str | None = None, secured: str = "") -> str:
@@ -119,13 +136,57 @@ def etags(client: FlaskClient, paths: list[str]) -> dict[str, tuple[str, str]]:
     out = {}
     for path in paths:
         plain = client.get("/" + path).headers["ETag"]
-        zipped = client.get("/" + path, headers={"Accept-Encoding": "gzip"}).headers["ETag"]
+        zipped = client.get("/" + path, headers=GZ).headers["ETag"]
         out[path] = (plain, zipped)
+    return out
+
+
+def validators_of(client: FlaskClient, paths: list[str]) -> dict[str, tuple[str, str, str | None]]:
+    """Each path's (plain ETag, gzip ETag, Last-Modified)."""
+    lm = {p: client.get("/" + p).headers.get("Last-Modified") for p in paths}
+    return {p: (*tags, lm[p]) for p, tags in etags(client, paths).items()}
+
+
+def served_bodies(client: FlaskClient, paths: list[str]) -> dict[str, bytes]:
+    """Each path's plain body, asserting a 200."""
+    out = {}
+    for path in paths:
+        r = client.get("/" + path)
+        assert r.status_code == 200, path
+        out[path] = r.data
     return out
 
 
 def feed_paths(build_: Build) -> list[str]:
     return sorted(p for p in build_.documents if p.endswith((".rss", ".atom")))
+
+
+def first_record(config: Config) -> Path:
+    return sorted(Path(config.records_dir).glob("001_*.txt"))[0]
+
+
+def retitle(path: Path, title: str) -> None:
+    text = path.read_text("utf-8")
+    line = re.search(r"^title: (.*)$", text, re.MULTILINE)
+    assert line
+    path.write_text(text.replace(line.group(0), f'title: "{title}"'), encoding="utf-8")
+
+
+def replace_file(path: Path, data: bytes) -> None:
+    """What a build does to a file: write a new one beside it and rename it over the old."""
+    tmp = path.with_name(path.name + ".tmp-test")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+@contextmanager
+def builder_process(config: Config) -> Iterator[int]:
+    """The builder `feedsvc serve` forks: it watches records_dir and rebuilds (here it starts idle)."""
+    pid = builder.start_process(config, config.output_dir, first=False)
+    try:
+        yield pid
+    finally:
+        builder.stop_process(pid)
 
 
 class _Links(HTMLParser):
@@ -145,7 +206,7 @@ def links_in(html: bytes) -> list[str]:
 
 
 # File opens seen on the test's own thread while `_watch` is set: the app must
-# answer bad paths from memory alone.
+# answer bad paths without opening a file.
 _opened: list[str] = []
 _watch = threading.Event()
 _watch_thread: list[int] = []
@@ -164,6 +225,7 @@ sys.addaudithook(_audit)
 
 def test_every_document_is_served_as_built(client: FlaskClient, expected: Build) -> None:
     assert len(expected.documents) > 10
+    assert health(client)["documents"] == len(expected.documents)
     for path, doc in expected.documents.items():
         r = client.get("/" + path)
         assert r.status_code == 200, path
@@ -205,16 +267,20 @@ def test_root_serves_the_index(client: FlaskClient, expected: Build) -> None:
     assert r.headers["ETag"] == client.get("/index.html").headers["ETag"]
 
 
-def test_same_records_give_the_same_validators_in_every_app(web_config: Config, expected: Build) -> None:
-    apps = [create_app(web_config), create_app(web_config)]
-    try:
-        seen = [etags(a.test_client(), sorted(expected.documents)) for a in apps]
-        assert seen[0] == seen[1]
-        lm = [{p: a.test_client().get("/" + p).headers.get("Last-Modified") for p in expected.documents} for a in apps]
-        assert lm[0] == lm[1]
-    finally:
-        for a in apps:
-            live(a).stop()
+def elsewhere(config: Config, name: str) -> Config:
+    """The same config writing another output folder (another machine, say), with its own cache."""
+    return dataclasses.replace(config, output_dir=Path(config.output_dir).parent / name)
+
+
+def test_same_records_give_the_same_validators_in_every_app(
+    app: Flask, web_config: Config, expected: Build
+) -> None:
+    """Validators come from the bytes alone: a restarted app and an independent build agree."""
+    paths = sorted(expected.documents)
+    apps = [app, create_app(web_config), served_app(elsewhere(web_config, "second-machine"))]
+    seen = [validators_of(a.test_client(), paths) for a in apps]
+    assert seen[0] == seen[1] == seen[2]
+    assert len({tags[0] for tags in seen[0].values()}) == len(paths), "every document has its own ETag"
 
 
 # -- gzip ----------------------------------------------------------------------------
@@ -264,10 +330,9 @@ def test_gzip_negotiation(client: FlaskClient, expected: Build, accept: str | No
 
 def test_gzip_bytes_are_deterministic(web_config: Config) -> None:
     bodies = []
-    for _ in range(2):
-        app = create_app(web_config)
-        bodies.append(app.test_client().get("/feeds/all.rss", headers={"Accept-Encoding": "gzip"}).data)
-        live(app).stop()
+    for name in ("one", "two"):  # two independent builds
+        app = served_app(elsewhere(web_config, name))
+        bodies.append(app.test_client().get("/feeds/all.rss", headers=GZ).data)
     assert bodies[0] == bodies[1]
     assert bodies[0][4:8] == b"\0\0\0\0", "gzip header MTIME is zero"
 
@@ -419,7 +484,7 @@ BAD_PATHS = [
 
 @pytest.mark.parametrize("path", BAD_PATHS, ids=lambda p: p[:40])
 def test_bad_paths_are_404_and_read_no_file(client: FlaskClient, path: str) -> None:
-    client.get("/feeds/all.rss")  # warm up: nothing left to load lazily
+    client.get("/feeds/all.rss")  # warm up: this thread's cache connection is open
     _opened.clear()
     _watch_thread[:] = [threading.get_ident()]
     _watch.set()
@@ -499,29 +564,76 @@ def test_pages_ignore_query_strings_and_feeds_refuse_unknown_ones(client: FlaskC
 def test_healthz(web_config: Config, expected: Build) -> None:
     broken = Path(web_config.records_dir) / "zz_broken.txt"
     broken.write_text('---\nexcerpt: "no title, no link"\nsecured: "x"\n---\n', encoding="utf-8")
-    app = create_app(web_config, background=False)
-    try:
-        client = app.test_client()
-        r = client.get("/healthz")
-        assert r.status_code == 200
-        assert r.headers["Content-Type"] == "application/json"
-        assert r.headers["Cache-Control"] == "no-store"
-        assert r.headers["X-Content-Type-Options"] == "nosniff"
-        health = json.loads(r.data)
-        assert health["status"] == "ok"
-        assert health["records_loaded"] == len(expected.loaded.records) == 2
-        assert health["records_rejected"] == 1
-        assert health["feeds"] == len(expected.feeds)
-        last = datetime.fromisoformat(health["last_reload"])
-        assert abs((datetime.now(timezone.utc) - last).total_seconds()) < 60
-        assert client.head("/healthz").status_code == 200
-        broken.unlink()
-        live(app).reload_now()
-        after = json.loads(client.get("/healthz").data)
-        assert after["records_rejected"] == 0
-        assert after["generation"] == health["generation"] + 1
-    finally:
-        live(app).stop()
+    app = served_app(web_config)
+    client = app.test_client()
+    r = client.get("/healthz")
+    assert r.status_code == 200
+    assert r.headers["Content-Type"] == "application/json"
+    assert r.headers["Cache-Control"] == "no-store"
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+    status = json.loads(r.data)
+    assert set(status) == {
+        "status", "records_loaded", "records_rejected", "feeds", "documents", "generation", "pid", "last_build"
+    }
+    assert status["status"] == "ok"
+    assert status["records_loaded"] == len(expected.loaded.records) == 2
+    assert status["records_rejected"] == 1
+    assert status["feeds"] == len(expected.feeds)
+    assert status["documents"] == len(expected.documents)
+    assert status["pid"] == os.getpid()
+    assert status["generation"] >= 1
+    last = datetime.fromisoformat(status["last_build"])
+    assert abs((datetime.now(timezone.utc) - last).total_seconds()) < 60
+    assert client.head("/healthz").status_code == 200
+
+    # A build that changes documents is the next generation, and says when it was.
+    time.sleep(1.1)  # last_build has whole seconds
+    (Path(web_config.records_dir) / "002_more.txt").write_text(
+        record_text(9, domain="more.example", topic="More"), encoding="utf-8"
+    )
+    broken.unlink()
+    assert rebuild(web_config).changed_paths
+    after = health(client)
+    assert after["generation"] == status["generation"] + 1
+    assert (after["records_loaded"], after["records_rejected"]) == (3, 0)
+    assert after["feeds"] == len(build(web_config).feeds) > status["feeds"]
+    assert datetime.fromisoformat(after["last_build"]) > last
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="app bug: incremental.build rewrites the generation file only when documents change, "
+    "so a worker never re-reads the record counts of a build that only rejected or dropped a file",
+)
+def test_healthz_counts_follow_a_build_that_changed_no_document(web_config: Config) -> None:
+    app = served_app(web_config)
+    client = app.test_client()
+    before = health(client)
+    broken = Path(web_config.records_dir) / "zz_broken.txt"
+    broken.write_text('---\nexcerpt: "no title, no link"\nsecured: "x"\n---\n', encoding="utf-8")
+    report = rebuild(web_config)
+    assert report.rejected == 1 and not report.changed_paths  # no document shows a rejected file
+    after = health(client)
+    assert after["generation"] == before["generation"]
+    assert (after["records_loaded"], after["records_rejected"]) == (2, 1)
+
+
+def test_healthz_before_any_build_is_503_and_documents_404(web_config: Config, expected: Build) -> None:
+    app = create_app(web_config)  # `feedsvc serve --no-build` before the first build
+    client = app.test_client()
+    r = client.get("/healthz")
+    assert r.status_code == 503
+    assert r.headers["Cache-Control"] == "no-store"
+    status = json.loads(r.data)
+    assert status["status"] == "no build yet"
+    assert (status["generation"], status["documents"], status["last_build"]) == (0, 0, None)
+    assert client.get("/feeds/all.atom").status_code == 404
+    assert client.get("/").status_code == 404
+
+    rebuild(web_config)  # the first build: the same app notices it on its next request
+    assert client.get("/healthz").status_code == 200
+    assert health(client)["documents"] == len(expected.documents)
+    assert client.get("/feeds/all.atom").data == expected.documents["feeds/all.atom"].body
 
 
 def test_create_app_without_config_reads_feedsvc_config(
@@ -531,60 +643,69 @@ def test_create_app_without_config_reads_feedsvc_config(
     cfg = tmp_path / "elsewhere.yaml"
     cfg.write_text(f"records_dir: {seeds_dir}\ninclude_unpublished: true\n", encoding="utf-8")
     monkeypatch.setenv("FEEDSVC_CONFIG", str(cfg))
+    rebuild(load_config())  # `feedsvc build`: output_dir defaults to public/ beside the config file
+    assert (tmp_path / "public" / "feeds" / "all.atom").is_file()
     app = create_app()
-    try:
-        assert json.loads(app.test_client().get("/healthz").data)["records_loaded"] == 3
-        assert app.test_client().get("/feeds/providers/extra.example.atom").status_code == 200
-    finally:
-        live(app).stop()
+    assert health(app.test_client())["records_loaded"] == 3
+    assert app.test_client().get("/feeds/providers/extra.example.atom").status_code == 200
 
 
-# -- live reload -------------------------------------------------------------------------
+# -- rebuilds ------------------------------------------------------------------------------
 
 
-def test_reload_picks_up_added_and_deleted_files(app: Flask, client: FlaskClient, web_config: Config) -> None:
+def test_a_rebuild_serves_added_and_deleted_records(client: FlaskClient, web_config: Config) -> None:
     records = Path(web_config.records_dir)
     feed = "/feeds/providers/newsdesk.example.atom"
     assert client.get(feed).status_code == 404
+    old = client.get("/feeds/all.rss")
     new = records / "sub" / "010_new.txt"
     new.parent.mkdir()
     new.write_text(record_text(10, domain="newsdesk.example", topic="Quantum Sensing"), encoding="utf-8")
 
-    report = live(app).reload_now()
-    assert report.added == ("sub/010_new.txt",)
-    assert report.parsed == 1
+    report = rebuild(web_config)
+    assert (report.changes.files, report.changes.parsed) == (3, 1)
+    assert feed.lstrip("/") in report.changed_paths
     r = client.get(feed)
     assert r.status_code == 200
     assert entry_links(r.data) == {"https://newsdesk.example/stories/10"}
-    assert "https://newsdesk.example/stories/10" in entry_links(client.get("/feeds/all.rss").data)
+    now = client.get("/feeds/all.rss")
+    assert "https://newsdesk.example/stories/10" in entry_links(now.data)
+    assert now.headers["ETag"] != old.headers["ETag"]
+    # A reader holding the old version gets the new one, not a 304.
+    again = client.get("/feeds/all.rss", headers={"If-None-Match": old.headers["ETag"]})
+    assert again.status_code == 200 and again.data == now.data
     assert client.get("/feeds/topics/quantum-sensing.rss").status_code == 200
+    for path, doc in build(web_config).documents.items():
+        assert client.get("/" + path).data == doc.body, path
 
     new.unlink()
-    report = live(app).reload_now()
-    assert report.removed == ("sub/010_new.txt",)
-    assert report.parsed == 0
+    report = rebuild(web_config)
+    assert (report.changes.parsed, report.changes.removed_files) == (0, 1)
+    assert feed.lstrip("/") in report.changes.removed_paths
     assert client.get(feed).status_code == 404
+    assert client.get(feed, headers=GZ).status_code == 404
+    assert client.head(feed).status_code == 404
     assert client.get("/feeds/topics/quantum-sensing.html").status_code == 404
-    assert "https://newsdesk.example/stories/10" not in entry_links(client.get("/feeds/all.rss").data)
+    back = client.get("/feeds/all.rss")
+    assert "https://newsdesk.example/stories/10" not in entry_links(back.data)
+    assert back.data == old.data and back.headers["ETag"] == old.headers["ETag"], "the same bytes, the same ETag"
 
 
 def test_changing_one_record_changes_only_the_feeds_it_is_in(
-    app: Flask, client: FlaskClient, web_config: Config, expected: Build
+    client: FlaskClient, web_config: Config, expected: Build
 ) -> None:
     paths = sorted(expected.documents)
-    before = etags(client, paths)
-    prepared_before = dict(live(app).snapshot.documents)
-    target = sorted(Path(web_config.records_dir).glob("001_*.txt"))[0]
-    text = target.read_text("utf-8")
-    title = re.search(r"^title: (.*)$", text, re.MULTILINE)
-    assert title
-    target.write_text(text.replace(title.group(0), 'title: "A rewritten headline"'), encoding="utf-8")
+    before = validators_of(client, paths)
+    out = Path(web_config.output_dir)
+    files_before = {p: os.stat(out / p) for p in paths}
+    target = first_record(web_config)
+    retitle(target, "A rewritten headline")
 
-    report = live(app).reload_now()
-    assert report.changed == (target.name,) and report.parsed == 1
+    report = rebuild(web_config)
+    assert report.changes.parsed == 1
 
-    after = etags(client, paths)
-    changed = {p for p in paths if before[p] != after[p]}
+    after = validators_of(client, paths)
+    changed = {p for p in paths if before[p][:2] != after[p][:2]}
     # The feeds holding the record, as feedparser sees them now, in every format.
     touched = set()
     for path in feed_paths(expected):
@@ -594,27 +715,44 @@ def test_changing_one_record_changes_only_the_feeds_it_is_in(
             touched |= {f"{stem}.rss", f"{stem}.atom", f"{stem}.json", f"{stem}.html"}
     assert touched and touched != set(paths)
     assert changed == touched
-    assert set(report.changed_documents) == touched and not report.removed_documents
-    assert report.rendered == len(touched) // 4
-    for path in set(paths) - touched:
-        # Untouched documents keep their precomputed bodies, not just equal tags.
-        assert live(app).snapshot.documents[path] is prepared_before[path], path
+    assert set(report.changed_paths) == touched and not report.changes.removed_paths
+    assert report.changes.feeds_rendered == len(touched) // 4
     for path in touched:
         assert before[path][0] != before[path][1] and after[path][0] != after[path][1]
+        # The old version no longer validates; the new one does.
+        assert client.get("/" + path, headers={"If-None-Match": before[path][0]}).status_code == 200
+        assert client.get("/" + path, headers={"If-None-Match": after[path][0]}).status_code == 304
+    for path in set(paths) - touched:
+        # Untouched documents keep ETags, Last-Modified and their very files: a reader's 304 still holds.
+        assert after[path] == before[path], path
+        assert client.get("/" + path, headers={"If-None-Match": before[path][0]}).status_code == 304, path
+        st_ = os.stat(out / path)
+        assert (st_.st_ino, st_.st_mtime_ns) == (files_before[path].st_ino, files_before[path].st_mtime_ns), path
+    # What is served now is what a build from scratch makes of the changed records.
+    for path, doc in build(web_config).documents.items():
+        assert client.get("/" + path).data == doc.body, path
 
 
-def test_reload_without_changes_keeps_the_snapshot(app: Flask) -> None:
-    snapshot = live(app).snapshot
-    report = live(app).reload_now()
-    assert not report.swapped and report.parsed == 0 and not report.any_change
-    assert live(app).snapshot is snapshot
+def test_a_rebuild_without_changes_changes_nothing_served(
+    app: Flask, client: FlaskClient, web_config: Config, expected: Build
+) -> None:
+    paths = sorted(expected.documents)
+    before = validators_of(client, paths)
+    generation = health(client)["generation"]
+    signal = incremental.generation_path(Path(web_config.output_dir))
+    stamp = os.stat(signal)
+    report = rebuild(web_config)
+    assert report.changes.parsed == 0 and not report.changed_paths and not report.changes.removed_paths
+    assert (os.stat(signal).st_ino, os.stat(signal).st_mtime_ns) == (stamp.st_ino, stamp.st_mtime_ns)
+    assert health(client)["generation"] == generation
+    assert validators_of(client, paths) == before
 
 
 def test_a_record_that_turns_invalid_is_logged_and_dropped(
-    app: Flask, client: FlaskClient, web_config: Config, caplog: pytest.LogCaptureFixture
+    client: FlaskClient, web_config: Config, caplog: pytest.LogCaptureFixture
 ) -> None:
     secrets = secured_values(Path(web_config.records_dir))
-    target = sorted(Path(web_config.records_dir).glob("001_*.txt"))[0]
+    target = first_record(web_config)
     link = "https://www.biometricupdate.com/"
     provider_feed = "/feeds/providers/biometricupdate.com.rss"
     assert client.get(provider_feed).status_code == 200
@@ -622,55 +760,77 @@ def test_a_record_that_turns_invalid_is_logged_and_dropped(
     target.write_text(re.sub(r"^title: .*\n", "", text, flags=re.MULTILINE), encoding="utf-8")
 
     with caplog.at_level(logging.INFO, logger="feedsvc"):
-        live(app).reload_now()
+        outcome = builder.Builder(web_config, Path(web_config.output_dir), build=builder.build_once).build()
+    assert outcome.ok
     problems = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert any(re.fullmatch(rf"{re.escape(target.name)}(:\d+)?: title: .+", m) for m in problems), problems
     assert client.get(provider_feed).status_code == 404
     remaining = parse(client.get("/feeds/all.atom").data).entries
     assert len(remaining) == 1 and not remaining[0].link.startswith(link)
-    health = json.loads(client.get("/healthz").data)
-    assert (health["records_loaded"], health["records_rejected"]) == (1, 1)
+    status = health(client)
+    assert (status["records_loaded"], status["records_rejected"]) == (1, 1)
     for secret in secrets:
         assert secret not in caplog.text
 
 
-def test_background_scanner_picks_up_changes(web_config: Config) -> None:
-    config = dataclasses.replace(web_config, server=dataclasses.replace(web_config.server, reload_interval=0.2))
-    app = create_app(config)
-    site = live(app)
-    try:
-        client = app.test_client()
-        assert not site.running
-        client.get("/healthz")  # the first request starts the scanner
-        assert site.running
-        (Path(config.records_dir) / "020.txt").write_text(
+def test_custom_feeds_follow_a_rebuild(client: FlaskClient, web_config: Config) -> None:
+    url = "/feeds/all.atom?limit=10"
+    first = client.get(url)
+    assert entry_links(first.data) == entry_links(client.get("/feeds/all.atom").data)
+    (Path(web_config.records_dir) / "002_late.txt").write_text(
+        record_text(11, domain="late.example", topic="Late"), encoding="utf-8"
+    )
+    rebuild(web_config)
+    second = client.get(url)
+    assert second.status_code == 200
+    assert "https://late.example/stories/11" in entry_links(second.data)
+    assert entry_links(second.data) == entry_links(build(web_config).documents["feeds/all.atom"].body)
+    assert second.headers["ETag"] != first.headers["ETag"]
+    assert client.get(url, headers={"If-None-Match": first.headers["ETag"]}).status_code == 200
+
+
+def test_the_builder_process_picks_up_changes(app: Flask, client: FlaskClient, web_config: Config) -> None:
+    """`feedsvc serve`: a file saved into records_dir is served soon after, by a worker that built nothing."""
+    late = "/feeds/providers/late.example.rss"
+    assert client.get(late).status_code == 404
+    with builder_process(web_config):
+        time.sleep(0.5)  # the watcher is watching
+        (Path(web_config.records_dir) / "020.txt").write_text(
             record_text(20, domain="late.example", topic="Late"), encoding="utf-8"
         )
-        deadline = time.monotonic() + 10
-        while client.get("/feeds/providers/late.example.rss").status_code != 200:
-            assert time.monotonic() < deadline, "the scanner did not pick up the new file"
+        deadline = time.monotonic() + 30
+        while client.get(late).status_code != 200:
+            assert time.monotonic() < deadline, "the builder did not pick up the new file"
             time.sleep(0.05)
-    finally:
-        site.stop()
-    assert not site.running
+    assert entry_links(client.get(late).data) == {"https://late.example/stories/20"}
+    assert "https://late.example/stories/20" in entry_links(client.get("/feeds/all.atom").data)
 
 
-def test_requests_during_reloads_see_one_consistent_state(app: Flask, web_config: Config) -> None:
+def test_requests_during_rebuilds_see_one_consistent_state(app: Flask, web_config: Config) -> None:
     extra = Path(web_config.records_dir) / "030.txt"
     stop = threading.Event()
     seen: dict[str, set[bytes]] = {}
     failures: list[str] = []
+    answered = [0]
 
     def hammer() -> None:
         client = app.test_client()
         while not stop.is_set():
             for path, accept in (("/feeds/all.atom", None), ("/feeds/all.rss", "gzip"), ("/index.html", None)):
-                r = client.get(path, headers={"Accept-Encoding": accept} if accept else {})
+                try:
+                    r = client.get(path, headers={"Accept-Encoding": accept} if accept else {})
+                except Exception as e:  # noqa: BLE001 - reported below
+                    failures.append(f"{path}: {type(e).__name__}: {e}")
+                    continue
+                answered[0] += 1
                 if r.status_code != 200:
                     failures.append(f"{path} {r.status_code}")
                     continue
+                etag = r.headers["ETag"]
+                if etag != etag_of(r.data):
+                    failures.append(f"{path}: ETag {etag} names other bytes than those sent")
                 body = gzip.decompress(r.data) if accept else r.data
-                seen.setdefault(r.headers["ETag"], set()).add(hashlib.sha256(body).digest())
+                seen.setdefault(etag, set()).add(body)
                 if path != "/index.html" and len(parse(body).entries) not in (2, 3):
                     failures.append(f"{path}: {len(parse(body).entries)} entries")
 
@@ -683,15 +843,233 @@ def test_requests_during_reloads_see_one_consistent_state(app: Flask, web_config
                 extra.write_text(record_text(i + 1, domain="flip.example", topic="Flip"), encoding="utf-8")
             else:
                 extra.unlink()
-            live(app).reload_now()
+            assert rebuild(web_config).changed_paths
     finally:
         stop.set()
         for t in threads:
             t.join(30)
     assert failures == []
-    # Every ETag always came with the same bytes: no response mixed two states.
+    # Every ETag always came with the same bytes: no response mixed two builds.
     assert all(len(bodies) == 1 for bodies in seen.values())
-    assert len(seen) > 3
+    assert len(seen) > 3 and answered[0] > 30
+
+
+def _build_dies(config: Config, monkeypatch: pytest.MonkeyPatch, target: Any, name: str) -> None:
+    """Run a build that fails in `target.name` (a full disk, say)."""
+
+    def dies(*args: object, **kwargs: object) -> object:
+        raise OSError("disk full")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(target, name, dies)
+        with pytest.raises(OSError):
+            rebuild(config)
+
+
+def test_a_failed_build_keeps_serving_the_previous_build(
+    client: FlaskClient, web_config: Config, expected: Build, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = sorted(expected.documents)
+    before = validators_of(client, paths)
+    generation = health(client)["generation"]
+    retitle(first_record(web_config), "A headline nobody saw")
+    _build_dies(web_config, monkeypatch, incremental, "publish")  # dies before writing a file
+
+    assert served_bodies(client, paths) == {p: expected.documents[p].body for p in paths}
+    assert validators_of(client, paths) == before
+    assert health(client)["generation"] == generation
+
+    rebuild(web_config)  # the next build does what the failed one did not
+    now = build(web_config)
+    assert served_bodies(client, paths) == {p: now.documents[p].body for p in paths}
+    assert health(client)["generation"] == generation + 1
+
+
+def test_a_build_that_dies_between_its_files_and_its_rows_never_mixes(
+    client: FlaskClient, web_config: Config, expected: Build, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files written, rows not: each response still carries the bytes its ETag names."""
+    paths = sorted(expected.documents)
+    before = validators_of(client, paths)
+    retitle(first_record(web_config), "A headline half written")
+    _build_dies(web_config, monkeypatch, Store, "set_documents")
+    now = build(web_config)
+    changed = {p for p in paths if now.documents[p].body != expected.documents[p].body}
+    assert changed
+
+    for path in paths:
+        for headers in ({}, GZ):
+            r = client.get("/" + path, headers=headers)
+            assert r.status_code == 200, path
+            assert r.headers["ETag"] == etag_of(r.data), path
+            body = gzip.decompress(r.data) if r.headers.get("Content-Encoding") == "gzip" else r.data
+            assert body == now.documents[path].body, path  # the files are the new build's
+            if path not in changed:
+                assert r.headers["ETag"] == before[path][1 if headers else 0], path
+
+    rebuild(web_config)
+    assert served_bodies(client, paths) == {p: now.documents[p].body for p in paths}
+    after = validators_of(client, paths)
+    for path in paths:
+        assert (after[path] == before[path]) == (path not in changed), path
+        assert after[path][2] == before[path][2], "Last-Modified is the newest entry's date, as before"
+
+
+# -- a file that is not what its row says -----------------------------------------------
+
+MID_WRITE_PATHS = ["feeds/all.atom", "feeds/topics/ai.rss", "index.html", "feeds.opml"]
+
+
+def _rewrite_under_the_app(client: FlaskClient, web_config: Config, path: str, gz: bool) -> tuple[Any, bytes]:
+    """Replace a document's file (or its .gz) by other bytes, as a build writing it right now does.
+
+    Returns the response before, and the bytes now in the file.
+    """
+    headers = GZ if gz else {}
+    before = client.get("/" + path, headers=headers)
+    assert before.status_code == 200 and (before.headers.get("Content-Encoding") == "gzip") == gz
+    plain = gzip.decompress(before.data) if gz else before.data
+    newer = plain + b"\n<!-- a build is writing this file -->\n"
+    data = gzip.compress(newer, mtime=0) if gz else newer
+    replace_file(Path(web_config.output_dir) / (path + ".gz" if gz else path), data)
+    return before, data
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["plain", "gzip"])
+@pytest.mark.parametrize("path", MID_WRITE_PATHS)
+def test_a_file_whose_bytes_differ_from_its_row_is_sent_under_their_own_etag(
+    client: FlaskClient, web_config: Config, path: str, gz: bool
+) -> None:
+    before, data = _rewrite_under_the_app(client, web_config, path, gz)
+    headers = GZ if gz else {}
+    for _ in range(2):  # and again: nothing about the stale row is remembered as if it were the file
+        r = client.get("/" + path, headers=headers)
+        assert r.status_code == 200
+        assert r.data == data
+        assert r.headers["ETag"] == etag_of(data) != before.headers["ETag"]
+        assert r.headers["Content-Length"] == str(len(data))
+        assert r.headers["Content-Type"] == before.headers["Content-Type"]
+        assert (r.headers.get("Content-Encoding") == "gzip") == gz
+    # The ETag it was sent under validates it.
+    fresh = client.get("/" + path, headers={**headers, "If-None-Match": etag_of(data)})
+    assert fresh.status_code == 304
+    assert fresh.headers["ETag"] == etag_of(data)
+    # The other encoding, untouched, is still sent as its row says.
+    other = client.get("/" + path, headers={} if gz else GZ)
+    assert other.status_code == 200 and other.headers["ETag"] == etag_of(other.data)
+
+
+def test_a_same_length_rewrite_is_noticed_too(client: FlaskClient, web_config: Config) -> None:
+    before = client.get("/feeds/all.atom")
+    data = before.data.replace(b"<feed", b"<FEED", 1).replace(b"</feed>", b"</FEED>")
+    assert len(data) == len(before.data) and data != before.data
+    replace_file(Path(web_config.output_dir) / "feeds/all.atom", data)
+    r = client.get("/feeds/all.atom")
+    assert r.data == data
+    assert r.headers["ETag"] == etag_of(data) != before.headers["ETag"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="app bug: web._Responder.respond answers HEAD from the row alone (its ETag and size), "
+    "while GET of the same file sends the file's own hash and length",
+)
+@pytest.mark.parametrize("gz", [False, True], ids=["plain", "gzip"])
+def test_head_of_a_file_mid_write_has_the_headers_get_has(client: FlaskClient, web_config: Config, gz: bool) -> None:
+    _before, data = _rewrite_under_the_app(client, web_config, "feeds/all.atom", gz)
+    headers = GZ if gz else {}
+    get = client.get("/feeds/all.atom", headers=headers)
+    head = client.head("/feeds/all.atom", headers=headers)
+    assert get.headers["ETag"] == etag_of(data)
+    assert sorted(head.headers.items()) == sorted(get.headers.items())
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="app bug: output.Output.body trusts a file by the published_ns of the newest state "
+    "(self.state), not of the state its row was read under, so a build committing during a "
+    "request pairs the old row's ETag with the new build's same-length bytes",
+)
+def test_a_build_committing_during_a_request_never_pairs_an_old_etag_with_new_bytes(
+    app: Flask, client: FlaskClient, web_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = "feeds/all.atom"
+    old = client.get("/" + path)
+    # A title with its case swapped: the feed changes, its length does not.
+    target = first_record(web_config)
+    title = re.search(r'^title: "(.*)"$', target.read_text("utf-8"), re.MULTILINE)
+    assert title
+    retitle(target, title.group(1).swapcase())
+    new = build(web_config).documents[path].body
+    assert new != old.data and len(new) == len(old.data)
+
+    # A big build writes its files long before it commits their rows.
+    real_publish = incremental.publish
+
+    def slow_publish(*args: Any, **kwargs: Any) -> Any:
+        result = real_publish(*args, **kwargs)
+        time.sleep(0.3)
+        return result
+
+    monkeypatch.setattr(incremental, "publish", slow_publish)
+    served = output(app)
+    real_get = served.get
+
+    def get_then_build(p: str) -> Any:
+        row = real_get(p)
+        if p == path:  # this request has its row; now the build runs and commits...
+            monkeypatch.setattr(served, "get", real_get)
+            assert path in rebuild(web_config).changed_paths
+            served.check()  # ...and another thread's request notices it
+        return row
+
+    monkeypatch.setattr(served, "get", get_then_build)
+    r = client.get("/" + path)
+    assert r.status_code == 200
+    assert r.headers["ETag"] == etag_of(r.data)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="app bug: `feedsvc build --full` deletes and recreates the cache; a running app keeps "
+    "reading the deleted file through its open connections (output.Output.db), and the new cache "
+    "starts again at generation 1 (custom feeds are cached by generation number)",
+)
+def test_a_full_build_while_serving_is_served_like_any_other(client: FlaskClient, web_config: Config) -> None:
+    custom = "/feeds/all.atom?limit=10"
+    assert len(parse(client.get(custom).data).entries) == 2
+    (Path(web_config.records_dir) / "002_new.txt").write_text(
+        record_text(12, domain="newdesk.example", topic="New"), encoding="utf-8"
+    )
+    report = incremental.build(web_config, full=True)
+    assert "feeds/providers/newdesk.example.atom" in report.changed_paths
+    assert client.get("/feeds/providers/newdesk.example.atom").status_code == 200
+    assert health(client)["records_loaded"] == 3
+    assert len(parse(client.get(custom).data).entries) == 3
+
+
+# -- memory ------------------------------------------------------------------------------------
+
+
+def test_a_worker_holds_no_records(web_config: Config) -> None:
+    """A worker's memory grows with the documents asked for, never with the records."""
+    app = served_app(web_config)
+    client = app.test_client()
+    out = Path(web_config.output_dir)
+    paths = sorted(
+        p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and p.suffix != ".gz" and p.name[0] != "."
+    )
+    assert len(paths) > 10
+
+    def records_alive() -> int:
+        gc.collect()
+        return sum(1 for o in gc.get_objects() if isinstance(o, Record))
+
+    alive = records_alive()
+    for path in paths:
+        assert client.get("/" + path).status_code == 200, path
+        assert client.get("/" + path, headers=GZ).status_code == 200, path
+    assert records_alive() <= alive
 
 
 # -- access log and secrets ----------------------------------------------------------------
@@ -733,7 +1111,7 @@ def test_access_log_one_line_per_request(client: FlaskClient, caplog: pytest.Log
 
 
 def test_secured_never_reaches_a_response_or_the_log(
-    app: Flask, client: FlaskClient, web_config: Config, caplog: pytest.LogCaptureFixture
+    client: FlaskClient, web_config: Config, caplog: pytest.LogCaptureFixture
 ) -> None:
     records = Path(web_config.records_dir)
     (records / "040.txt").write_text(
@@ -745,28 +1123,22 @@ def test_secured_never_reaches_a_response_or_the_log(
     )
     secrets = secured_values(records)
     caplog.set_level(logging.DEBUG, logger="feedsvc")
-    live(app).reload_now()
+    # What the server's builder does: build, log the summary and each rejected file.
+    assert builder.Builder(web_config, Path(web_config.output_dir), build=builder.build_once).build().ok
     bodies = []
-    for path in sorted(live(app).snapshot.documents) + ["healthz", "nope"]:
+    for path in sorted(build(web_config).documents) + ["healthz", "nope", "feeds/all.atom?limit=5"]:
         bodies.append(client.get("/" + path).data)
-        bodies.append(gzip.decompress(z) if (z := client.get("/" + path, headers={"Accept-Encoding": "gzip"}).data)[:2] == b"\x1f\x8b" else z)
+        z = client.get("/" + path, headers=GZ).data
+        bodies.append(gzip.decompress(z) if z[:2] == b"\x1f\x8b" else z)
     assert any(b"leaky.example" in b for b in bodies)
     assert "041.txt" in caplog.text
     for secret in secrets:
         assert all(secret.encode() not in b for b in bodies), secret
         assert secret not in caplog.text
-
-
-def test_a_snapshot_is_out_of_the_cyclic_collectors_walk(web_config: Config) -> None:
-    # A full collection walks every tracked object: with 100,000 records that
-    # stalled requests for seconds. The snapshot's objects are frozen instead.
-    import gc
-
-    gc.unfreeze()
-    try:
-        live = LiveSite(web_config, background=False)
-        record = live.snapshot.build.loaded.records[0]
-        assert gc.get_freeze_count() > 0
-        assert not any(o is record for o in gc.get_objects())  # not in generations 0-2
-    finally:
-        gc.unfreeze()
+    # Nor the files the build wrote.
+    out = Path(web_config.output_dir)
+    for secret in secrets:
+        for f in out.rglob("*"):
+            if f.is_file():
+                data = f.read_bytes()
+                assert secret.encode() not in (gzip.decompress(data) if f.suffix == ".gz" else data), f
