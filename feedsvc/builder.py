@@ -60,11 +60,34 @@ class Outcome:
 def summary_line(report: incremental.BuildReport, target: Path) -> str:
     """The one line `feedsvc build` and the builder print after a build."""
     c, p = report.changes, report.published
+    left = sum(report.left_out.values())
+    why = ", ".join(f"{n} {reason}" for reason, n in sorted(report.left_out.items()))
     return (
         f"{c.files} records read ({c.parsed} parsed, {c.cached} from cache), {report.rejected} rejected, "
+        f"{left} left out{f' ({why})' if left else ''}; "
         f"{c.feeds} feeds ({c.feeds_rendered} rendered, {c.feeds - c.feeds_rendered} unchanged); "
         f"{p.written} files written, {p.removed} removed in {report.seconds:.2f}s → {target}"
     )
+
+
+def nothing_published(report: incremental.BuildReport, records_dir: Path) -> str | None:
+    """The warning for a build that publishes no entry at all, saying why; None otherwise."""
+    if report.published_entries:
+        return None
+    files = report.changes.files
+    if not files:
+        return f"no entry is published: {records_dir} holds no record files (*.txt, *.md)"
+    reasons = []
+    if report.left_out.get(incremental.UNPUBLISHED):
+        reasons.append(
+            f"{report.left_out[incremental.UNPUBLISHED]} marked published: false "
+            "(set include_unpublished: true to publish them)"
+        )
+    if report.left_out.get(incremental.LOW_QUALITY):
+        reasons.append(f"{report.left_out[incremental.LOW_QUALITY]} below min_quality")
+    if report.rejected:
+        reasons.append(f"{report.rejected} rejected")
+    return f"no entry is published: of {files} record files, " + "; ".join(reasons)
 
 
 def build_once(config: Config, out: Path, *, on_wait: Callable[[Path], None] | None = None) -> Outcome:
@@ -76,7 +99,9 @@ def build_once(config: Config, out: Path, *, on_wait: Callable[[Path], None] | N
         # The type only: a message could quote record data.
         return Outcome(False, f"build failed ({type(e).__name__}); still serving the previous build",
                        seconds=time.monotonic() - started)  # fmt: skip
-    problems = tuple(str(p) for p in report.problems if not p.is_warning) + tuple(f"warning: {n}" for n in report.notes)
+    empty = nothing_published(report, config.records_dir)
+    notes = (*report.notes, *([empty] if empty else []))
+    problems = tuple(str(p) for p in report.problems if not p.is_warning) + tuple(f"warning: {n}" for n in notes)
     loaded = report.changes.files - report.rejected
     return Outcome(True, summary_line(report, out), report.changed_paths, loaded, report.rejected,
                    report.seconds, problems)  # fmt: skip

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
+from collections import Counter
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import click
 
 from . import __version__, incremental, websub
-from .builder import summary_line, watch_forever
+from .builder import nothing_published, summary_line, watch_forever
 from .config import Config, check_records_dir, load_config
 from .errors import ConfigError, FeedsvcError, RecordError
 from .publish import publish
@@ -24,6 +25,23 @@ from .site import assemble
 
 #: From this many files on, a build on a terminal shows progress bars.
 PROGRESS_THRESHOLD = 2_000
+
+
+def _config_here(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
+    """`feedsvc build --config X` means what `feedsvc --config X build` means."""
+    if value is not None:
+        ctx.ensure_object(dict)["config_path"] = value
+
+
+#: `--config` after the command name as well as before it.
+config_option = click.option(
+    "--config",
+    type=click.Path(path_type=Path),
+    expose_value=False,
+    is_eager=True,
+    callback=_config_here,
+    help="Configuration file (as before the command name).",
+)
 
 
 def _config(ctx: click.Context, *, records: bool = True) -> Config:
@@ -60,6 +78,7 @@ def main(ctx: click.Context, config_path: Path | None) -> None:
 
 
 @main.command()
+@config_option
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder (default: output_dir from the config).")
 @click.option("--strict", is_flag=True, help="Exit 1 if any record was rejected.")
 @click.option("--warnings/--no-warnings", default=False, help="Also print warnings (records published with something dropped).")
@@ -103,7 +122,8 @@ def build(
         except (FeedsvcError, OSError, sqlite3.Error) as e:
             raise click.ClickException(f"cannot write the output: {e}") from None
     _report(report.problems, warnings=warnings)
-    for note in report.notes:
+    empty = nothing_published(report, config.records_dir)
+    for note in (*report.notes, *([empty] if empty else [])):
         click.echo(f"warning: {note}", err=True)
     click.echo(summary_line(report, target), err=True)
     if config.websub.hubs:  # tell the hubs which feeds changed; a hub that is down never fails the build
@@ -143,6 +163,7 @@ class _Bar:
 
 
 @main.command()
+@config_option
 @click.option("--warnings/--no-warnings", default=True, help="Also print warnings (default: yes).")
 @click.argument("folder", required=False, type=click.Path(file_okay=False, exists=True, path_type=Path))
 @click.pass_context
@@ -155,15 +176,22 @@ def check(ctx: click.Context, warnings: bool, folder: Path | None) -> None:
     config = _config(ctx, records=folder is None)
     loaded = load_records(folder or config.records_dir, config)
     _report(loaded.problems, warnings=warnings)
+    filters = incremental.filters_for(config)
+    left = Counter(
+        reason for r in loaded.records if (reason := filters.left_out(r.is_published, r.quality)) is not None
+    )
+    why = ", ".join(f"{n} {reason}" for reason, n in sorted(left.items()))
     click.echo(
         f"{loaded.files} records checked: {len(loaded.records)} usable, "
         f"{loaded.rejected} rejected, {len(loaded.warnings)} warnings"
+        + (f"; {left.total()} would be left out ({why})" if left else "")
     )
     if loaded.errors:
         sys.exit(1)
 
 
 @main.command()
+@config_option
 @click.pass_context
 def feeds(ctx: click.Context) -> None:
     """List every feed with its entry count and newest date."""
@@ -175,6 +203,7 @@ def feeds(ctx: click.Context) -> None:
 
 
 @main.command()
+@config_option
 @click.option("--host", help="Address to listen on (default: server.host).")
 @click.option("--port", type=int, help="Port to listen on (default: server.port).")
 @click.option("--dev", is_flag=True, help="Use Flask's development server instead of gunicorn.")
@@ -202,3 +231,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, dev: bool, bui
     except OSError as e:
         where = f"{host or config.server.host}:{port or config.server.port}"
         raise click.ClickException(f"cannot serve on {where}: {e.strerror or e}") from None
+    except SystemExit as e:
+        if e.code not in (None, 0):  # gunicorn ends this way when it cannot start; it said why
+            raise click.exceptions.Exit(1) from None
+        raise

@@ -25,6 +25,8 @@ from .errors import ConfigError
 from .text import normalize_host
 
 ENV_VAR = "FEEDSVC_CONFIG"
+#: The base URL when none is configured and no server says where it listens.
+DEFAULT_BASE_URL = "http://127.0.0.1:8000/"
 DEFAULT_FILE = "config.yaml"
 
 #: Characters no configuration text may hold: XML 1.0 forbids most of them and
@@ -45,7 +47,8 @@ class SiteConfig:
     #: Shown as the title of every feed ("<title>: <Topic>") and of the index.
     title: str = "feedsvc"
     #: Absolute URL the site is published under; every self link starts with it.
-    base_url: str = "http://127.0.0.1:8000/"
+    #: Empty: the address `feedsvc serve` listens on (`DEFAULT_BASE_URL` for a build).
+    base_url: str = ""
     #: The RSS channel description and Atom subtitle.
     description: str = "News feeds published by feedsvc"
     #: RSS <language> and Atom xml:lang (an RFC 5646 tag).
@@ -178,7 +181,9 @@ def load_config(path: Path | str | None = None) -> Config:
     config = dataclasses.replace(
         config,
         archives=_default_page_size(config, data),
-        site=dataclasses.replace(config.site, base_url=canonical_base_url(config.site.base_url, str(path))),
+        site=dataclasses.replace(
+            config.site, base_url=canonical_base_url(config.site.base_url, str(path)) if config.site.base_url else ""
+        ),
         records_dir=_resolve(base, config.records_dir),
         output_dir=_resolve(base, config.output_dir),
         source=str(path),
@@ -256,7 +261,7 @@ def check(config: Config) -> None:
     """Check the values that a type alone cannot (ranges, URL shape)."""
     src = config.source
     check_output_dir(config.output_dir, config.records_dir, src)
-    canonical_base_url(config.site.base_url, src)
+    base_url(config)
     for name in ("title", "description"):
         text = getattr(config.site, name)
         if not text.strip():
@@ -355,7 +360,7 @@ def base_url(config: Config) -> str:
     `load_config` stores it that way already; this also covers a `Config`
     built in code.
     """
-    return canonical_base_url(config.site.base_url, config.source)
+    return canonical_base_url(config.site.base_url or DEFAULT_BASE_URL, config.source)
 
 
 def _resolve(base: Path, p: Path) -> Path:

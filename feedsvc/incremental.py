@@ -59,7 +59,20 @@ class Filters:
     min_quality: float
 
     def selects(self, is_published: bool, quality: float) -> bool:
-        return (is_published or self.include_unpublished) and quality >= self.min_quality
+        return self.left_out(is_published, quality) is None
+
+    def left_out(self, is_published: bool, quality: float) -> str | None:
+        """Why a record is not published ("unpublished", "below min_quality"), or None if it is."""
+        if not (is_published or self.include_unpublished):
+            return UNPUBLISHED
+        if quality < self.min_quality:
+            return LOW_QUALITY
+        return None
+
+
+#: The reasons a usable record is left out, as the summary line counts them.
+UNPUBLISHED = "unpublished"
+LOW_QUALITY = "below min_quality"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +100,10 @@ class BuildReport:
     seconds: float
     #: Things a user should know that are not about a record (a damaged cache set aside).
     notes: tuple[str, ...] = ()
+    #: Usable records not published, by reason (`Filters.left_out`).
+    left_out: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    #: Entries of the all-articles feed: 0 means the build publishes nothing.
+    published_entries: int = 0
 
     @property
     def changed_paths(self) -> tuple[str, ...]:
@@ -193,13 +210,18 @@ def _build(
             write_atomic(signal, f"{store.state()[0]}\n".encode("ascii"))
         problems = tuple(store.problems())
         _files, rejected = store.counts()
+        left_out = store.left_out()
+        entries = store.total("all/all")
     finally:
         store.close()
     changes = Changes(
         documents, gone, plan.files, plan.parsed, plan.files - plan.parsed, plan.removed_files,
         plan.feeds_total, len(plan.feeds) + len(plan.gone),
     )  # fmt: skip
-    return BuildReport(changes, published, problems, rejected, time.perf_counter() - started)
+    return BuildReport(
+        changes, published, problems, rejected, time.perf_counter() - started,
+        left_out=left_out, published_entries=entries,
+    )  # fmt: skip
 
 
 def served_rows(documents: Mapping[str, Document], files: Mapping[str, tuple[str, int]]) -> Iterator[Served]:
@@ -331,6 +353,7 @@ def parse_one(root: Path, rel: str, stamp: Stamp, known: str | None, settings: S
     return Parsed(
         rel, stamp, digest, codec.encode(r), r.id, codec.micros(r.updated), codec.micros(r.published),
         filters.selects(r.is_published, r.quality), memberships(r), loaded.problems,
+        filters.left_out(r.is_published, r.quality),
     )  # fmt: skip
 
 
@@ -351,16 +374,16 @@ def _as_row(result: Parsed | str) -> str | tuple[object, ...]:
         return result
     p = result
     problems = tuple((e.path, e.field, e.reason, e.line, e.severity) for e in p.problems)
-    return (p.rel, p.stamp.size, p.stamp.mtime_ns, p.stamp.ino, p.digest, p.rec, p.id, p.updated, p.published, p.selected, p.feeds, problems)
+    return (p.rel, p.stamp.size, p.stamp.mtime_ns, p.stamp.ino, p.digest, p.rec, p.id, p.updated, p.published, p.selected, p.feeds, problems, p.left_out)
 
 
 def _from_row(row: str | tuple[Any, ...]) -> Parsed | str:
     if isinstance(row, str):
         return row
-    rel, size, mtime_ns, ino, digest, rec, id_, updated, published, selected, feeds, problems = row
+    rel, size, mtime_ns, ino, digest, rec, id_, updated, published, selected, feeds, problems, left_out = row
     return Parsed(
         rel, Stamp(size, mtime_ns, ino), digest, rec, id_, updated, published, selected, feeds,
-        tuple(RecordError(*e) for e in problems),
+        tuple(RecordError(*e) for e in problems), left_out,
     )  # fmt: skip
 
 
@@ -443,7 +466,7 @@ def refresh(
     affected: set[str] = set()
     parsed = 0
     batch: list[Parsed] = []
-    for item, result in zip(todo, parse_many(root, todo, settings_for(config), _filters(config), workers or cores(), tick)):
+    for item, result in zip(todo, parse_many(root, todo, settings_for(config), filters_for(config), workers or cores(), tick)):
         if isinstance(result, str):
             store.touch(item[0], item[1])
             continue
@@ -583,7 +606,7 @@ def fingerprint_of(store: Store) -> str:
     return row[0] if row else ""
 
 
-def _filters(config: Config) -> Filters:
+def filters_for(config: Config) -> Filters:
     return Filters(config.include_unpublished, config.min_quality)
 
 

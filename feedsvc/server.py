@@ -16,7 +16,9 @@ worker reports all of them and the builder's counts too.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
+import socket
 import os
 import shutil
 import signal
@@ -32,7 +34,7 @@ from gunicorn.glogging import Logger as GunicornLogger  # type: ignore[import-un
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from . import builder, metrics
-from .config import Config
+from .config import Config, base_url, canonical_base_url
 from .errors import FeedsvcError
 from .web import configure_logging, create_app
 
@@ -58,6 +60,8 @@ def run(
     config = dataclasses.replace(config, server=server)
     configure_logging()
     url = index_url(server.host, server.port)
+    check_port(server.host, server.port)
+    config = with_served_base_url(config, url)
     out = config.output_dir
     owner = os.getpid()
     with runtime_dir():
@@ -111,6 +115,37 @@ def runtime_dir() -> Iterator[str]:
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
+
+
+def check_port(host: str, port: int) -> None:
+    """Raise `FeedsvcError` in one line if the address cannot be listened on (before any build)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn and werkzeug bind
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise FeedsvcError(f"port {port} on {host} is in use; choose another with --port") from None
+            raise FeedsvcError(f"cannot listen on {bind_address(host, port)}: {e.strerror or e}") from None
+
+
+def with_served_base_url(config: Config, url: str) -> Config:
+    """`config` with site.base_url set to the address served, if it sets none; else as it is.
+
+    A configured base_url that is not the address served is kept (it is the
+    public address behind a proxy, say), and said once, since every link then
+    leads elsewhere.
+    """
+    served = url.removesuffix("index.html")
+    if not config.site.base_url:
+        if config.server.host in ("0.0.0.0", "::"):  # every address: links need one that works here
+            served = served.replace("//0.0.0.0", "//127.0.0.1").replace("//[::]", "//[::1]")
+            log.warning("listening on every address: links lead to %s; set site.base_url to the public one", served)
+        return dataclasses.replace(config, site=dataclasses.replace(config.site, base_url=canonical_base_url(served)))
+    if base_url(config) != canonical_base_url(served):
+        log.info("site.base_url is %s: the links in feeds and pages lead there, not to %s", base_url(config), served)
+    return config
 
 
 def index_url(host: str, port: int) -> str:

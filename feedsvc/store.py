@@ -37,7 +37,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS files (
     rel TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, ino INTEGER, digest TEXT,
     rec BLOB, id TEXT, updated INTEGER, published INTEGER, selected INTEGER NOT NULL DEFAULT 0,
-    best INTEGER NOT NULL DEFAULT 0, problems BLOB, rec_sum INTEGER
+    best INTEGER NOT NULL DEFAULT 0, problems BLOB, rec_sum INTEGER, left_out TEXT
 );
 CREATE INDEX IF NOT EXISTS files_id ON files (id);
 CREATE INDEX IF NOT EXISTS files_problems ON files (rel) WHERE problems IS NOT NULL;
@@ -87,6 +87,8 @@ class Parsed:
     #: (feed key text, display name) for each feed the record belongs to.
     feeds: tuple[tuple[str, str], ...]
     problems: tuple[RecordError, ...]
+    #: Why the record is not published (None: it is), for the summary line.
+    left_out: str | None = None
 
 
 class CacheDamaged(FeedsvcError):
@@ -199,11 +201,11 @@ class Store:
         # the flag of those that lose, usually none, instead of setting it on all.
         self.db.executemany(
             "INSERT INTO files (rel, size, mtime_ns, ino, digest, rec, id, updated, published, selected, best, problems,"
-            " rec_sum) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " rec_sum, left_out) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             [
                 (p.rel, p.stamp.size, p.stamp.mtime_ns, p.stamp.ino, p.digest, p.rec, p.id, p.updated,
                  p.published, int(p.selected), int(p.id is not None), _encode_problems(p.problems),
-                 rec_sum(p.rec) if p.rec is not None else None)
+                 rec_sum(p.rec) if p.rec is not None else None, p.left_out)
                 for p in parsed
             ],
         )  # fmt: skip
@@ -401,6 +403,19 @@ class Store:
             if id_ != last:  # one article in two of the feeds: adjacent, since the order ends with the id
                 last = id_
                 yield decode(rec, check)
+
+    def left_out(self) -> dict[str, int]:
+        """Usable records not published (each article's current file), by reason."""
+        return dict(
+            self.db.execute(
+                "SELECT left_out, count(*) FROM files WHERE best = 1 AND left_out IS NOT NULL GROUP BY left_out"
+            ).fetchall()
+        )
+
+    def total(self, text: str) -> int:
+        """Entries of a feed, archives included."""
+        (n,) = self.db.execute("SELECT count(*) FROM members WHERE feed=?", (text,)).fetchone()
+        return int(n)
 
     def counts(self) -> tuple[int, int]:
         """(files known, files rejected)."""

@@ -23,7 +23,7 @@ from feedsvc.site import build
 
 SUMMARY = re.compile(
     r"^(?P<read>\d+) records read \((?P<parsed>\d+) parsed, (?P<cached>\d+) from cache\), "
-    r"(?P<rejected>\d+) rejected, (?P<feeds>\d+) feeds \((?P<rendered>\d+) rendered, (?P<unchanged>\d+) unchanged\); "
+    r"(?P<rejected>\d+) rejected, (?P<left>\d+) left out(?: \([^)]*\))?; (?P<feeds>\d+) feeds \((?P<rendered>\d+) rendered, (?P<unchanged>\d+) unchanged\); "
     r"(?P<changed>\d+) files written, (?P<removed>\d+) removed in (?P<seconds>\d+\.\d\d)s → (?P<out>.+)$",
     re.MULTILINE,
 )

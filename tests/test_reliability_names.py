@@ -31,7 +31,7 @@ from feedsvc.text import printable_name
 #: The file may hold anything printable but a raw line break or escape.
 REPORT = re.compile(r"^(?P<file>[^\x00-\x1f\x7f]+?)(?::(?P<line>\d+))?: (?P<field>[\w.\[\]-]+): (?P<reason>.+)$")
 BUILD_SUMMARY = re.compile(r"^\d+ records read \(.*\), (?P<rejected>\d+) rejected, .* → .+$")
-CHECK_SUMMARY = re.compile(r"^(?P<files>\d+) records checked: (?P<usable>\d+) usable, (?P<rejected>\d+) rejected, \d+ warnings$")
+CHECK_SUMMARY = re.compile(r"^(?P<files>\d+) records checked: (?P<usable>\d+) usable, (?P<rejected>\d+) rejected, \d+ warnings(?:; .*)?$")
 RECORD = (
     "---\ntitle: \"{title}\"\nwebUrl: \"https://example.org/{slug}\"\n"
     "publishedDateTime: 2024-03-01T10:00:00Z\ntopics: [Names]\n---\n"
