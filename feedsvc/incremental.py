@@ -105,10 +105,19 @@ class BuildReport:
     #: Entries of the all-articles feed: 0 means the build publishes nothing.
     published_entries: int = 0
 
+    #: URL paths of the documents whose served bytes this build changed (see `changed_paths`).
+    served_changes: tuple[str, ...] = ()
+
     @property
     def changed_paths(self) -> tuple[str, ...]:
-        """URL paths of the documents whose bytes this build changed."""
-        return self.published.changed
+        """URL paths of the documents whose bytes this build changed, as servers send them.
+
+        Compared with what the cache said was served, not with the files: a
+        build that died after writing the files but before recording them
+        leaves the files right, and the build that finishes its work must
+        still announce them.
+        """
+        return self.served_changes
 
 
 def build(
@@ -201,11 +210,18 @@ def _build(
         documents, gone = render(cache, store, config, plan, workers, out)
         published = publish(documents, out, complete=False, removed=gone, overwrite=overwrite)
         signal = generation_path(out)
+        # Anything a server shows changed: documents, or the record counts /healthz gives.
+        news = bool(documents or gone or plan.parsed or plan.removed_files or not signal.is_file())
+        served = list(served_rows(documents, published.files))
         with store.transaction():
-            if documents or gone or not signal.is_file():
-                store.set_documents(served_rows(documents, published.files), gone, time.time_ns())
+            # What servers send that differs from what they sent: what hubs hear of
+            # (a build that died after writing the files still counts them).
+            before = store.etags()
+            changed = tuple(sorted(r.path for r in served if before.get(r.path) != r.etag))
+            if news:
+                store.set_documents(served, gone, time.time_ns(), after=_generation_in(signal))
             store.clear_pending()
-        if documents or gone or not signal.is_file():
+        if news:
             # After the commit: a server that sees this file change finds the new rows.
             write_atomic(signal, f"{store.state()[0]}\n".encode("ascii"))
         problems = tuple(store.problems())
@@ -220,7 +236,7 @@ def _build(
     )  # fmt: skip
     return BuildReport(
         changes, published, problems, rejected, time.perf_counter() - started,
-        left_out=left_out, published_entries=entries,
+        left_out=left_out, published_entries=entries, served_changes=changed,
     )  # fmt: skip
 
 
@@ -234,6 +250,14 @@ def served_rows(documents: Mapping[str, Document], files: Mapping[str, tuple[str
             path, doc.media_type, int(when.timestamp()) if when else None, IMMUTABLE if doc.immutable else REVALIDATE,
             etag_of_digest(digest), size, etag_of_digest(gz[0]) if gz else None, gz[1] if gz else None,
         )  # fmt: skip
+
+
+def _generation_in(signal: Path) -> int:
+    """The generation the file beside the output names (0 if none): a cache rebuilt from scratch continues it."""
+    try:
+        return int(signal.read_text(encoding="ascii").strip() or 0)
+    except (OSError, ValueError):
+        return 0
 
 
 def lock_path(out: Path) -> Path:

@@ -71,16 +71,25 @@ class Output:
         self._stamp: tuple[int, int] | None = None
         self._rows: dict[str, Served] = {}
         self._verified: dict[str, tuple[int, int, int, str]] = {}
+        #: The cache file's (device, inode) when last looked at: a new one means reopen.
+        self._cache_id: tuple[int, int] | None = None
         self.state = State(0, 0)
         #: Called with the new `State` whenever a new build is noticed.
         self.listeners: list = []
         self.check()
 
     def db(self) -> Store:
-        """This thread's read-only connection to the cache (SQLite connections are per thread)."""
+        """This thread's read-only connection to the cache (SQLite connections are per thread).
+
+        Reopened when the cache file was replaced (a full build, a damaged
+        cache set aside): an open connection would go on reading the old one.
+        """
         store: Store | None = getattr(self._local, "store", None)
-        if store is None:
+        if store is None or self._local.cache_id != self._cache_id:
+            if store is not None:
+                store.close()
             store = self._local.store = Store.reader(self.cache)
+            self._local.cache_id = self._cache_id
         return store
 
     def check(self) -> State:
@@ -97,9 +106,12 @@ class Output:
         return self.state
 
     def _reload(self, stamp: tuple[int, int] | None) -> None:
-        if not self.cache.is_file():
+        try:
+            st = os.stat(self.cache)
+        except OSError:
             self._stamp, self.state, self._rows = stamp, State(0, 0), {}
             return
+        self._cache_id = (st.st_dev, st.st_ino)
         db = self.db()
         generation, published_ns = db.state()
         files, rejected = db.counts()
@@ -131,8 +143,13 @@ class Output:
             self._rows[path] = row
         return row
 
-    def body(self, row: Served, gz: bool) -> Body | None:
-        """The bytes of `row` (its ``.gz`` with `gz`); None if the file is gone."""
+    def body(self, row: Served, gz: bool, state: State) -> Body | None:
+        """The bytes of `row` (its ``.gz`` with `gz`); None if the file is gone.
+
+        `state` is what `check` said before `row` was looked up: a file is
+        trusted only if it is older than that build, never a newer one (whose
+        files may already be in place under an older row).
+        """
         name = row.path + ".gz" if gz else row.path
         etag = (row.gz_etag if gz else row.etag) or ""
         size = (row.gz_size if gz else row.size) or 0
@@ -145,7 +162,7 @@ class Output:
         try:
             st = os.fstat(fd)
             identity = (st.st_ino, st.st_size, st.st_mtime_ns)
-            if st.st_size == size and st.st_mtime_ns < self.state.published_ns - MARGIN_NS:
+            if st.st_size == size and st.st_mtime_ns < state.published_ns - MARGIN_NS:
                 return Body(etag, size, file=f)
             known = self._verified.get(name)
             if known is not None and known[:3] == identity and known[3] == etag:

@@ -351,7 +351,9 @@ class Store:
 
     # -- what the server serves -------------------------------------------------
 
-    def set_documents(self, served: Iterable[Served], removed: Iterable[str], published_ns: int) -> None:
+    def set_documents(
+        self, served: Iterable[Served], removed: Iterable[str], published_ns: int, *, after: int = 0
+    ) -> None:
         """Record the documents a build wrote and those it removed; a new generation.
 
         Call in the transaction that clears the pending mark, after the files
@@ -360,10 +362,13 @@ class Store:
         """
         self.db.executemany("INSERT OR REPLACE INTO documents VALUES (?,?,?,?,?,?,?,?)", [s.as_row() for s in served])
         self.db.executemany("DELETE FROM documents WHERE path=?", [(p,) for p in removed])
-        self.db.execute(
-            "INSERT INTO meta VALUES ('generation', '1') ON CONFLICT (key) DO UPDATE SET value = value + 1"
-        )
+        generation, _ = self.state()
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (str(max(generation, after) + 1),))
         self.db.execute("INSERT OR REPLACE INTO meta VALUES ('published_ns', ?)", (str(published_ns),))
+
+    def etags(self) -> dict[str, str]:
+        """Every served document's plain ETag, by path."""
+        return dict(self.db.execute("SELECT path, etag FROM documents").fetchall())
 
     def document(self, path: str) -> Served | None:
         row = self.db.execute("SELECT * FROM documents WHERE path=?", (path,)).fetchone()

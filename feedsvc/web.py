@@ -64,6 +64,9 @@ MAX_QUERY = 2048
 MAX_FIELD = 8190
 #: The methods every URL allows.
 ALLOW = "GET, HEAD"
+#: Longest a request waits for the build writing its file to commit (seconds);
+#: past that the new bytes go out named by their own hash.
+COMMIT_WAIT = 2.0
 #: Block size handed to the server's file wrapper.
 BLOCK = 65_536
 
@@ -220,9 +223,9 @@ class _Responder:
                     body = Body(rendered.row.gz_etag or "", len(rendered.gzip or b""), data=rendered.gzip) if gz else Body(
                         rendered.row.etag, len(rendered.plain), data=rendered.plain
                     )
-                    return self.respond(rendered.row, path, gz, inm, ims, client, body, hub=False)
+                    return self.respond(rendered.row, path, gz, inm, ims, client, body, state, hub=False)
         gz = gz and row.gz_etag is not None
-        return self.respond(row, path, gz, inm, ims, client, None, hub=True)
+        return self.respond(row, path, gz, inm, ims, client, None, state, hub=True)
 
     def respond(
         self,
@@ -233,10 +236,14 @@ class _Responder:
         ims: str | None,
         client: Any,
         body: Body | None,
+        state: State,
         *,
         hub: bool,
     ) -> Response:
-        """The answer for one document: 304, or 200 with its bytes (`body`, else its file)."""
+        """The answer for one document: 304, or 200 with its bytes (`body`, else its file).
+
+        `state` is the build `row` was looked up under (see `Output.body`).
+        """
         etag = (row.gz_etag if gz else row.etag) or ""
         fresh = not_modified(inm, ims, etag, row.last_modified)
         limiter = self.limiter
@@ -244,15 +251,23 @@ class _Responder:
             if wait := limiter.spend(client, path, COST_NOT_MODIFIED if fresh else COST_FULL):
                 return self.too_many(wait)
         head = request.environ.get("REQUEST_METHOD") == "HEAD"
-        if body is None and not fresh and not head:
-            body = self.output.body(row, gz)
+        if body is None and not fresh:
+            body = self.output.body(row, gz, state)
             if body is not None and not body.current:
-                # A build is writing this file right now: its row may be committed already.
-                self.output.check()
+                # A build is writing this file right now. Its bytes go out with its
+                # row once the build commits (soon: rows are committed right after
+                # the files), so a client never sees them before the rest of that
+                # build and then an older file that build has not reached yet.
                 newer = self.output.reread(path)
+                deadline = time.monotonic() + COMMIT_WAIT
+                while (newer is None or newer == row) and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                    newer = self.output.reread(path)
+                state = self.output.check()
                 if newer is not None and newer != row:
                     body.file and body.file.close()  # type: ignore[attr-defined]
-                    return self.respond(newer, path, gz and newer.gz_etag is not None, inm, ims, client, None, hub=hub)
+                    gz = gz and newer.gz_etag is not None
+                    return self.respond(newer, path, gz, inm, ims, client, None, state, hub=hub)
             if body is None:  # the file went away under us (a build removing it)
                 return self.not_found()
         if body is not None and body.etag != etag:
@@ -266,6 +281,8 @@ class _Responder:
         if media_type == _HTML:
             headers.append(_CSP)
         if fresh:
+            if body is not None and body.file is not None:
+                body.file.close()  # type: ignore[attr-defined]
             return _Final(None, 304, Headers(headers))
         if hub and self.hub_links and path.endswith(_FEED_SUFFIXES):
             headers.append(("Link", self.link_header(path)))  # custom feeds name no hub (query.py)
@@ -274,7 +291,9 @@ class _Responder:
         headers.append(("Content-Length", str(size)))
         if gz:
             headers.append(("Content-Encoding", "gzip"))
-        if body is None:  # HEAD: the headers a GET would get
+        if head or body is None:  # the headers a GET would get, no body
+            if body is not None and body.file is not None:
+                body.file.close()  # type: ignore[attr-defined]
             return _Final(None, 200, Headers(headers))
         if body.file is not None:
             wrapper = request.environ.get("wsgi.file_wrapper")
@@ -304,6 +323,7 @@ class _Responder:
         return resp
 
     def metrics_page(self) -> Response:
+        self.output.check()  # the record gauges of the build being served
         body, media_type = self.metrics.exposition()
         headers = [("Content-Type", media_type), ("Content-Length", str(len(body))), _NO_STORE, _NOSNIFF]
         return _Final(body, 200, Headers(headers))

@@ -600,11 +600,6 @@ def test_healthz(web_config: Config, expected: Build) -> None:
     assert datetime.fromisoformat(after["last_build"]) > last
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app bug: incremental.build rewrites the generation file only when documents change, "
-    "so a worker never re-reads the record counts of a build that only rejected or dropped a file",
-)
 def test_healthz_counts_follow_a_build_that_changed_no_document(web_config: Config) -> None:
     app = served_app(web_config)
     client = app.test_client()
@@ -969,11 +964,6 @@ def test_a_same_length_rewrite_is_noticed_too(client: FlaskClient, web_config: C
     assert r.headers["ETag"] == etag_of(data) != before.headers["ETag"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app bug: web._Responder.respond answers HEAD from the row alone (its ETag and size), "
-    "while GET of the same file sends the file's own hash and length",
-)
 @pytest.mark.parametrize("gz", [False, True], ids=["plain", "gzip"])
 def test_head_of_a_file_mid_write_has_the_headers_get_has(client: FlaskClient, web_config: Config, gz: bool) -> None:
     _before, data = _rewrite_under_the_app(client, web_config, "feeds/all.atom", gz)
@@ -984,12 +974,6 @@ def test_head_of_a_file_mid_write_has_the_headers_get_has(client: FlaskClient, w
     assert sorted(head.headers.items()) == sorted(get.headers.items())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app bug: output.Output.body trusts a file by the published_ns of the newest state "
-    "(self.state), not of the state its row was read under, so a build committing during a "
-    "request pairs the old row's ETag with the new build's same-length bytes",
-)
 def test_a_build_committing_during_a_request_never_pairs_an_old_etag_with_new_bytes(
     app: Flask, client: FlaskClient, web_config: Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1029,12 +1013,6 @@ def test_a_build_committing_during_a_request_never_pairs_an_old_etag_with_new_by
     assert r.headers["ETag"] == etag_of(r.data)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app bug: `feedsvc build --full` deletes and recreates the cache; a running app keeps "
-    "reading the deleted file through its open connections (output.Output.db), and the new cache "
-    "starts again at generation 1 (custom feeds are cached by generation number)",
-)
 def test_a_full_build_while_serving_is_served_like_any_other(client: FlaskClient, web_config: Config) -> None:
     custom = "/feeds/all.atom?limit=10"
     assert len(parse(client.get(custom).data).entries) == 2
