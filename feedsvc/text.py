@@ -297,14 +297,23 @@ def provider_key(value: str) -> str | None:
     return host
 
 
+#: Single letters joined by dots, as an initialism is written ("A.I.", "U.S", "e.g.").
+_DOTTED_LETTERS = re.compile(r"(?<![^\W_])[^\W\d_](?:\.[^\W\d_])+\.?(?![^\W_])")
+
+
 @functools.lru_cache(maxsize=65_536)
 def topic_slug(name: str) -> str:
     """A URL-safe key for a topic name that merges spellings a person would merge.
 
-    Case, punctuation and accents fold together and other scripts are
-    transliterated (python-slugify). A name that slugs to nothing (only emoji,
-    say) gets ``topic-`` plus a hash of the name, so it still has a feed.
+    Dots between single letters go first, so an initialism is one topic
+    however it is dotted ("A.I.", "A.I" and "AI" are ``ai``; "U.S." is ``us``),
+    where slugging alone would make "A.I" ``a-i``. Then case, punctuation and
+    accents fold together and other scripts are transliterated
+    (python-slugify). A name that slugs to nothing (only emoji, say) gets
+    ``topic-`` plus a hash of the name, so it still has a feed.
     """
+    if "." in name:
+        name = _DOTTED_LETTERS.sub(lambda m: m[0].replace(".", ""), name)
     slug = slugify(name, max_length=MAX_SLUG, word_boundary=True)
     if slug:
         return slug

@@ -223,6 +223,36 @@ def test_topic_slug(name: str, slug: str) -> None:
     assert topic_slug(name) == slug
 
 
+@pytest.mark.parametrize(
+    ("spellings", "slug"),
+    [
+        (["A.I.", "A.I", "AI", "a.i.", "Ai"], "ai"),
+        (["U.S.", "U.S", "US", "u.s."], "us"),
+        (["U.S.A.", "USA"], "usa"),
+        (["U.S.-China", "US China"], "us-china"),
+        (["J.R.R. Tolkien", "JRR Tolkien"], "jrr-tolkien"),
+        (["С.Ш.А.", "США"], "ssha"),
+    ],
+)
+def test_dots_between_single_letters_fold_before_slugging(spellings: list[str], slug: str) -> None:
+    """An initialism is one topic however it is dotted (issue 13.16)."""
+    assert {topic_slug(name) for name in spellings} == {slug}
+
+
+@pytest.mark.parametrize(
+    ("name", "slug"),
+    [
+        ("Web 2.0", "web-2-0"),  # digits are no initialism
+        ("Ph.D.", "ph-d"),  # "Ph" is no single letter
+        ("Node.js", "node-js"),
+        ("A.Io", "a-io"),
+        ("A. I.", "a-i"),  # a space between: not one word
+    ],
+)
+def test_other_dots_still_separate_words(name: str, slug: str) -> None:
+    assert topic_slug(name) == slug
+
+
 @pytest.mark.parametrize("name", ["🤖🧠", "..", ".", "/", "\\", "\x00", "---", "🎉"])
 def test_a_name_that_slugs_to_nothing_gets_a_stable_hashed_key(name: str) -> None:
     slug = topic_slug(name)
