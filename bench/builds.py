@@ -28,6 +28,7 @@ import yaml
 
 from feedsvc import records, yamlfast
 from feedsvc.config import load_config
+from feedsvc.incremental import default_cache_path
 from feedsvc.records import parse_bytes, settings_for
 from feedsvc.synth import file_name, record_text, write_corpus
 from report import Results
@@ -64,7 +65,8 @@ class Workspace:
 
     @property
     def cache(self) -> Path:
-        return self.root / "public.cache.sqlite"
+        """Where `feedsvc build` keeps its cache, so the serving part builds on these builds."""
+        return default_cache_path(self.out)
 
 
 def make_workspace(root: Path, count: int, results: Results) -> Workspace:

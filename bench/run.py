@@ -1,13 +1,18 @@
 #!/usr/bin/env python3
 """feedsvc's benchmark: build and serving figures against their targets.
 
-    .venv/bin/python bench/run.py [--count 100000] [--runs 3] [--json bench/results/run.json] [--skip-serve]
+    .venv/bin/python bench/run.py [--count 100000] [--runs 3] [--json bench/results/run.json]
+        [--only builds|serving] [--setups shipped,defaults] [--duration 10] [--idle-seconds 20]
 
 Writes a synthetic corpus (feedsvc.synth) into a fresh temporary folder
 (/dev/shm when it has room), measures the parsing floors, full, no-op and
 one-record builds (checking their output), the yaml-rs fast path, and, unless
---skip-serve, feedsvc serve, nginx on the static build and nginx as a caching
-proxy under wrk, and the server's memory across reloads. Prints one markdown
+--only builds (or --skip-serve), issue 10's serving targets for each setup
+(the shipped config.yaml, archives on; and every setting at its default):
+start-up, memory (PSS) against a tenth of the records, idle CPU, latency and
+throughput under wrk beside nginx on the same files, also while rebuilding,
+and how soon a changed record is served (bench/serving.py says how each is
+measured). --only serving leaves out the build figures. Prints one markdown
 table (median, min–max, target, PASS/MISS) and writes the same rows as JSON.
 Figures are wall-clock times on a shared machine: run it on a quiet one.
 """
@@ -35,16 +40,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--count", type=int, default=100_000, help="records in the synthetic corpus (default 100000)")
     parser.add_argument("--runs", type=int, default=3, help="runs of each measurement (default 3)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON to this file")
-    parser.add_argument("--skip-serve", action="store_true", help="build figures only: no servers, no wrk")
+    parser.add_argument("--skip-serve", action="store_true", help="build figures only (the same as --only builds)")
+    parser.add_argument("--only", choices=("builds", "serving"), help="measure only the build or the serving figures")
+    parser.add_argument(
+        "--setups",
+        default=",".join(report.SETUPS),
+        help=f"serving setups, comma-separated (default {','.join(report.SETUPS)}): "
+        "shipped = the repository's config.yaml, defaults = every setting at its default",
+    )
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of each wrk run (default 10)")
     parser.add_argument(
-        "--reload-seconds", type=float, default=20.0, help="seconds of record changes for the memory check (default 20)"
+        "--idle-seconds", type=float, default=20.0, help="seconds of the idle CPU measurement (default 20)"
     )
     parser.add_argument("--workdir", type=Path, help="make the temporary folder here (default /dev/shm if it has room)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args(argv)
-    if args.count < 50 or args.runs < 1 or not 1 <= args.duration <= 600 or not 0 < args.reload_seconds <= 600:
-        parser.error("--count must be at least 50, --runs at least 1, --duration 1 to 600, --reload-seconds up to 600")
+    if args.count < 50 or args.runs < 1 or not 1 <= args.duration <= 600 or not 0 < args.idle_seconds <= 600:
+        parser.error("--count must be at least 50, --runs at least 1, --duration 1 to 600, --idle-seconds up to 600")
+    if args.skip_serve:
+        if args.only == "serving":
+            parser.error("--skip-serve and --only serving contradict each other")
+        args.only = "builds"
+    args.setups = [s for s in args.setups.split(",") if s]
+    unknown = [s for s in args.setups if s not in report.SETUPS]
+    if unknown or not args.setups:
+        parser.error(f"--setups: choose from {', '.join(report.SETUPS)}")
     return args
 
 
@@ -59,9 +79,21 @@ def machine() -> dict[str, object]:
     nginx = serving.render.find_nginx()
     root = str(Path(__file__).resolve().parent.parent)
     commit = version(["git", "-C", root, "rev-parse", "--short", "HEAD"])
+    if commit.startswith("fatal"):  # a copy such as `git archive` gives: say which commit in its place
+        return {"commit": os.environ.get("FEEDSVC_BENCH_COMMIT", "not a git checkout")} | _machine_rest(nginx)
     dirty = version(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"]) not in ("", "?")
+    return {"commit": commit + (" with uncommitted changes" if dirty else "")} | _machine_rest(nginx)
+
+
+def _machine_rest(nginx: str | None) -> dict[str, object]:
+    def version(cmd: list[str]) -> str:
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+        except OSError:
+            return "not installed"
+        return (done.stdout or done.stderr).strip().splitlines()[0] if (done.stdout or done.stderr) else "?"
+
     return {
-        "commit": commit + (" with uncommitted changes" if dirty else ""),
         "cores": len(os.sched_getaffinity(0)),
         "load_average": os.getloadavg(),
         "python": platform.python_version(),
@@ -87,14 +119,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         builds.log(f"writing {args.count:,} records into {root}")
         ws = builds.make_workspace(root, args.count, results)
-        builds.floors(ws, args.runs, results)
-        builds.builds(ws, args.runs, results)
-        if args.skip_serve:
-            for spec in report.CATALOGUE:
-                if spec.serving:
-                    results.skip(spec.id, "--skip-serve")
-        else:
-            serving.serving(ws, args.runs, args.duration, args.reload_seconds, results)
+        for spec in report.CATALOGUE:
+            if spec.serving and args.only == "builds":
+                results.skip(spec.id, "--skip-serve" if args.skip_serve else "--only builds")
+            elif spec.serving and spec.id.split("_", 1)[0] not in args.setups:
+                results.skip(spec.id, "not in --setups")
+            elif not spec.serving and args.only == "serving" and spec.id not in ("corpus_records", "corpus_write"):
+                results.skip(spec.id, "--only serving")
+        if args.only != "serving":
+            builds.floors(ws, args.runs, results)
+            builds.builds(ws, args.runs, results)
+        if args.only != "builds":
+            serving.serving(ws, args.setups, args.runs, args.duration, args.idle_seconds, results)
     except (RuntimeError, AssertionError, OSError, subprocess.SubprocessError) as e:
         failure = f"{type(e).__name__}: {e}"
         builds.log(f"stopped: {failure}")

@@ -1,12 +1,38 @@
-"""Serving benchmarks: `feedsvc serve`, nginx on the static build, nginx as a caching proxy.
+"""Serving benchmarks: issue 10's targets for `feedsvc serve`, beside nginx on the same files.
+
+Each *setup* is one configuration: ``shipped`` is the repository's config.yaml
+(archives on) and ``defaults`` every setting at its default (archives off, as
+the build figures); only records_dir, output_dir and the address differ. For
+each setup, in this order:
+
+1. `feedsvc build` (timed), then a one-record change and `feedsvc build`
+   again, ``runs`` times (the one-record build the change latency is judged
+   against), so the output folder and its cache are current;
+2. nginx alone on that output folder (deploy/nginx-static.conf through
+   deploy/render.py): wrk 200s and 304s on the feed under load;
+3. `feedsvc serve` launched; *ready* is launch → /healthz answering 200
+   from every worker (distinct pids); its start-up build must parse nothing;
+4. idle: after a few requests to settle, CPU seconds (utime+stime, plus the
+   cutime+cstime of reaped children such as build processes) of every process
+   in the server's process group over ``idle`` seconds, as % of one core; then
+   the total PSS (/proc/<pid>/smaps_rollup) of every process in that group:
+   gunicorn master, workers, builder (and a build child if one is running);
+5. wrk 200s and 304s on the feed under load, then both again while a thread
+   rewrites a few hundred record files (none of them in the feed under load)
+   every second, so the builder rebuilds during the run; PSS is sampled twice
+   a second during those runs (peak);
+6. nginx as a caching proxy in front of the server (deploy/nginx-proxy.conf);
+7. change latency: the newest record of /feeds/all.atom gets a new title;
+   the time from the write until the served /feeds/all.atom shows it
+   (polled every 20 ms), less the one-record `feedsvc build` of step 1;
+8. the same server on a tenth of the records (a corpus of its own, built
+   first): idle CPU and PSS measured as in step 4, for the PSS ratio.
 
 Everything listens on 127.0.0.1 (free ports) and wrk only ever targets it;
-every load run is bounded by --duration and every process is stopped in a
-`finally`. The feed under load is the build's RSS feed nearest 100 KB, asked
-for with `Accept-Encoding: identity` (full 200s) and with its ETag in
-If-None-Match (304s). Memory is the resident set of gunicorn's master and
-workers summed from /proc, at startup and after the records changed every
-second for a while (so every worker reloaded several times).
+every load run is bounded by --duration and every process is stopped (its
+whole process group) in a `finally`. The feed under load is the subscription
+RSS feed nearest 100 KB, asked for with ``Accept-Encoding: identity`` (full
+200s) and with its ETag in If-None-Match (304s), 32 connections, 2 threads.
 """
 
 from __future__ import annotations
@@ -21,27 +47,36 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
 import yaml
 
-from feedsvc.config import ServerConfig
+from feedsvc.incremental import default_cache_path
+from feedsvc.synth import file_name, write_corpus
 
 from builds import Workspace, log
-from report import Results
+from report import SETUPS, Results
 
 ROOT = Path(__file__).resolve().parent.parent
 FEEDSVC = Path(sys.executable).with_name("feedsvc")
 WRK_HINT = "wrk is not installed: run `sudo scripts/setup --system` (Debian/Ubuntu: apt-get install wrk)"
-SERVE_START_TIMEOUT = 1_800.0
+SERVE_START_TIMEOUT = 600.0
+BUILD_TIMEOUT = 3_600
 STOP_TIMEOUT = 20.0
+SETTLE_TIMEOUT = 300.0
+CHANGE_TIMEOUT = 120.0
 CONNECTIONS, THREADS = 32, 2
 TARGET_FEED_BYTES = 100_000
+#: Record files rewritten every second while the rebuild runs go.
+REBUILD_FILES = 300
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+_SUMMARY = re.compile(r"feedsvc\.(builder|server): (\d+) records read \((\d+) parsed")
 
 
 def _load_render() -> ModuleType:
@@ -79,148 +114,290 @@ def get(port: int, path: str, headers: dict[str, str] | None = None, timeout: fl
         conn.close()
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, then SIGKILL of the whole process group."""
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
+# -- processes: the group, its memory and CPU ------------------------------------------------------
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat from field 3 (state) on, or None if the process is gone."""
     try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2 :].split()
+
+
+def group(pgid: int) -> dict[int, int]:
+    """Every live process of process group `pgid`: pid → parent pid."""
+    members = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        fields = _stat_fields(int(entry.name))
+        # fields[0] state, [1] ppid, [2] pgrp
+        if fields is not None and int(fields[2]) == pgid and fields[0] != "Z":
+            members[int(entry.name)] = int(fields[1])
+    return members
+
+
+def cpu_seconds(pgid: int) -> float:
+    """utime+stime of every process in the group, plus cutime+cstime (children it reaped)."""
+    ticks = 0
+    for pid in group(pgid):
+        fields = _stat_fields(pid)
+        if fields is not None:
+            ticks += sum(int(v) for v in fields[11:15])  # utime, stime, cutime, cstime
+    return ticks / CLK_TCK
+
+
+def pss_kb(pid: int) -> int:
+    try:
+        m = re.search(r"^Pss:\s+(\d+) kB", Path(f"/proc/{pid}/smaps_rollup").read_text(), re.MULTILINE)
+    except OSError:
+        return 0
+    return int(m.group(1)) if m else 0
+
+
+@dataclass(frozen=True)
+class Memory:
+    total_mb: float
+    parts: dict[str, float]  # role → MB
+
+    def note(self) -> str:
+        return ", ".join(f"{role} {mb:,.0f}" for role, mb in self.parts.items()) + " MB"
+
+
+def memory(master: int, workers: set[int]) -> Memory:
+    """Total PSS of the server's process group, and how it splits by role."""
+    parts: dict[str, float] = {}
+    members = group(master)
+    for pid, parent in members.items():
+        if pid == master:
+            role = "master"
+        elif pid in workers:
+            role = "workers"
+        elif parent == master:
+            role = "builder"
+        else:
+            role = "build child"
+        parts[role] = parts.get(role, 0.0) + pss_kb(pid) / 1024
+    order = ("master", "workers", "builder", "build child")
+    return Memory(sum(parts.values()), {r: parts[r] for r in order if r in parts})
+
+
+def stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the leader, then SIGKILL to whatever of its process group is left."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            pass
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while group(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if group(proc.pid):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if proc.poll() is None:
         proc.wait(STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(STOP_TIMEOUT)
 
 
-# -- feedsvc serve ---------------------------------------------------------------------------
+# -- one setup: its config and folders --------------------------------------------------------------
 
 
-def serve_config(ws: Workspace, port: int) -> Path:
-    """The build's config plus a port; everything else at its default (2 workers)."""
-    data = yaml.safe_load(ws.config.read_text(encoding="utf-8"))
-    data["server"] = {"host": "127.0.0.1", "port": port}
-    # The load comes from one address, which polite polling would soon refuse
-    # (loopback is exempt by default too; this says so explicitly).
-    data["polite"] = {"enabled": False}
-    path = ws.root / "serve.yaml"
-    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+@dataclass
+class Setup:
+    name: str  # "shipped" or "defaults"
+    root: Path
+    records: Path
+    out: Path
+    data: dict[str, object]  # the config, minus the port
+    results: Results
+    workers: int = 2
+    log_offset: int = 0
+    pids: set[int] = field(default_factory=set)
+    port: int = field(default_factory=free_port)
+    base_url_note: str = ""
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def errlog(self) -> Path:
+        return self.root / "serve.err"
+
+    def id(self, metric: str) -> str:
+        return f"{self.name}_{metric}"
+
+    def add(self, metric: str, value: float, note: str = "") -> None:
+        self.results.add(self.id(metric), value, note)
+
+    def write_config(self) -> None:
+        """The config file, on this setup's port (one port for its builds and its server).
+
+        Without a site.base_url `feedsvc serve` links to the address it listens
+        on and `feedsvc build` to http://127.0.0.1:8000/, so a build before a
+        server on another port would leave every document to render again:
+        the address served is then written in, as the server would use it.
+        """
+        data = json.loads(json.dumps(self.data))  # a deep copy
+        server = dict(data.get("server") or {})  # type: ignore[call-overload]
+        server.update(host="127.0.0.1", port=self.port)
+        data["server"] = server
+        site = dict(data.get("site") or {})  # type: ignore[call-overload]
+        if not site.get("base_url"):
+            site["base_url"] = f"http://127.0.0.1:{self.port}/"
+            self.base_url_note = f"site.base_url unset: {site['base_url']} (the address served)"
+        data["site"] = site
+        self.workers = int(server.get("workers", 2))
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.config.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+
+def make_setup(name: str, ws: Workspace, root: Path, records: Path, out: Path, results: Results) -> Setup:
+    if name == "shipped":
+        data = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
+    else:
+        # The build figures' configuration: every setting at its default
+        # (except that the synthetic corpus's unpublished half is published).
+        data = yaml.safe_load(ws.config.read_text(encoding="utf-8"))
+    data["records_dir"] = str(records)
+    data["output_dir"] = str(out)
+    return Setup(name, root, records, out, data, results)
+
+
+# -- feedsvc build ----------------------------------------------------------------------------------------
+
+
+def feedsvc_build(setup: Setup) -> tuple[float, str]:
+    """`feedsvc build` as a user runs it: wall-clock seconds and its summary line."""
+    started = time.perf_counter()
+    done = subprocess.run(
+        [str(FEEDSVC), "--config", str(setup.config), "build"],
+        capture_output=True, text=True, timeout=BUILD_TIMEOUT, stdin=subprocess.DEVNULL, cwd=setup.root,
+    )  # fmt: skip
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"feedsvc build failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if "records read" in line]
+    return seconds, lines[-1].strip() if lines else ""
+
+
+def build_seconds(summary: str) -> float:
+    m = re.search(r" in ([\d.]+)s ", summary)
+    return float(m.group(1)) if m else float("nan")
+
+
+def retitle(path: Path, marker: str) -> str:
+    """Give the record at `path` a title starting with `marker`; its original text."""
+    text = path.read_text(encoding="utf-8")
+    new, n = re.subn(r'^title: "', f'title: "{marker} ', text, count=1, flags=re.MULTILINE)
+    assert n == 1, path
+    path.write_text(new, encoding="utf-8")
+    return text
+
+
+def newest_record(out: Path, records: Path) -> Path:
+    """The record file of /feeds/all.atom's first entry (synth URLs end with -<index>)."""
+    atom = (out / "feeds" / "all.atom").read_text(encoding="utf-8")
+    entry = atom[atom.index("<entry") :]
+    m = re.search(r'<link href="[^"]*-(\d+)"/>', entry)
+    assert m, "no entry link in /feeds/all.atom"
+    path = records / file_name(int(m.group(1)), 1)
+    assert path.exists(), path
     return path
 
 
+# -- feedsvc serve ---------------------------------------------------------------------------------------
+
+
 @contextmanager
-def feedsvc_serve(ws: Workspace, results: Results) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    port = free_port()
-    config = serve_config(ws, port)
-    err = open(ws.root / "serve.err", "wb")
+def feedsvc_serve(setup: Setup) -> Iterator[tuple[int, subprocess.Popen[bytes], float]]:
+    """`feedsvc serve` on a free port: (port, process, seconds until every worker answered 200)."""
+    port = setup.port
+    setup.write_config()
+    err = open(setup.errlog, "wb")
     started = time.monotonic()
     with err:
         proc = subprocess.Popen(
-            [str(FEEDSVC), "--config", str(config), "serve"],
-            stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL, cwd=ws.root, start_new_session=True,
+            [str(FEEDSVC), "--config", str(setup.config), "serve"],
+            stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL, cwd=setup.root, start_new_session=True,
         )  # fmt: skip
     try:
-        workers = int(yaml.safe_load(config.read_text()).get("server", {}).get("workers", 2))
-        wait_for_workers(proc, port, workers, ws)
+        setup.pids = wait_for_workers(proc, port, setup)
         seconds = time.monotonic() - started
-        results.add("serve_startup", seconds)
-        log(f"feedsvc serve answering from {workers} workers after {seconds:.0f}s")
-        yield port, proc
+        setup.log_offset = 0
+        log(f"{setup.name}: feedsvc serve answering from {len(setup.pids)} workers after {seconds:.2f}s")
+        yield port, proc, seconds
     finally:
-        stop(proc)
+        stop_group(proc)
 
 
-def wait_for_workers(proc: subprocess.Popen[bytes], port: int, workers: int, ws: Workspace) -> None:
+def wait_for_workers(proc: subprocess.Popen[bytes], port: int, setup: Setup) -> set[int]:
+    """Poll /healthz (a new connection each time) until every worker has answered 200."""
     deadline = time.monotonic() + SERVE_START_TIMEOUT
     pids: set[int] = set()
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            tail = (ws.root / "serve.err").read_text(errors="replace")[-2000:]
+            tail = setup.errlog.read_text(errors="replace")[-2000:]
             raise RuntimeError(f"feedsvc serve exited with {proc.returncode}:\n{tail}")
         try:
             r = get(port, "/healthz", timeout=5)
-            if r.status == 200:
-                pids.add(json.loads(r.body)["pid"])
-                if len(pids) >= workers:
-                    return
-                continue
         except OSError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"feedsvc serve did not answer from {workers} workers in {SERVE_START_TIMEOUT:.0f}s")
-
-
-def process_tree(pid: int) -> list[int]:
-    pids, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        pids.append(p)
-        for task in Path(f"/proc/{p}/task").glob("*/children"):
-            try:
-                todo.extend(int(c) for c in task.read_text().split())
-            except OSError:
-                continue
-    return pids
-
-
-def rss_mb(pid: int) -> float:
-    """Resident set of `pid` and every process under it, summed (shared pages count in each)."""
-    total = 0
-    for p in process_tree(pid):
-        try:
-            status = Path(f"/proc/{p}/status").read_text()
-        except OSError:
+            time.sleep(0.02)
             continue
-        m = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
-        total += int(m.group(1)) if m else 0
-    return total / 1024
+        if r.status == 200:
+            pids.add(int(json.loads(r.body)["pid"]))
+            if len(pids) >= setup.workers:
+                return pids
+        else:
+            time.sleep(0.02)
+    raise RuntimeError(f"feedsvc serve did not answer from {setup.workers} workers in {SERVE_START_TIMEOUT:.0f}s")
 
 
-def pss_mb(pid: int) -> float:
-    """Proportional set (shared pages split between the processes sharing them), summed."""
-    total = 0
-    for p in process_tree(pid):
-        try:
-            m = re.search(r"^Pss:\s+(\d+) kB", Path(f"/proc/{p}/smaps_rollup").read_text(), re.MULTILINE)
-        except OSError:
-            continue
-        total += int(m.group(1)) if m else 0
-    return total / 1024
+def summaries(setup: Setup) -> list[tuple[str, int, int]]:
+    """(who, records, parsed) of every build summary logged since the last call."""
+    with open(setup.errlog, "rb") as f:
+        f.seek(setup.log_offset)
+        data = f.read()
+    end = data.rfind(b"\n") + 1
+    setup.log_offset += end
+    text = data[:end].decode("utf-8", "replace")
+    return [(m.group(1), int(m.group(2)), int(m.group(3))) for m in _SUMMARY.finditer(text)]
 
 
-def generations(port: int, tries: int = 20) -> dict[int, int]:
-    """Each worker's snapshot generation (its reload count), by pid."""
-    seen: dict[int, int] = {}
-    for _ in range(tries):
-        health = json.loads(get(port, "/healthz").body)
-        seen[health["pid"]] = health["generation"]
-    return seen
+def settle(setup: Setup, quiet: float = 3.0) -> int:
+    """Wait until the builder has built what changed (a build that parsed records) and then
+    `quiet` seconds passed with no other such build; how many such builds there were."""
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    seen, last = 0, 0.0
+    while time.monotonic() < deadline:
+        parsed = sum(1 for who, _, n in summaries(setup) if who == "builder" and n > 0)
+        if parsed:
+            seen, last = seen + parsed, time.monotonic()
+        if seen and time.monotonic() - last >= quiet:
+            return seen
+        time.sleep(0.2)
+    raise RuntimeError(f"{setup.name}: the builder did not settle in {SETTLE_TIMEOUT:.0f}s")
 
 
-def reload_phase(ws: Workspace, port: int, proc: subprocess.Popen[bytes], seconds: float, results: Results) -> None:
-    """Change a record every second for `seconds`; sample RSS each second."""
-    start_rss = rss_mb(proc.pid)
-    results.add("serve_rss_startup", start_rss, f"PSS {pss_mb(proc.pid):,.0f} MB")
-    first = generations(port)
-    victim = sorted(ws.records.iterdir())[0]
-    original = victim.read_text(encoding="utf-8")
-    samples = []
-    try:
-        ends = time.monotonic() + seconds
-        n = 0
-        while time.monotonic() < ends:
-            n += 1
-            victim.write_text(original.replace('title: "', f'title: "Reload {n}: ', 1), encoding="utf-8")
-            time.sleep(1.0)
-            samples.append(rss_mb(proc.pid))
-    finally:
-        victim.write_text(original, encoding="utf-8")
-    time.sleep(ServerConfig().reload_interval + 1)  # the default interval: let the last change land
-    last = generations(port)
-    samples.append(rss_mb(proc.pid))
-    reloads = min(last.get(pid, 0) - first.get(pid, 0) for pid in last)
-    results.add("serve_reloads", reloads, f"{n} changes in {seconds:.0f}s; generations {sorted(last.values())}")
-    results.add("serve_rss_reloaded", samples[-1], f"PSS {pss_mb(proc.pid):,.0f} MB; peak {max(samples):,.0f} MB")
-    half = samples[len(samples) // 2]
-    results.add("serve_rss_drift", 100 * (samples[-1] - half) / half, f"{half:,.0f} → {samples[-1]:,.0f} MB")
+def warm(port: int, path: str, workers: set[int]) -> None:
+    """A few requests of each kind, so every worker has answered before anything is measured."""
+    for _ in range(4 * max(1, len(workers))):
+        get(port, "/healthz")
+        get(port, path, {"Accept-Encoding": "identity"})
+        get(port, path, {"Accept-Encoding": "gzip"})
+
+
+def idle(setup: Setup, master: int, seconds: float) -> tuple[float, Memory]:
+    """CPU (% of one core) of the whole server over `seconds` with nothing changing, then its PSS."""
+    before, started = cpu_seconds(master), time.monotonic()
+    time.sleep(seconds)
+    used, elapsed = cpu_seconds(master) - before, time.monotonic() - started
+    return 100 * used / elapsed, memory(master, setup.pids)
 
 
 # -- nginx ----------------------------------------------------------------------------------------
@@ -258,7 +435,7 @@ def nginx(prefix_dir: Path, snippet: str) -> Iterator[int]:
                 time.sleep(0.05)
         yield port
     finally:
-        stop(proc)
+        stop_group(proc)
 
 
 # -- wrk ----------------------------------------------------------------------------------------------
@@ -274,6 +451,13 @@ class Load:
     requests: int
     bad: int
     errors: int
+
+    def note(self) -> str:
+        return (
+            f"{self.requests:,} requests"
+            + (f"; {self.bad:,} bad statuses" if self.bad else "")
+            + (f"; {self.errors:,} socket errors" if self.errors else "")
+        )
 
 
 def wrk(port: int, path: str, duration: float, etag: str | None) -> Load:
@@ -307,49 +491,248 @@ def expect(port: int, path: str, etag: str | None, body: bytes) -> None:
         assert r.status == 200 and r.body == body, f"port {port}: {path} is not the built file ({r.status})"
 
 
-def load_runs(name: str, port: int, path: str, body: bytes, runs: int, duration: float, results: Results) -> None:
+def etag_of(port: int, path: str) -> str:
     etag = get(port, path, {"Accept-Encoding": "identity"}).headers.get("etag")
-    assert etag, f"{name}: no ETag"
+    assert etag, f"port {port}: no ETag for {path}"
+    return etag
+
+
+def load_runs(
+    setup: Setup, name: str, port: int, path: str, body: bytes, runs: int, duration: float
+) -> None:
+    etag = etag_of(port, path)
     for code, tag in (("200", None), ("304", etag)):
         expect(port, path, tag, body)
         for run in range(runs):
             load = wrk(port, path, duration, tag)
-            note = f"{load.requests:,} requests" + (f"; {load.bad:,} bad statuses" if load.bad else "") + (
-                f"; {load.errors:,} socket errors" if load.errors else ""
-            )
-            results.add(f"{name}_{code}_rps", load.rps, note)
-            results.add(f"{name}_{code}_p99", load.p99_ms)
-            log(f"wrk {name} {code}s {run + 1}/{runs}: {load.rps:,.0f} req/s, p99 {load.p99_ms:.1f} ms")
+            setup.add(f"{name}_{code}_rps", load.rps, load.note())
+            setup.add(f"{name}_{code}_p99", load.p99_ms)
+            log(f"{setup.name}: wrk {name} {code}s {run + 1}/{runs}: {load.rps:,.0f} req/s, p99 {load.p99_ms:.2f} ms")
+
+
+class Rewriter(threading.Thread):
+    """Rewrites `paths` (a new title each round) once a second until stopped; samples PSS meanwhile."""
+
+    def __init__(self, paths: list[Path], master: int, workers: set[int]) -> None:
+        super().__init__(daemon=True)
+        self.paths, self.master, self.workers = paths, master, workers
+        self.originals = {p: p.read_text(encoding="utf-8") for p in paths}
+        self.stopping = threading.Event()
+        self.rounds = 0
+        self.peak = Memory(0.0, {})
+        #: Samples taken, and those that found a build process running.
+        self.samples = self.building = 0
+
+    def run(self) -> None:
+        next_round = time.monotonic()
+        while not self.stopping.is_set():
+            now = time.monotonic()
+            if now >= next_round:
+                self.rounds += 1
+                for p, text in self.originals.items():
+                    p.write_text(text.replace('title: "', f'title: "Rebuild {self.rounds}: ', 1), encoding="utf-8")
+                next_round = now + 1.0
+            m = memory(self.master, self.workers)
+            if m.total_mb > self.peak.total_mb:
+                self.peak = m
+            self.samples += 1
+            self.building += "build child" in m.parts
+            self.stopping.wait(0.5)
+
+    def restore(self) -> None:
+        for p, text in self.originals.items():
+            p.write_text(text, encoding="utf-8")
+
+
+def rebuild_runs(
+    setup: Setup, port: int, master: int, path: str, body: bytes, runs: int, duration: float
+) -> None:
+    """wrk 200s and 304s while a few hundred records change every second (none in the feed under load)."""
+    candidates = sorted(setup.records.iterdir())
+    step = max(1, len(candidates) // (3 * REBUILD_FILES))
+    chosen = []
+    for p in candidates[::step]:
+        m = re.search(r'^webUrl: "([^"]+)"', p.read_text(encoding="utf-8"), re.MULTILINE)
+        if m and m.group(1).encode() not in body:
+            chosen.append(p)
+        if len(chosen) >= min(REBUILD_FILES, len(candidates) // 3):
+            break
+    etag = etag_of(port, path)
+    summaries(setup)  # only builds from here on count
+    rewriter = Rewriter(chosen, master, setup.pids)
+    builds, parsed = 0, 0
+    rewriter.start()
+    try:
+        # Until the first rebuild is done: from then on the builder is always busy or about to be.
+        deadline = time.monotonic() + SETTLE_TIMEOUT
+        while not builds and time.monotonic() < deadline:
+            time.sleep(0.1)
+            done = [n for who, _, n in summaries(setup) if who == "builder" and n > 0]
+            builds, parsed = builds + len(done), parsed + sum(done)
+        for code, tag in (("200", None), ("304", etag)):
+            for run in range(runs):
+                samples, building = rewriter.samples, rewriter.building
+                load = wrk(port, path, duration, tag)
+                done = [n for who, _, n in summaries(setup) if who == "builder" and n > 0]
+                builds, parsed = builds + len(done), parsed + sum(done)
+                share = 100 * (rewriter.building - building) / max(1, rewriter.samples - samples)
+                setup.add(f"rebuild_{code}_rps", load.rps, load.note() + f"; a build running in {share:.0f}% of "
+                          f"0.5 s samples, {len(done)} builds finished meanwhile")  # fmt: skip
+                setup.add(f"rebuild_{code}_p99", load.p99_ms)
+                log(
+                    f"{setup.name}: wrk while rebuilding {code}s {run + 1}/{runs}: {load.rps:,.0f} req/s, "
+                    f"p99 {load.p99_ms:.2f} ms, {len(done)} builds"
+                )
+    finally:
+        rewriter.stopping.set()
+        rewriter.join(10)
+        rewriter.restore()
+    setup.add("rebuild_builds", builds, f"{len(chosen)} files rewritten each second, {rewriter.rounds} rounds; "
+              f"{parsed:,} records parsed in all (the first build before the runs included)")  # fmt: skip
+    setup.add("pss_rebuild_peak", rewriter.peak.total_mb, rewriter.peak.note() + ", sampled every 0.5 s")
+    after = etag_of(port, path)
+    if after != etag:
+        setup.results.note(setup.id("rebuild_304_rps"), "the feed under load changed during the run: 304s turned 200")
+    settle(setup)
+
+
+def change_latency(setup: Setup, port: int, record: Path, runs: int) -> None:
+    """Retitle the newest record; seconds until the served /feeds/all.atom shows it."""
+    for run in range(runs):
+        marker = f"Changed{run}x{os.getpid()}x{time.monotonic_ns() % 1_000_000}"
+        summaries(setup)
+        written = time.monotonic()
+        original = retitle(record, marker)
+        try:
+            while True:
+                body = get(port, "/feeds/all.atom", {"Accept-Encoding": "identity"}).body
+                seconds = time.monotonic() - written
+                if marker.encode() in body:
+                    break
+                if seconds > CHANGE_TIMEOUT:
+                    raise RuntimeError(f"{setup.name}: a changed record was not served in {CHANGE_TIMEOUT:.0f}s")
+                time.sleep(0.02)
+        finally:
+            settle(setup, quiet=1.0)
+            record.write_text(original, encoding="utf-8")
+            settle(setup, quiet=1.0)
+        setup.add("change_latency", seconds, record.name)
+        log(f"{setup.name}: change served after {seconds:.2f}s")
+
+
+# -- the whole of one setup ---------------------------------------------------------------------------
 
 
 def pick_feed(out: Path) -> tuple[str, bytes]:
-    feeds = sorted(out.rglob("*.rss"), key=lambda p: (abs(p.stat().st_size - TARGET_FEED_BYTES), str(p)))
-    chosen = feeds[0]
+    """The subscription RSS feed (not an archive page) nearest TARGET_FEED_BYTES."""
+    feeds = [p for p in out.rglob("*.rss") if "archive" not in p.relative_to(out).parts]
+    chosen = min(feeds, key=lambda p: (abs(p.stat().st_size - TARGET_FEED_BYTES), str(p)))
     return "/" + chosen.relative_to(out).as_posix(), chosen.read_bytes()
 
 
-def serving(ws: Workspace, runs: int, duration: float, reload_seconds: float, results: Results) -> None:
+def prepare(setup: Setup, runs: int, *, one_record: bool) -> None:
+    """`feedsvc build`, then (if `one_record`) a one-record change and build `runs` times."""
+    setup.write_config()
+    seconds, summary = feedsvc_build(setup)
+    setup.add("build", seconds, "; ".join(filter(None, [summary.split(" → ")[0], setup.base_url_note])))
+    log(f"{setup.name}: feedsvc build {seconds:.1f}s: {summary}")
+    if not one_record:
+        return
+    record = newest_record(setup.out, setup.records)
+    own = []
+    for run in range(runs):
+        original = retitle(record, f"Build{run}")
+        seconds, summary = feedsvc_build(setup)
+        own.append(build_seconds(summary))
+        setup.add("one_build", seconds, f"{record.name}; the build's own time (its summary line): "
+                  + ", ".join(f"{s:.2f}s" for s in own))  # fmt: skip
+        log(f"{setup.name}: one-record feedsvc build {seconds:.2f}s: {summary}")
+        record.write_text(original, encoding="utf-8")
+    # Back to the corpus as written; the server's start-up build must then parse nothing.
+    seconds, summary = feedsvc_build(setup)
+    log(f"{setup.name}: feedsvc build after the restore {seconds:.2f}s: {summary}")
+
+
+def startup_parsed(setup: Setup) -> tuple[int, str]:
+    found = [(n, f"{total:,} records, {n:,} parsed") for who, total, n in summaries(setup) if who == "server"]
+    return found[0] if found else (-1, "no start-up build summary in the log")
+
+
+def serve_setup(ws: Workspace, name: str, runs: int, duration: float, idle_seconds: float, results: Results) -> None:
+    root = ws.root / f"serve-{name}"
+    out = ws.out if name == "defaults" else root / "public"  # defaults: the build figures' folder
+    setup = make_setup(name, ws, root, ws.records, out, results)
+    prepare(setup, runs, one_record=True)
+    path, body = pick_feed(setup.out)
+    setup.add("feed_bytes", len(body) / 1000, path)
+    max_age = int(setup.data.get("server", {}).get("cache_max_age", 300))  # type: ignore[union-attr]
+
+    # nginx on the static files first, alone.
+    static_conf = render.static_snippet(listen=f"127.0.0.1:{free_port()}", output_dir=setup.out, max_age=max_age)
+    with nginx(root / "nginx-static", static_conf) as static_port:
+        load_runs(setup, "static", static_port, path, body, runs, duration)
+
+    with feedsvc_serve(setup) as (port, proc, ready):
+        setup.add("ready", ready, f"{len(setup.pids)} workers")
+        parsed, note = startup_parsed(setup)
+        setup.add("startup_parsed", parsed, note)
+        warm(port, path, setup.pids)
+        time.sleep(1.0)
+        summaries(setup)
+        cpu, mem = idle(setup, proc.pid, idle_seconds)
+        scans = summaries(setup)
+        setup.add("idle_cpu", cpu, f"{idle_seconds:.0f} s; {len(scans)} builds (periodic scans) meanwhile")
+        setup.add("pss", mem.total_mb, mem.note())
+        log(f"{setup.name}: idle CPU {cpu:.1f}% of a core, PSS {mem.total_mb:,.0f} MB ({mem.note()})")
+
+        load_runs(setup, "serve", port, path, body, runs, duration)
+        rebuild_runs(setup, port, proc.pid, path, body, runs, duration)
+
+        proxy_conf = render.proxy_snippet(
+            listen=f"127.0.0.1:{free_port()}", upstream=f"127.0.0.1:{port}", cache_dir=root / "nginx-proxy" / "cache"
+        )
+        with nginx(root / "nginx-proxy", proxy_conf) as proxy_port:
+            load_runs(setup, "proxy", proxy_port, path, body, runs, duration)
+
+        change_latency(setup, port, newest_record(setup.out, setup.records), runs)
+        after = memory(proc.pid, setup.pids)
+        setup.add("pss_after", after.total_mb, after.note())
+
+    baseline(ws, name, idle_seconds, setup, results)
+    for code in ("200", "304"):
+        results.ratio(setup.id(f"serve_static_{code}_ratio"), setup.id(f"serve_{code}_rps"), setup.id(f"static_{code}_rps"))
+        results.ratio(setup.id(f"proxy_static_{code}_ratio"), setup.id(f"proxy_{code}_rps"), setup.id(f"static_{code}_rps"))
+    results.ratio(setup.id("pss_ratio"), setup.id("pss"), setup.id("base_pss"))
+    latency, build = results.median(setup.id("change_latency")), results.median(setup.id("one_build"))
+    if latency is not None and build is not None:
+        results.add(setup.id("change_over_build"), latency - build, f"{latency:.2f}s − {build:.2f}s")
+
+
+def baseline(ws: Workspace, name: str, idle_seconds: float, main: Setup, results: Results) -> None:
+    """The same server on a tenth of the records (their own corpus and output): idle CPU and PSS."""
+    count = max(50, ws.count // 10)
+    records = ws.root / "records-tenth"
+    if not records.exists():
+        write_corpus(records, count, seed=1)
+    root = ws.root / f"serve-{name}-tenth"
+    setup = make_setup(name, ws, root, records, root / "public", results)
+    setup.write_config()
+    seconds, summary = feedsvc_build(setup)
+    log(f"{name} at {count:,} records: feedsvc build {seconds:.1f}s: {summary}")
+    path, _ = pick_feed(setup.out)
+    with feedsvc_serve(setup) as (port, proc, ready):
+        warm(port, path, setup.pids)
+        time.sleep(1.0)
+        cpu, mem = idle(setup, proc.pid, idle_seconds)
+    setup.add("base_ready", ready, f"{count:,} records")
+    setup.add("base_idle_cpu", cpu, f"{count:,} records")
+    setup.add("base_pss", mem.total_mb, f"{count:,} records: {mem.note()}")
+    log(f"{name} at {count:,} records: ready {ready:.2f}s, idle CPU {cpu:.1f}%, PSS {mem.total_mb:,.0f} MB")
+
+
+def serving(ws: Workspace, setups: list[str], runs: int, duration: float, idle_seconds: float, results: Results) -> None:
     if shutil.which("wrk") is None:
         raise RuntimeError(WRK_HINT)
-    path, body = pick_feed(ws.out)
-    results.add("serve_feed_bytes", len(body) / 1000, path)
-    max_age = yaml.safe_load(ws.config.read_text()).get("server", {}).get("cache_max_age", 300)
-    # nginx on the static files first, alone: feedsvc's record scanner (every
-    # reload_interval, over every record file) would otherwise take its share
-    # of the cores.
-    static_conf = render.static_snippet(listen=f"127.0.0.1:{free_port()}", output_dir=ws.out, max_age=max_age)
-    with nginx(ws.root / "nginx-static", static_conf) as static_port:
-        load_runs("static", static_port, path, body, runs, duration, results)
-    with feedsvc_serve(ws, results) as (serve_port, proc):
-        load_runs("serve", serve_port, path, body, runs, duration, results)
-        proxy_conf = render.proxy_snippet(
-            listen=f"127.0.0.1:{free_port()}",
-            upstream=f"127.0.0.1:{serve_port}",
-            cache_dir=ws.root / "nginx-proxy" / "cache",
-        )
-        with nginx(ws.root / "nginx-proxy", proxy_conf) as proxy_port:
-            load_runs("proxy", proxy_port, path, body, runs, duration, results)
-        reload_phase(ws, serve_port, proc, reload_seconds, results)
-    for code in ("200", "304"):
-        results.ratio(f"serve_static_{code}_ratio", f"serve_{code}_rps", f"static_{code}_rps")
-        results.ratio(f"proxy_static_{code}_ratio", f"proxy_{code}_rps", f"static_{code}_rps")
+    for name in setups:
+        assert name in SETUPS, name
+        serve_setup(ws, name, runs, duration, idle_seconds, results)

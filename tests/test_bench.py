@@ -1,9 +1,11 @@
 """bench/run.py end to end on a small corpus, so the benchmark cannot rot between runs.
 
 The full benchmark (100,000 records, servers under wrk) takes a long while and
-is run by hand (README "Benchmarks"); this runs its build half on 300 records
-and checks that every row the README table has is there, measured or marked
-skipped, and that the checks it makes of the output hold.
+is run by hand (README "Benchmarks"); this runs it on 300 records, with one
+serving setup (the shipped config.yaml) and one-second load runs, and checks
+that every row the README table has is there, measured or marked skipped, and
+that the checks it makes of the output and of the server hold. It needs wrk
+and nginx (`scripts/setup --system`), like tests/test_nginx.py.
 """
 
 from __future__ import annotations
@@ -15,28 +17,37 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench" / "run.py"
-#: What the benchmark must report (issue 5): floors, builds and their ratios, checks, serving.
-REQUIRED = {
+#: What the benchmark must report (issue 5): floors, builds and their ratios, checks.
+REQUIRED_BUILDS = {
     "floor_read", "floor_cloader", "full_build", "full_build_ratio", "noop_build", "noop_ratio", "noop_written",
     "noop_mtimes_changed", "add_build", "add_ratio", "change_build", "change_ratio", "delete_build", "delete_ratio",
     "incremental_identical", "fast_path_share", "fast_path_differs", "build_peak_rss", "build_peak_rss_workers",
-    "serve_200_rps", "serve_304_rps", "static_200_rps", "static_304_rps", "proxy_200_rps", "proxy_304_rps",
-    "serve_200_p99", "static_304_p99", "serve_static_200_ratio", "serve_static_304_ratio", "proxy_static_200_ratio",
-    "proxy_static_304_ratio", "serve_rss_startup", "serve_rss_reloaded", "serve_rss_drift",
 }  # fmt: skip
-SERVING_PREFIXES = ("serve_", "static_", "proxy_")
+#: Issue 10's serving targets, per setup (and the nginx figures they are judged against).
+REQUIRED_SERVING = {
+    "ready", "startup_parsed", "pss", "base_pss", "pss_ratio", "idle_cpu", "serve_200_p99", "serve_304_p99",
+    "rebuild_200_p99", "rebuild_304_p99", "rebuild_builds", "pss_rebuild_peak", "serve_200_rps", "serve_304_rps",
+    "static_200_rps", "static_304_rps", "serve_static_200_ratio", "serve_static_304_ratio", "proxy_200_rps",
+    "proxy_304_rps", "proxy_static_200_ratio", "proxy_static_304_ratio", "one_build", "change_latency",
+    "change_over_build",
+}  # fmt: skip
+SETUPS = ("shipped", "defaults")
+TARGETS = {"ready", "startup_parsed", "pss", "pss_ratio", "idle_cpu", "pss_rebuild_peak", "change_over_build"} | {
+    f"{kind}_{code}_p99" for kind in ("serve", "rebuild") for code in ("200", "304")
+}
 
 
 def test_bench_runs_end_to_end_and_reports_every_row(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     work = tmp_path / "work"
     work.mkdir()
-    args = ["--count", "300", "--runs", "1", "--skip-serve", "--json", str(out), "--workdir", str(work)]
+    args = ["--count", "300", "--runs", "1", "--setups", "shipped", "--duration", "1", "--idle-seconds", "1"]
+    args += ["--json", str(out), "--workdir", str(work)]
     done = subprocess.run(
         [sys.executable, str(BENCH), *args],
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=240,
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -44,10 +55,13 @@ def test_bench_runs_end_to_end_and_reports_every_row(tmp_path: Path) -> None:
     assert data["count"] == 300 and data["runs"] == 1 and not data["failure"]
     rows = {r["id"]: r for r in data["rows"]}
     assert len(rows) == len(data["rows"])  # no row twice
-    assert REQUIRED <= rows.keys()
+    assert REQUIRED_BUILDS <= rows.keys()
+    assert {f"{setup}_{metric}" for setup in SETUPS for metric in REQUIRED_SERVING} <= rows.keys()
+    for metric in TARGETS:  # every target of issue 10 is judged, not just shown
+        assert rows[f"shipped_{metric}"]["target"], metric
     for id, row in rows.items():
-        if id.startswith(SERVING_PREFIXES):
-            assert row["status"] == "SKIP" and row["note"] == "--skip-serve", id
+        if id.startswith("defaults_"):
+            assert row["status"] == "SKIP" and row["note"] == "not in --setups", id
             continue
         assert row["status"] in ("PASS", "MISS", "INFO"), (id, row)
         assert isinstance(row["median"], float) and len(row["values"]) >= 1, id
@@ -64,6 +78,16 @@ def test_bench_runs_end_to_end_and_reports_every_row(tmp_path: Path) -> None:
     assert rows["fast_path_share"]["median"] > 90
     assert rows["full_build"]["median"] > rows["noop_build"]["median"] > 0
     assert rows["full_build_ratio"]["median"] == rows["full_build"]["median"] / rows["floor_cloader"]["median"]
+    # The server: its start-up build after `feedsvc build` parsed nothing, it served
+    # the built feed to wrk, rebuilt while records changed and served a change.
+    shipped = {metric: rows[f"shipped_{metric}"] for metric in REQUIRED_SERVING}
+    assert shipped["startup_parsed"]["median"] == 0
+    assert shipped["rebuild_builds"]["median"] >= 1
+    assert all(shipped[f"{k}_rps"]["median"] > 0 for k in ("serve_200", "serve_304", "static_200", "proxy_304"))
+    assert "bad statuses" not in shipped["serve_304_rps"]["note"], shipped["serve_304_rps"]
+    assert 0 < shipped["pss"]["median"] and 0 < shipped["ready"]["median"] < 60
+    assert shipped["pss_ratio"]["median"] == shipped["pss"]["median"] / shipped["base_pss"]["median"]
+    assert 0 < shipped["change_latency"]["median"] < 60
     # The corpus and builds went to the work folder and were removed; nothing was left beside the JSON.
     assert list(work.iterdir()) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json", "work"]
