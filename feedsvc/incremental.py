@@ -218,11 +218,12 @@ def _build(
             # (a build that died after writing the files still counts them).
             before = store.etags()
             changed = tuple(sorted(r.path for r in served if before.get(r.path) != r.etag))
-            if news:
+            if documents or gone or not signal.is_file():  # a new generation of what is served
                 store.set_documents(served, gone, time.time_ns(), after=_generation_in(signal))
             store.clear_pending()
         if news:
-            # After the commit: a server that sees this file change finds the new rows.
+            # After the commit: a server that sees this file change finds the new rows
+            # (or, after a build that changed only counts, the new counts).
             write_atomic(signal, f"{store.state()[0]}\n".encode("ascii"))
         problems = tuple(store.problems())
         _files, rejected = store.counts()
