@@ -3,10 +3,16 @@
 Jinja2 with autoescaping writes them, so every value from a record is escaped
 as text; the pages carry no script and need none (no XSLT either), so a strict
 Content-Security-Policy holds.
+
+A browser shows a raw feed as plain text, so the index's RSS, Atom and JSON
+links lead to the feed's page, which says how to subscribe and links the raw
+addresses (one click on, and in its autodiscovery links). Every page has the
+site's stylesheet, viewport tag and favicon, the 404 page too.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,6 +46,7 @@ _ENV = jinja2.Environment(
     keep_trailing_newline=True,
 )
 _FORMAT_NAMES = {"rss": "RSS", "atom": "Atom", "json": "JSON Feed"}
+_DIGITS = re.compile(r"(\d+)")
 #: Every feed format with the media type its autodiscovery link announces.
 _DISCOVERY = {**FORMATS, "json": jsonfeed.MEDIA_TYPE}
 SECTIONS = ((FeedKind.ALL, "All articles"), (FeedKind.TOPIC, "Topics"), (FeedKind.PROVIDER, "Providers"))
@@ -48,6 +55,8 @@ SECTIONS = ((FeedKind.ALL, "All articles"), (FeedKind.TOPIC, "Topics"), (FeedKin
 @dataclass(frozen=True, slots=True)
 class _Row:
     name: str
+    #: Which feed this is, in words ("the topic AI"): the accessible name of its format links.
+    label: str
     total: int
     updated: datetime | None
     html_url: str
@@ -68,16 +77,33 @@ def _rows(feeds: Sequence[Listed], site: Site) -> list[tuple[str, list[_Row]]]:
     sections = []
     for kind, title in SECTIONS:
         rows = [_row(f, site) for f in feeds if f.key.kind is kind]
-        rows.sort(key=lambda r: (r.name.casefold(), r.html_url))
+        rows.sort(key=lambda r: (natural_key(r.name), r.html_url))
         if rows:
             sections.append((title, rows))
     return sections
+
+
+def natural_key(name: str) -> tuple[str | int, ...]:
+    """Sorts names as a person would: case-blind, numbers by value ("Topic 2" before "Topic 10")."""
+    parts = _DIGITS.split(name.casefold())
+    # Text and numbers alternate (text first), so items at one position always compare.
+    return tuple(int(part) if i % 2 else part for i, part in enumerate(parts))
+
+
+def _label(feed: Listed) -> str:
+    """The feed in words, telling it from every other feed of the site."""
+    if feed.key.kind is FeedKind.TOPIC:
+        return f"the topic {feed.name}"
+    if feed.key.kind is FeedKind.PROVIDER:
+        return f"{feed.name} ({feed.key.slug})"
+    return "all articles"
 
 
 def _row(feed: Listed, site: Site) -> _Row:
     path = feed.key.path
     return _Row(
         name=feed.name,
+        label=_label(feed),
         total=feed.total,
         updated=feed.updated,
         html_url=site.url(f"{path}.html"),
@@ -104,21 +130,38 @@ def render_index(feeds: Sequence[Listed], site: Site) -> bytes:
     )
 
 
-def render_feed_page(feed: Feed, site: Site) -> bytes:
-    """/feeds/…/<key>.html: a feed's entries as a page, and how to subscribe."""
-    title = feed_title(site, feed)
+def render_feed_page(feed: Feed, site: Site, archive_links: Sequence[str] = ()) -> bytes:
+    """/feeds/…/<key>.html: a feed's entries as a page, and how to subscribe.
+
+    `archive_links` are the paths of the feed's archive pages, oldest first,
+    without extension (as `ArchivePage.path`): each is linked in every format
+    it is written in (RSS and Atom), so the entries the page does not show are
+    a click away.
+    """
+    older = feed.total - len(feed.entries)
     return _render(
         "feed.html",
         site=site,
-        page_title=title,
-        title=title,
+        page_title=f"{feed.name} · {site.title}",
+        name=feed.name,
+        label=_label(feed),
         autodiscovery=_autodiscovery(feed, site),
         rss_url=site.url(f"{feed.key.path}.rss"),
         atom_url=site.url(f"{feed.key.path}.atom"),
         json_url=site.url(f"{feed.key.path}.json"),
         entries=[_entry(r) for r in feed.entries],
         total=feed.total,
+        older=older,
+        archives=[
+            (number, [(_FORMAT_NAMES[fmt], site.url(f"{path}.{fmt}")) for fmt in FORMATS])
+            for number, path in reversed(list(enumerate(archive_links, start=1)))
+        ],
     )
+
+
+def render_not_found(site: Site) -> bytes:
+    """The 404 page, with the site's look: the build writes it as /404.html, the app sends it."""
+    return _render("404.html", site=site, page_title=f"Not found · {site.title}", autodiscovery=[])
 
 
 def render_opml(feeds: Sequence[Listed], site: Site) -> bytes:
@@ -134,6 +177,11 @@ def render_opml(feeds: Sequence[Listed], site: Site) -> bytes:
 
 def stylesheet() -> bytes:
     return files("feedsvc").joinpath("templates/style.css").read_bytes()
+
+
+def favicon() -> bytes:
+    """/favicon.ico: what browsers ask for on every page load (linked from every page too)."""
+    return files("feedsvc").joinpath("templates/favicon.ico").read_bytes()
 
 
 def _entry(r: Record) -> dict[str, Any]:
