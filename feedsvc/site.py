@@ -19,7 +19,7 @@ from .errors import RecordError
 from .feeds import build_feeds_and_archives, select
 from .jsonfeed import render_json
 from .model import ArchivePage, Feed, FeedKey
-from .pages import render_feed_page, render_index, render_opml, stylesheet
+from .pages import favicon, render_feed_page, render_index, render_not_found, render_opml, stylesheet
 from .records import LoadResult, load_records
 from .render import FORMATS, Site, render_archive, render_feed
 
@@ -30,6 +30,7 @@ MEDIA_TYPES = {
     "html": "text/html; charset=utf-8",
     "opml": "text/x-opml; charset=utf-8",
     "css": "text/css; charset=utf-8",
+    "ico": "image/x-icon",
 }
 
 
@@ -85,15 +86,19 @@ def assemble(loaded: LoadResult, config: Config) -> Build:
     return Build(documents, feeds, loaded, selection.problems, pages)
 
 
-def feed_documents(feed: Feed, site: Site) -> tuple[Document, ...]:
-    """A feed in every format (RSS, Atom, JSON Feed), plus its browser view."""
+def feed_documents(feed: Feed, site: Site, archive_links: Sequence[str] = ()) -> tuple[Document, ...]:
+    """A feed in every format (RSS, Atom, JSON Feed), plus its browser view.
+
+    `archive_links`: the paths of the feed's archive pages (`ArchivePage.path`),
+    oldest first, which its browser view links (see `pages.render_feed_page`).
+    """
     path = feed.key.path
     docs = [
         Document(f"{path}.{fmt}", render_feed(feed, site, fmt), MEDIA_TYPES[fmt], feed.updated)
         for fmt in FORMATS
     ]
     docs.append(Document(f"{path}.json", render_json(feed, site), MEDIA_TYPES["json"], feed.updated))
-    docs.append(Document(f"{path}.html", render_feed_page(feed, site), MEDIA_TYPES["html"], feed.updated))
+    docs.append(Document(f"{path}.html", render_feed_page(feed, site, archive_links), MEDIA_TYPES["html"], feed.updated))
     return tuple(docs)
 
 
@@ -106,10 +111,13 @@ def archive_documents(page: ArchivePage, site: Site) -> tuple[Document, ...]:
 
 
 def site_documents(feeds: Sequence[Feed], site: Site) -> list[Document]:
-    """The documents that list feeds: index, OPML, and the stylesheet."""
+    """The documents that list feeds (index, OPML), and the site's stylesheet, favicon and 404 page."""
     newest = max((f.updated for f in feeds if f.updated), default=None)
     return [
         Document("index.html", render_index(feeds, site), MEDIA_TYPES["html"], newest),
         Document("feeds.opml", render_opml(feeds, site), MEDIA_TYPES["opml"], newest),
         Document("style.css", stylesheet(), MEDIA_TYPES["css"], None),
+        Document("favicon.ico", favicon(), MEDIA_TYPES["ico"], None),
+        # The body of every 404 (the app's, and nginx's error_page).
+        Document("404.html", render_not_found(site), MEDIA_TYPES["html"], None),
     ]

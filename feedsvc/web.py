@@ -35,7 +35,6 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from functools import lru_cache
-from html import escape
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
@@ -49,8 +48,10 @@ from .config import Config, base_url, load_config
 from .incremental import default_cache_path, generation_path
 from .metrics import Instrumented, Metrics
 from .output import Body, Output, State
+from .pages import render_not_found
 from .polite import COST_FULL, COST_NOT_MODIFIED, Limiter
 from .query import CustomFeeds, QueryError, kind_of, parse
+from .render import Site
 from .served import IMMUTABLE, Served
 
 access_log = logging.getLogger("feedsvc.access")
@@ -165,12 +166,8 @@ class _Responder:
         self.cache_control = ("Cache-Control", f"public, max-age={config.server.cache_max_age}")
         #: A full archive page never changes at its URL (RFC 5005; RFC 8246 immutable).
         self.cache_forever = ("Cache-Control", f"public, max-age={IMMUTABLE_MAX_AGE}, immutable")
-        index = escape(base_url(config) + "index.html")
-        self.not_found_body = (
-            '<!doctype html>\n<html lang="en">\n<head><meta charset="utf-8"><title>Not found</title></head>\n'
-            f'<body><h1>Not found</h1><p>There is no feed or page here. <a href="{index}">See every feed</a>.</p>'
-            "</body>\n</html>\n"
-        ).encode("utf-8")
+        #: The site's 404 page, as the build writes it to 404.html (for nginx's error_page).
+        self.not_found_body = render_not_found(Site.from_config(config))
 
     def index(self) -> Response:
         return self.document("index.html")

@@ -51,6 +51,7 @@ MEDIA_TYPES = {
     "opml": "text/x-opml; charset=utf-8",
     "html": "text/html; charset=utf-8",
     "css": "text/css; charset=utf-8",
+    "ico": "image/x-icon",
 }
 PASSED_THROUGH = (
     "Content-Type", "Content-Encoding", "Content-Length", "ETag", "Last-Modified", "Cache-Control", "Vary",

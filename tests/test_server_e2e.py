@@ -34,6 +34,7 @@ MEDIA_TYPES = {
     ".opml": "text/x-opml; charset=utf-8",
     ".html": "text/html; charset=utf-8",
     ".css": "text/css; charset=utf-8",
+    ".ico": "image/x-icon",
 }
 SECURED = re.compile(r'^secured:\s*"?([^"\n]+)"?\s*$', re.MULTILINE)
 
