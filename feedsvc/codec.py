@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 from .model import Image, Provider, Record, Related
 
 #: Bumped whenever the layout below changes; part of the cache fingerprint.
-VERSION = 3
+VERSION = 4
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _US = timedelta(microseconds=1)
 

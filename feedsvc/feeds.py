@@ -11,6 +11,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from . import codec
 from .archives import Paging, split
 from .config import Config
 from .errors import RecordError
@@ -98,7 +99,8 @@ def build_feeds(records: Sequence[Record], config: Config) -> list[Feed]:
 def build_feeds_and_archives(records: Sequence[Record], config: Config) -> tuple[list[Feed], list[ArchivePage]]:
     """Every feed (as `build_feeds`) and every feed's archive pages, in feed then page order.
 
-    A feed holds the entries no archive page holds (`archives.split`), newest first.
+    A feed holds its newest max_entries entries; the older ones are on the
+    pages `archives.split` lays out (the same function the build cache uses).
     """
     paging = Paging.from_config(config)
     by_key: dict[FeedKey, list[Record]] = defaultdict(list)
@@ -119,9 +121,17 @@ def build_feeds_and_archives(records: Sequence[Record], config: Config) -> tuple
     for key in sorted(by_key):
         members = by_key[key]
         name = ALL_NAME if key.kind is FeedKind.ALL else display_name(names[key])
-        entries, archived = split(newest_first(members), paging)
-        feeds.append(Feed(key=key, name=name, entries=entries, total=len(members), archives=len(archived)))
-        pages += (ArchivePage(key, name, n, page) for n, page in enumerate(archived, 1))
+        ordered = newest_first(members)
+        current, spans = split([(r.id, codec.micros(r.published)) for r in ordered], paging)
+        page_names = tuple(s.name for s in spans)
+        feeds.append(Feed(key, name, tuple(ordered[:current]), len(members), len(page_names), page_names))
+        # Span offsets count the archived entries oldest first; `ordered` is newest first,
+        # and so is each page.
+        total = len(ordered)
+        pages += (
+            ArchivePage(key, name, s.name, tuple(ordered[total - s.stop : total - s.start]), s.prev, s.next)
+            for s in spans
+        )
     return feeds, pages
 
 

@@ -43,8 +43,11 @@ from .archives import Paging
 from .render import FORMATS, Site
 from .site import Document, archive_documents, feed_documents, site_documents
 from .model import Feed, archive_path
-from .served import IMMUTABLE, REVALIDATE, Served, etag_of_digest
-from .store import CacheDamaged, Parsed, Stamp, Store, archive_pages, feed_key, memberships, plan_pages, use_page_size
+from .served import ARCHIVE, REVALIDATE, Served, etag_of_digest
+from .store import (
+    CacheDamaged, PageRef, Parsed, Stamp, Store, archive_pages, feed_key, memberships, paged_feeds, plan_pages,
+    use_page_size,
+)  # fmt: skip
 
 #: Below this many changed files, parsing stays in this process.
 PARALLEL_MIN = 400
@@ -248,7 +251,7 @@ def served_rows(documents: Mapping[str, Document], files: Mapping[str, tuple[str
         gz = files.get(path + ".gz")
         when = doc.last_modified
         yield Served(
-            path, doc.media_type, int(when.timestamp()) if when else None, IMMUTABLE if doc.immutable else REVALIDATE,
+            path, doc.media_type, int(when.timestamp()) if when else None, ARCHIVE if doc.archive else REVALIDATE,
             etag_of_digest(digest), size, etag_of_digest(gz[0]) if gz else None, gz[1] if gz else None,
         )  # fmt: skip
 
@@ -536,15 +539,16 @@ def render(
 
     Reads the committed cache; many feeds are rendered in worker processes,
     each reading the cache on its own. Of a feed's archive pages only those
-    whose entries changed are rendered (`store.plan_pages`); every page when
-    `out` has no manifest (a new or emptied output folder).
+    whose entries or links changed are rendered (`store.plan_pages`); every
+    page when `out` has no manifest (a new or emptied output folder).
     """
     site = Site.from_config(config)
     paging = Paging.from_config(config)
     everything = out is not None and not (out / MANIFEST).is_file()
-    runs, gone = _plan_archives(store, plan, paging, site, everything)
+    runs, names, gone = _plan_archives(store, plan, paging, site, everything)
     documents: dict[str, Document] = {}
-    jobs = [(list(plan.feeds[i : i + 16]), [], paging, site) for i in range(0, len(plan.feeds), 16)]
+    feeds = [(text, names.get(text, ())) for text in plan.feeds]
+    jobs = [(feeds[i : i + 16], [], paging, site) for i in range(0, len(feeds), 16)]
     jobs += [([], runs[i : i + 4], paging, site) for i in range(0, len(runs), 4)]
     if workers > 1 and len(plan.feeds) + len(runs) >= PARALLEL_FEEDS:
         with ProcessPoolExecutor(
@@ -565,31 +569,44 @@ def render(
 #: Most archive pages one render job reads (in one query) and renders.
 PAGES_PER_RUN = 32
 
+_Run = tuple[str, tuple[PageRef, ...]]
+
 
 def _plan_archives(
     store: Store, plan: Plan, paging: Paging, site: Site, everything: bool
-) -> tuple[list[tuple[str, tuple[int, ...]]], list[str]]:
-    """The runs of archive pages to render, (feed, consecutive page numbers), and paths of gone pages."""
-    runs: list[tuple[str, tuple[int, ...]]] = []
+) -> tuple[list[_Run], dict[str, tuple[str, ...]], list[str]]:
+    """The runs of archive pages to render (feed, adjacent pages), each planned
+    feed's page names, and the paths of gone pages.
+
+    Feeds the cache still knows pages of but that no longer exist (gone by a
+    setting that made the cache fresh) lose their pages too.
+    """
+    runs: list[_Run] = []
+    names: dict[str, tuple[str, ...]] = {}
     gone: list[str] = []
     salt = fingerprint_of(store)
     with store.transaction():
-        for text in (*plan.feeds, *plan.gone):
+        planned = (*plan.feeds, *plan.gone)
+        live = {f for (f,) in store.db.execute("SELECT feed FROM summaries")}
+        orphans = sorted(paged_feeds(store) - live - set(planned))
+        for text in (*planned, *orphans):
             pages = plan_pages(store, text, paging, salt, everything=everything)
+            names[text] = pages.names
             for run in _consecutive(pages.render):
                 runs += [(text, run[i : i + PAGES_PER_RUN]) for i in range(0, len(run), PAGES_PER_RUN)]
             key = feed_key(text)
             gone += [f"{archive_path(key, n)}.{fmt}" for n in pages.gone for fmt in FORMATS]
-    return runs, gone
+    return runs, names, gone
 
 
-def _consecutive(numbers: Sequence[int]) -> list[tuple[int, ...]]:
-    runs: list[list[int]] = []
-    for n in numbers:
-        if runs and runs[-1][-1] == n - 1:
-            runs[-1].append(n)
+def _consecutive(refs: Sequence[PageRef]) -> list[tuple[PageRef, ...]]:
+    """`refs` (newest first) in runs of pages that are adjacent in the feed (read in one query)."""
+    runs: list[list[PageRef]] = []
+    for ref in refs:
+        if runs and runs[-1][-1].hi == ref.lo:
+            runs[-1].append(ref)
         else:
-            runs.append([n])
+            runs.append([ref])
     return [tuple(run) for run in runs]
 
 
@@ -601,21 +618,21 @@ def _open_reader(cache: Path) -> None:
     _READER = Store.reader(cache)
 
 
-def _render_chunk(args: tuple[list[str], list[tuple[str, tuple[int, ...]]], Paging, Site]) -> list[Document]:
+def _render_chunk(args: tuple[list[tuple[str, tuple[str, ...]]], list[_Run], Paging, Site]) -> list[Document]:
     assert _READER is not None
     return _render_with(_READER, *args)
 
 
 def _render_with(
-    store: Store, texts: Iterable[str], runs: Iterable[tuple[str, tuple[int, ...]]], paging: Paging, site: Site
+    store: Store, feeds: Iterable[tuple[str, tuple[str, ...]]], runs: Iterable[_Run], paging: Paging, site: Site
 ) -> list[Document]:
     docs: list[Document] = []
-    for text in texts:
-        feed = store.feed(text, paging.max_entries)
+    for text, pages in feeds:
+        feed = store.feed(text, paging.max_entries, pages)
         if feed is not None:
             docs.extend(feed_documents(feed, site))
-    for text, numbers in runs:
-        for page in archive_pages(store, text, numbers, paging):
+    for text, refs in runs:
+        for page in archive_pages(store, text, refs):
             docs.extend(archive_documents(page, site))
     return docs
 

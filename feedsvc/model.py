@@ -92,6 +92,9 @@ class Feed:
     total: int
     #: Archive pages (RFC 5005) holding the older entries; 0 when none.
     archives: int = 0
+    #: The names of its archive pages (`archive_path`), oldest first; the last
+    #: is the one the subscription document's rel="prev-archive" names.
+    pages: tuple[str, ...] = ()
 
     @property
     def updated(self) -> datetime | None:
@@ -101,33 +104,38 @@ class Feed:
 
 @dataclass(frozen=True, slots=True)
 class ArchivePage:
-    """One full page of a feed's older entries (RFC 5005 archive document).
+    """One archive page of a feed's older entries (RFC 5005 archive document).
 
-    Page 1 holds the oldest entries. A page is cut only once it is full, so
-    the entries at its URL never change when newer records arrive.
+    Where pages start is content-defined (`archives.layout`), so a page keeps
+    its name and its entries while records change elsewhere in the feed.
     """
 
     key: FeedKey
     #: The feed's display name, as in `Feed.name`.
     name: str
-    #: 1-based; page `number - 1` holds the entries just older than these.
-    number: int
-    #: The page's entries, newest first (always exactly the page size).
+    #: The page's name in its URL: ``first`` (the oldest page) or ``<yyyymmdd>-<hash8>``.
+    page: str
+    #: The page's entries, newest first.
     entries: tuple[Record, ...]
+    #: The name of the page just older (rel="prev-archive"); None for the first page.
+    prev: str | None = None
+    #: The name of the page just newer (rel="next-archive"); None for the newest
+    #: page, whose next document is the feed's subscription document.
+    next: str | None = None
 
     @property
     def path(self) -> str:
-        """URL path without extension, e.g. ``feeds/topics/ai/archive/3``."""
-        return archive_path(self.key, self.number)
+        """URL path without extension, e.g. ``feeds/topics/ai/archive/20230601-3f2a9b1c``."""
+        return archive_path(self.key, self.page)
 
     @property
     def updated(self) -> datetime | None:
         return max((r.updated for r in self.entries), default=None)
 
 
-def archive_path(key: FeedKey, number: int) -> str:
-    """URL path, without extension, of page `number` of the feed `key`."""
-    return f"{key.path}/archive/{number}"
+def archive_path(key: FeedKey, page: str) -> str:
+    """URL path, without extension, of the archive page named `page` of the feed `key`."""
+    return f"{key.path}/archive/{page}"
 
 
 @dataclass(frozen=True, slots=True)

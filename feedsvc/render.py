@@ -130,11 +130,11 @@ def render_feed(feed: Feed, site: Site, fmt: str, *, query: str = "", title: str
         raise ValueError(f"unknown feed format {fmt!r}; known: {', '.join(FORMATS)}")
     updated = entry_updated_times(feed.entries)
     fg = _generator(feed, site, fmt, max(updated, default=EMPTY_FEED_DATE), query, title)
-    if feed.archives and not query:
+    if feed.pages and not query:
         # RFC 5005 §4: the subscription document points at the newest page.
         _history(fg, archive=False, links=(
             ("current", site.feed_url(feed, fmt), FORMATS[fmt]),
-            ("prev-archive", site.url(f"{archive_path(feed.key, feed.archives)}.{fmt}"), FORMATS[fmt]),
+            ("prev-archive", site.url(f"{archive_path(feed.key, feed.pages[-1])}.{fmt}"), FORMATS[fmt]),
         ))  # fmt: skip
     return _finish(fg, feed.entries, updated, fmt)
 
@@ -143,21 +143,30 @@ def render_archive(page: ArchivePage, site: Site, fmt: str) -> bytes:
     """Archive page `page` in `fmt` ("rss" or "atom") as UTF-8 XML bytes (RFC 5005 §4).
 
     The same feed id as the subscription document (one logical feed), its own
-    self link, rel="current" to the subscription document, rel="prev-archive"
-    to the page before (none on page 1), and ``<fh:archive/>``. No
-    rel="next-archive": when a page is cut the next one does not exist yet,
-    and adding the link later would change a page meant never to change. No
-    WebSub hub either: a page never changes, so there is nothing to push.
+    self link, ``<fh:archive/>``, rel="current" to the subscription document,
+    rel="prev-archive" to the page just older (none on the first page) and
+    rel="next-archive" to the page just newer. The newest page's next
+    document is the subscription document, so its next-archive names that:
+    every page has an archive link (the W3C validator warns "Archive
+    incomplete" on one without), and a reader walking forward ends where it
+    would subscribe. Both neighbours' names come from `archives.layout`; the
+    next one is the entry that ends this page, so it changes only when this
+    page's entries do. No WebSub hub: a reader subscribes to the feed, not to
+    a page. The title says where the page starts, never its position.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown feed format {fmt!r}; known: {', '.join(FORMATS)}")
     updated = entry_updated_times(page.entries)
-    title = f"{feed_title(site, page)} (archive {page.number})"
+    since = page.entries[-1].published.astimezone(timezone.utc).date().isoformat() if page.entries else ""
+    title = f"{feed_title(site, page)} (archive from {since})"
     self_url = site.url(f"{page.path}.{fmt}")
     fg = _generator(page, site, fmt, max(updated, default=EMPTY_FEED_DATE), "", title, self_url=self_url)
-    links = [("current", site.feed_url(page, fmt), FORMATS[fmt])]
-    if page.number > 1:
-        links.append(("prev-archive", site.url(f"{archive_path(page.key, page.number - 1)}.{fmt}"), FORMATS[fmt]))
+    current = site.feed_url(page, fmt)
+    links = [("current", current, FORMATS[fmt])]
+    if page.prev is not None:
+        links.append(("prev-archive", site.url(f"{archive_path(page.key, page.prev)}.{fmt}"), FORMATS[fmt]))
+    newer = site.url(f"{archive_path(page.key, page.next)}.{fmt}") if page.next is not None else current
+    links.append(("next-archive", newer, FORMATS[fmt]))
     _history(fg, archive=True, links=tuple(links))
     return _finish(fg, page.entries, updated, fmt)
 
@@ -362,7 +371,7 @@ class HubsExtension(BaseExtension):
 
 
 class HistoryExtension(BaseExtension):
-    """RFC 5005 feed history: ``<fh:archive/>`` and the current/prev-archive links.
+    """RFC 5005 feed history: ``<fh:archive/>`` and the current, prev-archive and next-archive links.
 
     As for hubs: feedgen writes only the self link into RSS, and RFC 5005
     Appendix B puts these links into the RSS channel as atom:link, so both

@@ -21,9 +21,19 @@ from functools import lru_cache
 
 from werkzeug.http import http_date
 
-#: Cache policies a document can have.
+#: Cache policies a document can have. Every document is revalidated once
+#: its max-age is over (ETag, Last-Modified, 304): no URL is ever `immutable`,
+#: since a build may give any of them new bytes (a correction, a takedown).
+#: A feed, listing or page: `server.cache_max_age`.
 REVALIDATE = 0
-IMMUTABLE = 1
+#: An RFC 5005 archive page: `ARCHIVE_MAX_AGE`. Its bytes change only when a
+#: record on it (or a page boundary beside it) changes, which is rare, so
+#: caches may keep it longer than a feed; a correction or a takedown reaches
+#: a cache that holds it within that time.
+ARCHIVE = 1
+#: Seconds an archive page may be used from a cache without asking again
+#: (one day). deploy/nginx-static.conf sends the same (tests/test_nginx.py checks).
+ARCHIVE_MAX_AGE = 86_400
 
 
 def etag_of_digest(sha256_hex: str) -> str:
@@ -51,7 +61,7 @@ class Served:
     media_type: str
     #: The newest entry's time in whole seconds since the epoch; None when undated.
     last_modified: int | None
-    #: `REVALIDATE` (max-age, then a conditional request) or `IMMUTABLE`.
+    #: `REVALIDATE` or `ARCHIVE`: which max-age, before a conditional request.
     policy: int
     etag: str
     size: int

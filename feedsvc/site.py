@@ -42,8 +42,8 @@ class Document:
     media_type: str
     #: The newest entry's updated time (Last-Modified); None for the stylesheet.
     last_modified: datetime | None = None
-    #: Never changes at this path (a full archive page): cacheable for a year.
-    immutable: bool = False
+    #: An archive page: cached longer than a feed, and revalidated (`served.ARCHIVE`).
+    archive: bool = False
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,8 @@ class Build:
     loaded: LoadResult
     #: Warnings from choosing records (duplicates), beside the loader's problems.
     selection_problems: tuple[RecordError, ...] = ()
-    #: Each archive page, by feed and page number.
-    pages: Mapping[tuple[FeedKey, int], ArchivePage] = field(default_factory=dict, repr=False)
+    #: Each archive page, by feed and page name.
+    pages: Mapping[tuple[FeedKey, str], ArchivePage] = field(default_factory=dict, repr=False)
 
     @property
     def problems(self) -> tuple[RecordError, ...]:
@@ -82,7 +82,7 @@ def assemble(loaded: LoadResult, config: Config) -> Build:
         documents.update((doc.path, doc) for doc in archive_documents(page, site))
     for doc in site_documents(feeds, site):
         documents[doc.path] = doc
-    pages = {(page.key, page.number): page for page in archived}
+    pages = {(page.key, page.page): page for page in archived}
     return Build(documents, feeds, loaded, selection.problems, pages)
 
 
@@ -103,9 +103,9 @@ def feed_documents(feed: Feed, site: Site, archive_links: Sequence[str] = ()) ->
 
 
 def archive_documents(page: ArchivePage, site: Site) -> tuple[Document, ...]:
-    """An archive page in RSS and Atom; each is immutable once cut (see `archives`)."""
+    """An archive page in RSS and Atom, served with the archive cache policy (`served.ARCHIVE`)."""
     return tuple(
-        Document(f"{page.path}.{fmt}", render_archive(page, site, fmt), MEDIA_TYPES[fmt], page.updated, immutable=True)
+        Document(f"{page.path}.{fmt}", render_archive(page, site, fmt), MEDIA_TYPES[fmt], page.updated, archive=True)
         for fmt in FORMATS
     )
 

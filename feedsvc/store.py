@@ -28,7 +28,7 @@ from pathlib import Path
 from . import codec
 from .errors import FeedsvcError, RecordError
 from .feeds import ALL_NAME, display_name, topic_keys
-from .archives import Paging
+from .archives import Paging, layout
 from .model import ArchivePage, Feed, FeedKey, FeedKind, FeedSummary, Record
 from .served import Served
 
@@ -275,24 +275,23 @@ class Store:
         store.fresh = False
         return store
 
-    def feed(self, text: str, max_entries: int) -> Feed | None:
+    def feed(self, text: str, max_entries: int, pages: Sequence[str] = ()) -> Feed | None:
         """The feed as `feeds.build_feeds` would make it, from the index alone.
 
-        It holds the entries no archive page holds (`archives.Paging`, with the
-        page size `use_page_size` stored).
+        It holds the newest max_entries entries; `pages` names its archive
+        pages, oldest first (`plan_pages` says which).
         """
         key = feed_key(text)
         total, = self.db.execute("SELECT count(*) FROM members WHERE feed=?", (text,)).fetchone()
         if not total and key.kind is not FeedKind.ALL:
             return None
-        paging = stored_paging(self.db, max_entries)
         rows = self.db.execute(
             "SELECT f.rec, f.rec_sum FROM members m JOIN files f ON f.rel = m.rel WHERE m.feed=?"
             f" ORDER BY {NEWEST_FIRST} LIMIT ?",
-            (text, paging.current(total)),
+            (text, max_entries),
         ).fetchall()
         entries = tuple(decode(rec, check) for rec, check in rows)
-        return Feed(key=key, name=self._name(key, text), entries=entries, total=total, archives=paging.pages(total))
+        return Feed(key, self._name(key, text), entries, total, len(pages), tuple(pages))
 
     def _name(self, key: FeedKey, text: str) -> str:
         if key.kind is FeedKind.ALL:
@@ -310,7 +309,7 @@ class Store:
         (updated,) = self.db.execute(
             f"SELECT max(f.updated) FROM (SELECT m.rel FROM members m WHERE m.feed=? ORDER BY {NEWEST_FIRST} LIMIT ?) t"
             " JOIN files f ON f.rel = t.rel",
-            (text, stored_paging(self.db, max_entries).current(total)),
+            (text, max_entries),
         ).fetchone()
         self.db.execute("INSERT OR REPLACE INTO summaries VALUES (?,?,?,?)", (text, self._name(key, text), total, updated))
         return True
@@ -471,38 +470,50 @@ def _decode_problems(blob: bytes) -> list[RecordError]:
 
 # --- Archive pages (RFC 5005; see archives.py) ---------------------------------
 #
-# A touched feed re-renders only the archive pages whose entries changed. Each
-# page's digest (of the settings, the feed's name, the page number and the
-# content digest of every record file on it) is kept per feed and page. A
-# build stages the digests of the pages it renders (or '-' for a page that is
-# gone) and they count only once its files are written: the trigger promotes
-# them when the build clears its pending mark (`Store.clear_pending`). A build
-# that dies before that leaves the old digests, and its pending feeds, so the
-# next build renders those pages again.
+# A touched feed is laid out again (`archives.layout`, over its archived
+# members' ids and dates: one indexed query) and re-renders only the pages
+# whose digest changed. A page's digest covers the settings, the feed's name,
+# the page's name, its neighbours' names (its prev-archive and next-archive
+# links) and the content digest of every record file on it, in order; it is
+# kept per feed and page name. A build stages the digests of the pages it
+# renders (or '-' for a page that is gone) and they count only once its files
+# are written: the trigger promotes them when the build clears its pending
+# mark (`Store.clear_pending`). A build that dies before that leaves the old
+# digests, and its pending feeds, so the next build renders those pages again.
+# The digests outlive a cache made fresh (a changed setting), so the pages of
+# the old layout are removed from the output folder.
 
-_ARCHIVE_SCHEMA = """
-CREATE TABLE IF NOT EXISTS archive_pages (
-    feed TEXT NOT NULL, page INTEGER NOT NULL, digest TEXT, staged TEXT, PRIMARY KEY (feed, page)
-) WITHOUT ROWID;
-CREATE TRIGGER IF NOT EXISTS archive_pages_written AFTER DELETE ON meta WHEN old.key = 'pending'
-BEGIN
-    DELETE FROM archive_pages WHERE staged = '-';
-    UPDATE archive_pages SET digest = staged, staged = NULL WHERE staged IS NOT NULL;
-END;
-"""
+_ARCHIVE_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS archive_digests (
+        feed TEXT NOT NULL, page TEXT NOT NULL, digest TEXT, staged TEXT, PRIMARY KEY (feed, page)
+    ) WITHOUT ROWID""",
+    """CREATE TRIGGER IF NOT EXISTS archive_digests_written AFTER DELETE ON meta WHEN old.key = 'pending'
+    BEGIN
+        DELETE FROM archive_digests WHERE staged = '-';
+        UPDATE archive_digests SET digest = staged, staged = NULL WHERE staged IS NOT NULL;
+    END""",
+)
 
 
 def use_page_size(store: Store, page_size: int) -> None:
-    """Make the cache ready for archive pages of `page_size` entries (0: archives off).
+    """Make the cache ready for archive pages averaging `page_size` entries (0: archives off).
 
-    Stored, so render worker processes reading the cache page feeds alike;
-    the size is part of the fingerprint, so changing it rebuilds everything.
+    A cache from before content-defined pages kept numbered pages in
+    ``archive_pages``: their names carry over (with no digest), so the next
+    build removes their files. The size is part of the fingerprint, so
+    changing it lays every feed out again.
     """
-    store.db.executescript(_ARCHIVE_SCHEMA)
-    row = store.db.execute("SELECT value FROM meta WHERE key='page_size'").fetchone()
-    if row is None or row[0] != str(page_size):
-        with store.transaction():
-            store.db.execute("INSERT OR REPLACE INTO meta VALUES ('page_size', ?)", (str(page_size),))
+    db = store.db
+    with store.transaction():
+        for statement in _ARCHIVE_SCHEMA:
+            db.execute(statement)
+        if db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='archive_pages'").fetchone():
+            db.execute("INSERT OR IGNORE INTO archive_digests (feed, page) SELECT feed, CAST(page AS TEXT) FROM archive_pages")
+            db.execute("DROP TRIGGER IF EXISTS archive_pages_written")
+            db.execute("DROP TABLE archive_pages")
+        row = db.execute("SELECT value FROM meta WHERE key='page_size'").fetchone()
+        if row is None or row[0] != str(page_size):
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('page_size', ?)", (str(page_size),))
 
 
 def stored_paging(db: sqlite3.Connection, max_entries: int) -> Paging:
@@ -512,61 +523,85 @@ def stored_paging(db: sqlite3.Connection, max_entries: int) -> Paging:
 
 
 @dataclass(frozen=True, slots=True)
+class PageRef:
+    """One archive page to render: its name, its neighbours and where its entries are."""
+
+    name: str
+    prev: str | None
+    next: str | None
+    #: [lo, hi) of the page's entries in the feed's newest-first order.
+    lo: int
+    hi: int
+
+
+@dataclass(frozen=True, slots=True)
 class PagePlan:
     """What a build does with one feed's archive pages."""
 
-    #: Page numbers to render (new, or their entries changed), ascending.
-    render: tuple[int, ...]
-    #: Page numbers that are gone (the feed shrank or is gone).
-    gone: tuple[int, ...]
+    #: Pages to render (new, or their entries or links changed), newest first.
+    render: tuple[PageRef, ...]
+    #: Names of pages that are gone (the feed shrank, a boundary went, the feed is gone).
+    gone: tuple[str, ...]
+    #: Every page's name, oldest first (`Feed.pages`).
+    names: tuple[str, ...]
 
 
 def plan_pages(store: Store, text: str, paging: Paging, salt: str, *, everything: bool = False) -> PagePlan:
-    """Compare the feed's pages with their stored digests; stage the new ones.
+    """Lay the feed out (`archives.layout`), compare with the stored digests, stage the new ones.
 
     Call inside `store.transaction()`. `salt` is mixed into every digest (the
     cache's fingerprint: settings that change every page). `everything`
     renders every page (an output folder without a manifest).
     """
-    import hashlib
-
-    digests = [d for (d,) in store.db.execute(
-        f"SELECT f.digest FROM members m JOIN files f ON f.rel = m.rel WHERE m.feed=? ORDER BY {NEWEST_FIRST}",
-        (text,),
-    )]  # fmt: skip
-    total = len(digests)
-    pages = paging.pages(total)
-    name = store._name(feed_key(text), text) if total else ""
-    old = dict(store.db.execute("SELECT page, digest FROM archive_pages WHERE feed=?", (text,)).fetchall())
-    store.db.execute("UPDATE archive_pages SET staged=NULL WHERE feed=?", (text,))
-    render: list[int] = []
-    staged: list[tuple[str, int, str]] = []
-    for number in range(1, pages + 1):
-        start, stop = paging.span(total, number)
-        h = hashlib.sha256(f"{salt}\0{name}\0{number}".encode("utf-8"))
-        for digest in digests[start:stop]:
+    db = store.db
+    old = dict(db.execute("SELECT page, digest FROM archive_digests WHERE feed=?", (text,)).fetchall())
+    if old:
+        db.execute("UPDATE archive_digests SET staged=NULL WHERE feed=? AND staged IS NOT NULL", (text,))
+    rows: list[tuple[str, int, str]] = []
+    if paging.page_size:
+        rows = db.execute(
+            "SELECT m.id, m.published, f.digest FROM members m JOIN files f ON f.rel = m.rel WHERE m.feed=?"
+            f" ORDER BY {NEWEST_FIRST} LIMIT -1 OFFSET ?",
+            (text, paging.max_entries),
+        ).fetchall()
+        rows.reverse()  # oldest first
+    spans = layout([(id_, published) for id_, published, _digest in rows], paging)
+    name = store._name(feed_key(text), text) if spans else ""
+    archived, current = len(rows), paging.max_entries
+    render: list[PageRef] = []
+    staged: list[tuple[str, str, str]] = []
+    for span in spans:
+        h = hashlib.sha256(f"{salt}\0{name}\0{span.name}\0{span.prev or ''}\0{span.next or ''}".encode("utf-8"))
+        for _id, _published, digest in rows[span.start : span.stop]:
             h.update(b"\0" + digest.encode("ascii"))
         digest = h.hexdigest()
-        if everything or old.get(number) != digest:
-            render.append(number)
-            staged.append((text, number, digest))
-    gone = sorted(n for n in old if n > pages)
-    staged += [(text, n, "-") for n in gone]
-    store.db.executemany(
-        "INSERT INTO archive_pages (feed, page, staged) VALUES (?,?,?)"
+        if everything or old.get(span.name) != digest:
+            lo = current + archived - span.stop
+            render.append(PageRef(span.name, span.prev, span.next, lo, lo + span.stop - span.start))
+            staged.append((text, span.name, digest))
+    names = tuple(span.name for span in spans)
+    gone = tuple(sorted(old.keys() - set(names)))
+    staged += [(text, page, "-") for page in gone]
+    db.executemany(
+        "INSERT INTO archive_digests (feed, page, staged) VALUES (?,?,?)"
         " ON CONFLICT (feed, page) DO UPDATE SET staged=excluded.staged",
         staged,
     )
-    return PagePlan(tuple(render), tuple(gone))
+    render.sort(key=lambda ref: ref.lo)
+    return PagePlan(tuple(render), gone, names)
 
 
-def archive_pages(store: Store, text: str, numbers: Sequence[int], paging: Paging) -> list[ArchivePage]:
-    """Pages `numbers` (consecutive, ascending) of the feed, read in one query."""
-    if not numbers:
+def paged_feeds(store: Store) -> set[str]:
+    """Every feed the cache knows archive pages of (written, or staged by a build that died)."""
+    return {f for (f,) in store.db.execute("SELECT DISTINCT feed FROM archive_digests")}
+
+
+def archive_pages(store: Store, text: str, refs: Sequence[PageRef]) -> list[ArchivePage]:
+    """The pages `refs` (adjacent, newest first) of the feed, read in one query."""
+    if not refs:
         return []
     key = feed_key(text)
-    total, = store.db.execute("SELECT count(*) FROM members WHERE feed=?", (text,)).fetchone()
-    first, last = paging.span(total, numbers[-1])[0], paging.span(total, numbers[0])[1]
+    first, last = refs[0].lo, refs[-1].hi
     rows = store.db.execute(
         "SELECT f.rec, f.rec_sum FROM members m JOIN files f ON f.rel = m.rel WHERE m.feed=?"
         f" ORDER BY {NEWEST_FIRST} LIMIT ? OFFSET ?",
@@ -574,8 +609,7 @@ def archive_pages(store: Store, text: str, numbers: Sequence[int], paging: Pagin
     ).fetchall()
     records = [decode(rec, check) for rec, check in rows]
     name = store._name(key, text)
-    pages = []
-    for number in numbers:
-        start, stop = paging.span(total, number)
-        pages.append(ArchivePage(key, name, number, tuple(records[start - first : stop - first])))
-    return pages
+    return [
+        ArchivePage(key, name, ref.name, tuple(records[ref.lo - first : ref.hi - first]), ref.prev, ref.next)
+        for ref in refs
+    ]

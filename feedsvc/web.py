@@ -52,7 +52,7 @@ from .pages import render_not_found
 from .polite import COST_FULL, COST_NOT_MODIFIED, Limiter
 from .query import CustomFeeds, QueryError, kind_of, parse
 from .render import Site
-from .served import IMMUTABLE, Served
+from .served import ARCHIVE, ARCHIVE_MAX_AGE, Served
 
 access_log = logging.getLogger("feedsvc.access")
 log = logging.getLogger("feedsvc.web")
@@ -79,8 +79,6 @@ _NOSNIFF = ("X-Content-Type-Options", "nosniff")
 _CSP = ("Content-Security-Policy", CSP)
 _VARY = ("Vary", "Accept-Encoding")
 _NO_STORE = ("Cache-Control", "no-store")
-#: A year, the most RFC 9111 §5.2.2.1 suggests for "never expires".
-IMMUTABLE_MAX_AGE = 31_536_000
 _HTML = "text/html; charset=utf-8"
 _FEED_SUFFIXES = (".rss", ".atom", ".json")
 _TEXT = "text/plain; charset=utf-8"
@@ -164,8 +162,8 @@ class _Responder:
         self.hub_links = hubs
         self._links: dict[str, str] = {}
         self.cache_control = ("Cache-Control", f"public, max-age={config.server.cache_max_age}")
-        #: A full archive page never changes at its URL (RFC 5005; RFC 8246 immutable).
-        self.cache_forever = ("Cache-Control", f"public, max-age={IMMUTABLE_MAX_AGE}, immutable")
+        #: An archive page changes rarely, but it may: a longer max-age, then revalidation (`served.ARCHIVE`).
+        self.cache_archive = ("Cache-Control", f"public, max-age={ARCHIVE_MAX_AGE}")
         #: The site's 404 page, as the build writes it to 404.html (for nginx's error_page).
         self.not_found_body = render_not_found(Site.from_config(config))
 
@@ -273,7 +271,7 @@ class _Responder:
         headers = [("ETag", etag)]
         if row.last_modified is not None and (body is None or body.current):
             headers.append(("Last-Modified", row.last_modified_http))
-        headers += (self.cache_forever if row.policy == IMMUTABLE else self.cache_control, _VARY, _NOSNIFF)
+        headers += (self.cache_archive if row.policy == ARCHIVE else self.cache_control, _VARY, _NOSNIFF)
         media_type = row.media_type
         if media_type == _HTML:
             headers.append(_CSP)

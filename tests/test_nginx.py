@@ -27,6 +27,7 @@ from pathlib import Path
 import feedparser
 import pytest
 
+from feedsvc.served import ARCHIVE_MAX_AGE
 from feedsvc.site import MEDIA_TYPES as APP_MEDIA_TYPES
 from feedsvc.synth import write_corpus
 from feedsvc.web import CSP
@@ -221,21 +222,28 @@ def test_static_headers_are_the_apps(static: StaticSite, ext: str) -> None:
     assert abs(http_date(r.header("Last-Modified")) - (static.out / path).stat().st_mtime) < 1
 
 
-def test_archive_pages_are_immutable(static: StaticSite) -> None:
-    """RFC 5005 pages get a year's immutable Cache-Control (as from the app), 304s too."""
+def test_archive_pages_are_revalidated_after_a_day(static: StaticSite) -> None:
+    """RFC 5005 pages get the app's archive Cache-Control (a day, never immutable), 304s too."""
     pages = [p for p in documents(static.out) if "/archive/" in p]
-    assert "feeds/all/archive/1.atom" in pages and "feeds/all/archive/1.rss" in pages
-    for path in ("feeds/all/archive/1.atom", "feeds/all/archive/1.rss"):
+    first = [p for p in pages if p.startswith("feeds/all/archive/first.")]
+    assert sorted(first) == ["feeds/all/archive/first.atom", "feeds/all/archive/first.rss"]
+    named = [p for p in pages if p.startswith("feeds/all/archive/") and p not in first]
+    assert named and all(re.fullmatch(r"feeds/all/archive/\d{8}-[0-9a-f]{8}\.(atom|rss)", p) for p in named)
+    expected = f"public, max-age={ARCHIVE_MAX_AGE}"
+    assert expected == "public, max-age=86400"  # what deploy/nginx-static.conf says
+    for path in (*first, named[0]):
         r = static.get(path, **{"Accept-Encoding": "gzip"})
         assert r.status == 200 and r.body == static.file(path + ".gz")
-        assert r.header("Cache-Control") == "public, max-age=31536000, immutable"
+        assert r.header("Cache-Control") == expected
         assert r.header("Vary") == "Accept-Encoding"
         assert r.header("X-Content-Type-Options") == "nosniff"
         assert r.header("Content-Type") == MEDIA_TYPES[path.rsplit(".", 1)[1]]
         again = static.get(path, **{"Accept-Encoding": "gzip", "If-None-Match": r.header("ETag") or ""})
         assert again.status == 304
-        assert again.header("Cache-Control") == "public, max-age=31536000, immutable"
-    assert static.get("feeds/all/archive/1.atom?x=1").status == 200  # a query is ignored, as by the app
+        assert again.header("Cache-Control") == expected
+        since = static.get(path, **{"If-Modified-Since": r.header("Last-Modified") or ""})
+        assert since.status == 304 and since.header("Cache-Control") == expected
+    assert static.get("feeds/all/archive/first.atom?x=1").status == 200  # a query is ignored, as by the app
     assert static.get("feeds/all/archive/999.atom").header("Cache-Control") == "no-store"
     assert static.get("feeds/all.atom").header("Cache-Control") == f"public, max-age={MAX_AGE}"
 
@@ -406,6 +414,27 @@ def test_a_rebuild_keeps_validators_unless_the_bytes_change(tmp_path: Path) -> N
         assert {p for p in docs if after[p][0] != before[p][0]} == {p for p in docs if p in rewritten}
         assert {p for p in docs if after[p][1] != before[p][1]} == {p for p in docs if p + ".gz" in rewritten}
         assert "feeds/all.atom" in rewritten and len(rewritten) < len(docs)
+    finally:
+        site.nginx.stop()
+
+
+def test_a_corrected_archive_page_is_fetched_again(tmp_path: Path) -> None:
+    """A page's bytes can change (a correction): revalidating its copy gets the new bytes."""
+    site = start_static_site(tmp_path)
+    try:
+        path = "feeds/all/archive/first.atom"
+        old = site.get(path)
+        title = feedparser.parse(old.body).entries[0].title
+        record = next(p for p in sorted(site.records.glob("*.txt")) if f'title: "{title}"' in p.read_text(encoding="utf-8"))
+        time.sleep(CLOCK_STEP)
+        retitle(record, NEW_TITLE)
+        feedsvc_build(site.config, site.out)
+        again = site.get(path, **{"If-None-Match": old.header("ETag") or ""})
+        assert again.status == 200 and again.header("ETag") != old.header("ETag")
+        assert NEW_TITLE in {e.title for e in feedparser.parse(again.body).entries}
+        assert again.header("Cache-Control") == f"public, max-age={ARCHIVE_MAX_AGE}"
+        since = site.get(path, **{"If-Modified-Since": old.header("Last-Modified") or ""})
+        assert since.status == 200  # the file is newer than the copy
     finally:
         site.nginx.stop()
 

@@ -18,6 +18,9 @@ The rules, as the validator's source states them:
   alternate links; no media:group with a single media:content; canonical Atom
   ids; URLs are plain ASCII URIs; RSS <docs> and a positive <ttl>; Atom entries
   with distinct <updated> values (DuplicateUpdated).
+- An `fh:archive` document links rel="current" (MissingCurrentInArchive) and
+  rel="prev-archive" or rel="next-archive" (ArchiveIncomplete), unless it is
+  `fh:complete`.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ MEDIA = "{http://search.yahoo.com/mrss/}"
 CONTENT = "{http://purl.org/rss/1.0/modules/content/}"
 DC = "{http://purl.org/dc/elements/1.1/}"
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+FH = "{http://purl.org/syndication/history/1.0}"
 
 #: Every check, with what it stands for.
 CHECKS = {
@@ -74,6 +78,7 @@ CHECKS = {
     "required": "required elements present",
     "description-order": "RSS description before content:encoded",
     "language": "a language tag",
+    "archive": "an RFC 5005 archive (fh:archive) has rel=current and a prev- or next-archive link",
 }
 
 _HTML_TAGS = {
@@ -247,6 +252,17 @@ def _media(parent: Any, where: str) -> Iterator[Problem]:
                 yield Problem("media", f"{where}/{_name(el)}@{attr}", f"{value!r} is not a positive integer")
 
 
+def _archive(parent: Any, links: list[Any], where: str) -> Iterator[Problem]:
+    """The validator's feed history rules (feed.py: ArchiveIncomplete, MissingCurrentInArchive)."""
+    if parent.find(f"{FH}archive") is None or parent.find(f"{FH}complete") is not None:
+        return
+    rels = {link.get("rel") for link in links}
+    if "current" not in rels:
+        yield Problem("archive", where, "an archive without rel=current")
+    if not rels & {"prev-archive", "next-archive"}:
+        yield Problem("archive", where, "Archive incomplete: no prev-archive or next-archive link")
+
+
 def _language(value: str | None, where: str) -> Iterator[Problem]:
     if not value or not _LANGUAGE.match(value):
         yield Problem("language", where, f"{value!r} is not a language tag")
@@ -280,6 +296,7 @@ def _check_rss(rss: Any) -> list[Problem]:
     problems += _self_link(atom_links, "application/rss+xml", "channel/atom:link")
     for link in atom_links:
         problems += _url(link.get("href"), "channel/atom:link@href")
+    problems += _archive(channel, atom_links, "channel")
     for name in ("lastBuildDate", "pubDate"):
         if channel.find(name) is not None:
             problems += _date(channel.findtext(name), f"channel/{name}", rss=True)
@@ -335,6 +352,7 @@ def _check_atom(feed: Any) -> list[Problem]:
     links = feed.findall(f"{ATOM}link")
     problems += _self_link(links, "application/atom+xml", "feed/link")
     problems += _links(links, "feed", feed_level=True)
+    problems += _archive(feed, links, "feed")
     entries = feed.findall(f"{ATOM}entry")
     has_author = feed.find(f"{ATOM}author") is not None
     ids: Counter[str] = Counter()
@@ -509,11 +527,13 @@ def test_hostile_records_still_give_valid_feeds() -> None:
     when = datetime(2023, 5, 1, 12, 0, tzinfo=timezone.utc)
     records = tuple(_hostile_record(n, when + timedelta(seconds=n // 3)) for n in range(6))
     feed = Feed(FeedKey(FeedKind.TOPIC, "c-rust"), "C++ & <Rust> &copy", records, len(records))
-    paged = Feed(feed.key, feed.name, records, 30, archives=3)
-    page = ArchivePage(feed.key, feed.name, 3, records)
+    paged = Feed(feed.key, feed.name, records, 30, archives=2, pages=("first", "20230501-0a1b2c3d"))
+    page = ArchivePage(feed.key, feed.name, "20230501-0a1b2c3d", records, "first", None)
+    first = ArchivePage(feed.key, feed.name, "first", records, None, "20230501-0a1b2c3d")
     site = Site.from_config(Config())
     for fmt in ("rss", "atom"):
-        for data in (render_feed(feed, site, fmt), render_feed(paged, site, fmt), render_archive(page, site, fmt)):
+        archives = (render_archive(page, site, fmt), render_archive(first, site, fmt))
+        for data in (render_feed(feed, site, fmt), render_feed(paged, site, fmt), *archives):
             assert [str(p) for p in check_feed(data)] == []
 
 
@@ -525,11 +545,11 @@ def test_seed_hostile_and_empty_atom_feeds_match_the_schema(seed_site: Build, co
     extra = {
         "hostile.atom": Feed(FeedKey(FeedKind.TOPIC, "x"), "X & <y>", hostile, 3),
         "empty.atom": Feed(FeedKey(FeedKind.ALL, "all"), "All articles", (), 0),
-        "paged.atom": Feed(FeedKey(FeedKind.TOPIC, "x"), "X & <y>", hostile, 9, archives=2),
+        "paged.atom": Feed(FeedKey(FeedKind.TOPIC, "x"), "X & <y>", hostile, 9, archives=2, pages=("first", "20230501-0a1b2c3d")),
     }
     for name, feed in extra.items():
         (tmp_path / name).write_bytes(render_feed(feed, site, "atom"))
-    (tmp_path / "archive.atom").write_bytes(render_archive(ArchivePage(FeedKey(FeedKind.TOPIC, "x"), "X & <y>", 2, hostile), site, "atom"))
+    (tmp_path / "archive.atom").write_bytes(render_archive(ArchivePage(FeedKey(FeedKind.TOPIC, "x"), "X & <y>", "first", hostile), site, "atom"))
     extra["archive.atom"] = extra["paged.atom"]
     atoms = [p for p in feed_files(config.output_dir) if p.suffix == ".atom"] + [tmp_path / n for n in extra]
     done = subprocess.run(
