@@ -120,11 +120,12 @@ class QueriesConfig:
 class ArchivesConfig:
     #: Publish RFC 5005 archive pages, so a reader can page back to every entry.
     #: Off unless asked for: at 100,000 records they are some 30,000 more
-    #: documents to render and write, and a deleted or back-dated record
-    #: re-pages every page after it (README, "Archives").
+    #: documents to render and write (README, "Archives").
     enabled: bool = False
-    #: Entries per archive page (1 to max_entries). A page is cut only when
-    #: full, and never changes after. In a config file that leaves it out,
+    #: The average entries per archive page (1 to max_entries); pages hold
+    #: page_size // 4 to 4 x page_size. Boundaries are content-defined
+    #: (`archives.layout`), so one record's change rewrites its own page and
+    #: at most a page or two beside it. In a config file that leaves it out,
     #: the default is 25 or max_entries, whichever is smaller.
     page_size: int = 25
 
