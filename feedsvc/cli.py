@@ -206,7 +206,7 @@ def feeds(ctx: click.Context) -> None:
 @config_option
 @click.option("--host", help="Address to listen on (default: server.host).")
 @click.option("--port", type=int, help="Port to listen on (default: server.port).")
-@click.option("--dev", is_flag=True, help="Use Flask's development server instead of gunicorn.")
+@click.option("--dev", is_flag=True, help="Use Flask's development server instead of granian.")
 @click.option(
     "--build/--no-build",
     default=True,
@@ -215,7 +215,7 @@ def feeds(ctx: click.Context) -> None:
 )
 @click.pass_context
 def serve(ctx: click.Context, host: str | None, port: int | None, dev: bool, build: bool) -> None:
-    """Serve the feeds over HTTP (gunicorn; --dev for Flask's server).
+    """Serve the feeds over HTTP (granian; --dev for Flask's server).
 
     Builds the output folder first (incrementally: after `feedsvc build`
     nothing is parsed again), then serves the files the build wrote while one
@@ -232,6 +232,6 @@ def serve(ctx: click.Context, host: str | None, port: int | None, dev: bool, bui
         where = f"{host or config.server.host}:{port or config.server.port}"
         raise click.ClickException(f"cannot serve on {where}: {e.strerror or e}") from None
     except SystemExit as e:
-        if e.code not in (None, 0):  # gunicorn ends this way when it cannot start; it said why
+        if e.code not in (None, 0):  # the HTTP server ends this way when it cannot start; it said why
             raise click.exceptions.Exit(1) from None
         raise

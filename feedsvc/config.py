@@ -61,12 +61,16 @@ class ServerConfig:
     port: int = 8000
     #: Seconds a client or cache may reuse a response without asking again.
     cache_max_age: int = 300
-    #: gunicorn worker processes; two suit a 2-core machine.
+    #: HTTP worker processes (granian); two suit a 2-core machine.
     workers: int = 2
-    #: Threads per gunicorn worker.
-    threads: int = 4
-    #: Seconds between scans of records_dir for changed files.
-    reload_interval: float = 5.0
+    #: Python threads per worker that run requests. One is fastest (no GIL
+    #: contention; slow clients never hold a thread); more only help when
+    #: requests wait, as custom feeds rendering on a cold cache do.
+    threads: int = 1
+    #: Seconds between full scans of records_dir by the builder. File events
+    #: (inotify) bring changes within a second; the scan is the fallback for
+    #: file systems that send none (network mounts).
+    reload_interval: float = 300.0
 
 
 @dataclass(frozen=True)

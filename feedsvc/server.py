@@ -3,7 +3,7 @@
 `feedsvc serve` first brings the output folder up to date with the
 incremental build (right after a `feedsvc build` it parses nothing), then
 starts one builder process (`builder.py`: it watches records_dir and rebuilds,
-and tells the WebSub hubs) and the HTTP workers (gunicorn by default, Flask's
+and tells the WebSub hubs) and the HTTP workers (granian by default, Flask's
 development server with --dev), which serve the files the build wrote
 (`web.py`). With ``--no-build`` there is no builder: the workers serve a
 folder another process keeps current (`feedsvc build --watch`).
@@ -29,8 +29,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from flask import Flask
-from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
-from gunicorn.glogging import Logger as GunicornLogger  # type: ignore[import-untyped]
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from . import builder, metrics
@@ -40,12 +38,12 @@ from .web import configure_logging, create_app
 
 log = logging.getLogger("feedsvc.server")
 
-#: gunicorn's request limits: the longest request line (method, target,
-#: version), the most header fields and the longest one. Anything larger is
-#: refused by gunicorn with 414 or 431 before the app sees it.
-LIMIT_REQUEST_LINE = 4094
-LIMIT_REQUEST_FIELDS = 50
-LIMIT_REQUEST_FIELD_SIZE = 8190
+#: Longest a client may take to send a request's head (ms); then the connection is closed.
+HEADER_TIMEOUT_MS = 10_000
+#: Largest request head (request line and header fields) read; a larger one is refused.
+MAX_REQUEST_HEAD = 32 * 1024
+#: Connections waiting to be accepted.
+BACKLOG = 1024
 
 
 def run(
@@ -82,9 +80,9 @@ def run(
             if dev:
                 _run_dev(app, server.host, server.port, url)
             else:
-                FeedsvcGunicorn(app, gunicorn_options(config, url)).run()
+                run_granian(app, config, url)
         finally:
-            if watcher is not None and os.getpid() == owner:  # gunicorn's workers unwind through here too
+            if watcher is not None and os.getpid() == owner:  # forked workers may unwind through here too
                 builder.stop_process(watcher)
 
 
@@ -94,7 +92,7 @@ def runtime_dir() -> Iterator[str]:
 
     PROMETHEUS_MULTIPROC_DIR (its ``metrics`` subfolder) and
     FEEDSVC_RUNTIME_DIR are set before the app is made, so the metrics are
-    created in multiprocess mode, and inherited by the workers gunicorn forks.
+    created in multiprocess mode, and inherited by the workers forked later.
     A value already in the environment is replaced: the folder must start
     empty and belong to this run alone.
     """
@@ -106,7 +104,7 @@ def runtime_dir() -> Iterator[str]:
     try:
         yield folder
     finally:
-        # gunicorn's workers leave through here too (sys.exit unwinds the
+        # Forked workers may leave through here too (sys.exit unwinds the
         # fork): only the process that made the folder removes it.
         if os.getpid() == owner:
             shutil.rmtree(folder, ignore_errors=True)
@@ -121,7 +119,7 @@ def check_port(host: str, port: int) -> None:
     """Raise `FeedsvcError` in one line if the address cannot be listened on (before any build)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn and werkzeug bind
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as granian and werkzeug bind
         try:
             probe.bind((host, port))
         except OSError as e:
@@ -158,84 +156,6 @@ def bind_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def gunicorn_options(config: Config, url: str) -> dict[str, Any]:
-    """gunicorn settings for `config`: workers, threads, limits, hooks."""
-    server = config.server
-
-    def when_ready(arbiter: Any) -> None:
-        print(f"Serving feeds at {url}", flush=True)
-
-    def post_fork(arbiter: Any, worker: Any) -> None:
-        # Until the worker installs its own signal handlers, a SIGTERM would
-        # reach the master's handlers that fork copied and be lost, leaving the
-        # worker to be killed after graceful_timeout: stop the worker instead.
-        def stop_worker(signum: int, frame: Any) -> None:
-            worker.alive = False
-
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
-            signal.signal(sig, stop_worker)
-
-    def child_exit(arbiter: Any, worker: Any) -> None:
-        # A dead worker's gauges must not count; its counters still do.
-        metrics.mark_process_dead(worker.pid)
-
-    return {
-        "bind": [bind_address(server.host, server.port)],
-        "workers": server.workers,
-        "threads": server.threads,
-        "worker_class": "gthread",
-        "limit_request_line": LIMIT_REQUEST_LINE,
-        "limit_request_fields": LIMIT_REQUEST_FIELDS,
-        "limit_request_field_size": LIMIT_REQUEST_FIELD_SIZE,
-        # SCRIPT_NAME and PATH_INFO request headers would otherwise be taken
-        # from loopback clients as a proxy's word (a 500 for any mismatch).
-        "forwarder_headers": "",
-        # feedsvc writes its own access log (web.AccessLog).
-        "accesslog": None,
-        "errorlog": "-",
-        "loglevel": "info",
-        "logger_class": QuietLogger,
-        # gunicorn 25+ otherwise creates a control socket under $HOME.
-        "control_socket_disable": True,
-        # The workers' heartbeat files (unlinked at once) stay off the disk.
-        "worker_tmp_dir": "/dev/shm" if os.path.isdir("/dev/shm") else None,
-        "proc_name": "feedsvc",
-        "graceful_timeout": 10,
-        "when_ready": when_ready,
-        "post_fork": post_fork,
-        "child_exit": child_exit,
-    }
-
-
-class FeedsvcGunicorn(BaseApplication):  # type: ignore[misc]
-    """gunicorn running one ready-made app object, configured in code only."""
-
-    def __init__(self, app: Flask, options: dict[str, Any]) -> None:
-        self.application = app
-        self.options = options
-        super().__init__()
-
-    def load_config(self) -> None:
-        for key, value in self.options.items():
-            self.cfg.set(key, value)
-
-    def load(self) -> Flask:
-        return self.application
-
-
-class QuietLogger(GunicornLogger):  # type: ignore[misc]
-    """gunicorn's logger, minus the raw request line it quotes for a bad request.
-
-    gunicorn logs "Invalid request from ip=…: Invalid Request Line '<line>'";
-    the line holds the query string, which feedsvc never logs.
-    """
-
-    def warning(self, msg: Any, *args: Any, **kwargs: Any) -> None:
-        if isinstance(msg, str) and msg.startswith("Invalid request from"):
-            msg, args = msg.split("'", 1)[0].rstrip(" :"), ()
-        super().warning(msg, *args, **kwargs)
-
-
 class _DevRequestHandler(WSGIRequestHandler):
     """werkzeug's handler without its own request log (feedsvc writes one) and
     without quoting bad request lines in its error log."""
@@ -246,6 +166,37 @@ class _DevRequestHandler(WSGIRequestHandler):
     def log_error(self, format: str, *args: Any) -> None:
         code = args[0] if args and format.startswith("code") else "?"
         log.warning("dev server: refused a request from %s (%s)", self.address_string(), code)
+
+
+def run_granian(app: Flask, config: Config, url: str) -> None:
+    """Serve `app` with granian until SIGTERM or SIGINT.
+
+    Why granian: its connections live in Rust (tokio and hyper), so a slow or
+    idle client costs a socket, never a Python thread: a request reaches the
+    app only once its head has arrived, within `HEADER_TIMEOUT_MS`. The app's
+    threads only ever run complete requests, one per worker by default
+    (`server.threads`), which keeps the GIL uncontended (docs/design.md,
+    "Web service", has the measurements against gunicorn's gthread workers).
+    Workers are forked from this process after the app is made.
+    """
+    from granian.constants import Interfaces
+    from granian.http import HTTP1Settings
+    from granian.server import Server
+
+    server = config.server
+    granian = Server(
+        "feedsvc",
+        address=server.host,
+        port=server.port,
+        interface=Interfaces.WSGI,
+        workers=server.workers,
+        blocking_threads=server.threads,
+        backlog=BACKLOG,
+        http1_settings=HTTP1Settings(header_read_timeout=HEADER_TIMEOUT_MS, max_buffer_size=MAX_REQUEST_HEAD),
+        log_access=False,  # feedsvc writes its own access log (web.AccessLog)
+    )
+    granian.on_startup(lambda: print(f"Serving feeds at {url}", flush=True))
+    granian.serve(target_loader=lambda _target: app)
 
 
 def _interrupt(signum: int, frame: Any) -> None:

@@ -67,7 +67,7 @@ MAX_FIELD = 8190
 ALLOW = "GET, HEAD"
 #: Longest a request waits for the build writing its file to commit (seconds);
 #: past that the new bytes go out named by their own hash.
-COMMIT_WAIT = 2.0
+COMMIT_WAIT = 0.5
 #: Block size handed to the server's file wrapper.
 BLOCK = 65_536
 

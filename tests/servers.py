@@ -34,10 +34,28 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def write_config(path: Path, records_dir: Path, *, settings: dict[str, Any] | None = None, **server: Any) -> Path:
-    """A config file over `records_dir` with `server.*` settings (and other top-level `settings`)."""
+#: The base URL test configs name, whatever port a server listens on: servers on
+#: different ports, and a static build, then give the same bytes.
+BASE_URL = "http://127.0.0.1:8000/"
+
+
+def write_config(
+    path: Path,
+    records_dir: Path,
+    *,
+    settings: dict[str, Any] | None = None,
+    base_url: str | None = BASE_URL,
+    **server: Any,
+) -> Path:
+    """A config file over `records_dir` with `server.*` settings (and other top-level `settings`).
+
+    `base_url` None leaves site.base_url unset (`feedsvc serve` then uses its own address).
+    """
+    site: dict[str, Any] = {"title": "feedsvc test"}
+    if base_url is not None:
+        site["base_url"] = base_url
     data = {
-        "site": {"title": "feedsvc test"},
+        "site": site,
         "records_dir": str(records_dir),
         "output_dir": str(path.parent / "public"),
         "include_unpublished": True,

@@ -43,7 +43,7 @@ def test_links_follow_the_port_served_unless_base_url_says_otherwise(tmp_path: P
     records = tmp_path / "records"
     shutil.copytree(SEEDS, records)
     port = free_port()
-    config = write_config(tmp_path / "config.yaml", records)
+    config = write_config(tmp_path / "config.yaml", records, base_url=None)
     server = Server(config, port, tmp_path).start()
     try:
         feed = feedparser.parse(server.get("/feeds/all.atom").body)

@@ -205,7 +205,7 @@ def test_head_and_methods(site: Site) -> None:
 
 @pytest.mark.parametrize(
     "target",
-    ["/../config.yaml", "/feeds/%2e%2e/x", "/feeds%2Fall.rss", "/feeds/all.rss%00", "/%00", "/" + "a" * 3000, "/feeds/"],
+    ["/../config.yaml", "/feeds/%2e%2e/x", "/feeds/all.rss%00", "/%00", "/" + "a" * 3000, "/feeds/", "/%2f/healthz"],
     ids=lambda t: t[:30],
 )
 def test_bad_paths_are_404(site: Site, target: str) -> None:
@@ -213,6 +213,15 @@ def test_bad_paths_are_404(site: Site, target: str) -> None:
     assert r.status == 404
     assert r.header("X-Content-Type-Options") == "nosniff"
     assert r.header("Content-Security-Policy") is not None
+
+
+def test_an_escaped_slash_names_the_document_it_spells(site: Site) -> None:
+    """granian decodes %2F before the app sees the path (it passes no raw target), so
+    /feeds%2Fall.rss is /feeds/all.rss: the same bytes, never another file. The
+    development server passes the raw target, and there it is 404 (below)."""
+    escaped, plain = site.server.get("/feeds%2Fall.rss"), site.server.get("/feeds/all.rss")
+    assert (escaped.status, escaped.body, escaped.header("ETag")) == (200, plain.body, plain.header("ETag"))
+    assert site.server.get("/feeds%2F..%2F..%2Fconfig.yaml").status == 404
 
 
 def test_absurd_query_and_headers_are_refused(site: Site) -> None:
