@@ -42,6 +42,8 @@ DEBOUNCE_MS = 1_000
 STEP_MS = 100
 #: How often the watcher wakes to see whether it should stop (ms).
 TICK_MS = 1_000
+#: The builder's niceness (its builds inherit it): on a busy machine requests come first.
+BUILD_NICENESS = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +236,8 @@ def watch_forever(
 
     notifier = websub.Notifier(config.websub.hubs, config.websub.timeout, on_outcome=metrics.websub) if config.websub.hubs else None
     builder = Builder(config, out, on_build=count, notifier=notifier)
+    # Builds yield the CPU to the HTTP workers: a rebuild must not stall requests.
+    os.nice(BUILD_NICENESS)
     signal.signal(signal.SIGTERM, lambda *_: builder.stop())
     signal.signal(signal.SIGINT, lambda *_: builder.stop())
     builder.announce(announce)  # what the build before this process changed (feedsvc serve's first)

@@ -123,7 +123,7 @@ def test_a_damaged_cache_is_set_aside_and_the_build_is_full(tmp_path: Path, site
     _check_next_build(tmp_path, config_path, records)
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(12))
 def test_random_damage_to_the_file_never_ends_in_a_traceback(tmp_path: Path, site: tuple[Path, Path], seed: int) -> None:
     config_path, records = site
     cache = incremental.default_cache_path(load_config(config_path).output_dir)
@@ -144,6 +144,5 @@ def test_random_damage_to_the_file_never_ends_in_a_traceback(tmp_path: Path, sit
     config = load_config(config_path)
     fresh = tmp_path / "fresh"
     incremental.build(dataclasses.replace(config, output_dir=fresh), fresh, full=True)
-    if "cannot be trusted" in result.output:
-        assert tree(config.output_dir) == tree(fresh)
+    assert tree(config.output_dir) == tree(fresh), result.output
     shutil.rmtree(fresh)
