@@ -21,7 +21,6 @@ from .config import Config, check_records_dir, load_config
 from .errors import ConfigError, FeedsvcError, RecordError
 from .publish import publish
 from .records import load_records
-from .site import assemble
 
 #: From this many files on, a build on a terminal shows progress bars.
 PROGRESS_THRESHOLD = 2_000
@@ -194,12 +193,19 @@ def check(ctx: click.Context, warnings: bool, folder: Path | None) -> None:
 @config_option
 @click.pass_context
 def feeds(ctx: click.Context) -> None:
-    """List every feed with its entry count and newest date."""
+    """List every feed with its entry count and newest date.
+
+    Brings the output folder up to date first (an incremental build: after
+    `feedsvc build`, nothing is parsed), then lists what the build publishes.
+    """
     config = _config(ctx)
-    result = assemble(load_records(config.records_dir, config), config)
-    for feed in result.feeds:
+    try:
+        summaries = incremental.summaries(config)
+    except (FeedsvcError, OSError, sqlite3.Error) as e:
+        raise click.ClickException(f"cannot write the output: {e}") from None
+    for feed, shown in summaries:
         newest = feed.updated.isoformat() if feed.updated else "-"
-        click.echo(f"/{feed.key.path}.atom\t{len(feed.entries)} of {feed.total}\t{newest}\t{feed.name}")
+        click.echo(f"/{feed.key.path}.atom\t{shown} of {feed.total}\t{newest}\t{feed.name}")
 
 
 @main.command()

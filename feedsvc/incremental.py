@@ -42,7 +42,7 @@ from .records import Loaded, load_bytes, load_file, read_record, settings_for, w
 from .archives import Paging
 from .render import FORMATS, Site
 from .site import Document, archive_documents, feed_documents, site_documents
-from .model import Feed, archive_path
+from .model import Feed, FeedSummary, archive_path
 from .served import ARCHIVE, REVALIDATE, Served, etag_of_digest
 from .store import (
     CacheDamaged, PageRef, Parsed, Stamp, Store, archive_pages, feed_key, memberships, paged_feeds, plan_pages,
@@ -254,6 +254,21 @@ def served_rows(documents: Mapping[str, Document], files: Mapping[str, tuple[str
             path, doc.media_type, int(when.timestamp()) if when else None, ARCHIVE if doc.archive else REVALIDATE,
             etag_of_digest(digest), size, etag_of_digest(gz[0]) if gz else None, gz[1] if gz else None,
         )  # fmt: skip
+
+
+def summaries(config: Config, out: Path | None = None) -> list[tuple[FeedSummary, int]]:
+    """Every feed the build publishes, with the entries its subscription document holds, by key.
+
+    Builds first, so the list is the output folder's.
+    """
+    out = out or config.output_dir
+    build(config, out)
+    paging = Paging.from_config(config)
+    store = Store.reader(default_cache_path(out))
+    try:
+        return [(s, paging.current(s.total)) for s in store.summaries()]
+    finally:
+        store.close()
 
 
 def _generation_in(signal: Path) -> int:
