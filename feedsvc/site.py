@@ -18,7 +18,7 @@ from .config import Config
 from .errors import RecordError
 from .feeds import build_feeds_and_archives, select
 from .jsonfeed import render_json
-from .model import ArchivePage, Feed, FeedKey
+from .model import ArchivePage, Feed, FeedKey, archive_path
 from .pages import favicon, render_feed_page, render_index, render_not_found, render_opml, stylesheet
 from .records import LoadResult, load_records
 from .render import FORMATS, Site, render_archive, render_feed
@@ -86,13 +86,14 @@ def assemble(loaded: LoadResult, config: Config) -> Build:
     return Build(documents, feeds, loaded, selection.problems, pages)
 
 
-def feed_documents(feed: Feed, site: Site, archive_links: Sequence[str] = ()) -> tuple[Document, ...]:
+def feed_documents(feed: Feed, site: Site) -> tuple[Document, ...]:
     """A feed in every format (RSS, Atom, JSON Feed), plus its browser view.
 
-    `archive_links`: the paths of the feed's archive pages (`ArchivePage.path`),
-    oldest first, which its browser view links (see `pages.render_feed_page`).
+    The browser view links the feed's archive pages (`Feed.pages`, oldest
+    first; see `pages.render_feed_page`), as the RSS and Atom documents do.
     """
     path = feed.key.path
+    archive_links = [archive_path(feed.key, page) for page in feed.pages]
     docs = [
         Document(f"{path}.{fmt}", render_feed(feed, site, fmt), MEDIA_TYPES[fmt], feed.updated)
         for fmt in FORMATS

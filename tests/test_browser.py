@@ -453,11 +453,6 @@ def test_images_reserve_their_space_and_say_what_they_show(browser: Any, corpus:
     assert seen > 3
 
 
-@pytest.mark.xfail(
-    reason="pages.render_feed_page links the archive pages it is given (tests/test_pages.py), but the "
-    "callers of site.feed_documents (site.assemble, incremental) do not pass archive_links yet",
-    strict=False,
-)
 def test_feed_pages_link_their_archive_pages(browser: Any, corpus: Site) -> None:
     check_page(browser, corpus, "feeds/all.html")
     hrefs = browser.execute_script("return [...document.querySelectorAll('main a')].map(a => a.href)")
