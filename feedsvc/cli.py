@@ -20,7 +20,8 @@ from .builder import nothing_published, summary_line, watch_forever
 from .config import Config, check_records_dir, load_config
 from .errors import ConfigError, FeedsvcError, RecordError
 from .publish import publish
-from .records import load_records
+from .feeds import dedupe
+from .records import load_records, with_identity_lines
 
 #: From this many files on, a build on a terminal shows progress bars.
 PROGRESS_THRESHOLD = 2_000
@@ -173,8 +174,11 @@ def check(ctx: click.Context, warnings: bool, folder: Path | None) -> None:
     rejected.
     """
     config = _config(ctx, records=folder is None)
-    loaded = load_records(folder or config.records_dir, config)
-    _report(loaded.problems, warnings=warnings)
+    root = folder or config.records_dir
+    loaded = load_records(root, config)
+    # The same problems a build reports: a duplicate article is one too.
+    problems = loaded.problems + with_identity_lines(root, dedupe(loaded.records).problems)
+    _report(tuple(sorted(problems, key=lambda p: p.path)), warnings=warnings)
     filters = incremental.filters_for(config)
     left = Counter(
         reason for r in loaded.records if (reason := filters.left_out(r.is_published, r.quality)) is not None
@@ -182,7 +186,7 @@ def check(ctx: click.Context, warnings: bool, folder: Path | None) -> None:
     why = ", ".join(f"{n} {reason}" for reason, n in sorted(left.items()))
     click.echo(
         f"{loaded.files} records checked: {len(loaded.records)} usable, "
-        f"{loaded.rejected} rejected, {len(loaded.warnings)} warnings"
+        f"{loaded.rejected} rejected, {sum(1 for p in problems if p.is_warning)} warnings"
         + (f"; {left.total()} would be left out ({why})" if left else "")
     )
     if loaded.errors:

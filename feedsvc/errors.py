@@ -33,6 +33,10 @@ def shown_path(path: str) -> str:
     return printable_name(path)
 
 
+#: How a duplicate's warning starts (`RecordError.duplicate`).
+DUPLICATE = "same article as"
+
+
 class FeedsvcError(Exception):
     """Base class of every error feedsvc raises on purpose."""
 
@@ -61,8 +65,17 @@ class RecordError(FeedsvcError):
 
     @classmethod
     def duplicate(cls, path: str, winner: str) -> RecordError:
-        """The warning for a file left out because `winner` holds the same article."""
-        return cls(path, "originalUrl", f"same article as {shown_path(winner)}, which is the current copy", severity="warning")
+        """The warning for a file left out because `winner` holds the same article.
+
+        Field and line are filled in later (`records.with_identity_lines`):
+        finding the line needs the file, which the rules choosing the winner
+        never read.
+        """
+        return cls(path, "originalUrl", f"{DUPLICATE} {shown_path(winner)}, which is the current copy", severity="warning")
+
+    @property
+    def is_duplicate(self) -> bool:
+        return self.is_warning and self.reason.startswith(DUPLICATE)
 
     @property
     def is_warning(self) -> bool:

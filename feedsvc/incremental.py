@@ -38,7 +38,7 @@ from .config import Config, check_output_dir
 from .fields import Settings
 from .errors import FeedsvcError, RecordError
 from .publish import MANIFEST, PublishResult, publish, write_atomic
-from .records import Loaded, load_bytes, load_file, read_record, settings_for, walk_folders
+from .records import Loaded, load_bytes, load_file, read_record, settings_for, with_identity_lines, walk_folders
 from .archives import Paging
 from .render import FORMATS, Site
 from .site import Document, archive_documents, feed_documents, site_documents
@@ -228,7 +228,7 @@ def _build(
             # After the commit: a server that sees this file change finds the new rows
             # (or, after a build that changed only counts, the new counts).
             write_atomic(signal, f"{store.state()[0]}\n".encode("ascii"))
-        problems = tuple(store.problems())
+        problems = with_identity_lines(config.records_dir, store.problems())
         _files, rejected = store.counts()
         left_out = store.left_out()
         entries = store.total("all/all")

@@ -247,6 +247,46 @@ def collect(outcomes: Iterable[Loaded]) -> LoadResult:
     return LoadResult(tuple(records), tuple(problems), count)
 
 
+#: The keys that name an article (`Record.canonical_url`: originalUrl, else webUrl).
+IDENTITY_KEYS = ("originalUrl", "webUrl")
+
+
+def identity_line(root: Path, rel: str) -> tuple[str, int | None]:
+    """The key that names the article in file `rel` and its line, for a duplicate's warning.
+
+    Read only for the few files that lose to a duplicate: ``originalUrl`` if
+    the front matter has it at the top level, else ``webUrl``; the line is
+    None when the file cannot be read again (it changed since).
+    """
+    found: dict[str, int] = {}
+    try:
+        with open(os.path.join(root, rel), "rb") as f:
+            for number, raw in enumerate(f, start=1):
+                line = raw.decode("utf-8", "replace")
+                if number > 1 and line.rstrip() == "---":
+                    break
+                for key in IDENTITY_KEYS:
+                    if key not in found and (line.startswith(f"{key}:") or line.startswith(f'"{key}":')):
+                        found[key] = number
+    except OSError:
+        pass
+    for key in IDENTITY_KEYS:
+        if key in found:
+            return key, found[key]
+    return IDENTITY_KEYS[0], None
+
+
+def with_identity_lines(root: Path, problems: Iterable[RecordError]) -> tuple[RecordError, ...]:
+    """`problems`, with each duplicate warning given the field and line of its file's link."""
+    out = []
+    for p in problems:
+        if p.is_duplicate and p.line is None:
+            key, line = identity_line(root, p.path)
+            p = RecordError(p.path, key, p.reason, line, p.severity)
+        out.append(p)
+    return tuple(out)
+
+
 def load_file(root: Path, rel: str, settings: Settings) -> Loaded:
     """Load one record file, relative path `rel` under `root`; never raises."""
     data = read_record(root, rel, settings)

@@ -110,3 +110,19 @@ def test_an_empty_records_folder_is_warned_about(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["--config", str(config), "build"])
     assert result.exit_code == 0
     assert "warning: no entry is published" in result.output and "holds no record files" in result.output
+
+
+def test_check_and_build_report_a_duplicate_the_same_way_with_its_line(tmp_path: Path) -> None:
+    records = tmp_path / "records"
+    shutil.copytree(SEEDS, records)
+    original = sorted(records.iterdir())[0]
+    copy = records / "zz_copy.txt"
+    copy.write_text("---\n# a copy of the same article\n" + original.read_text(encoding="utf-8").split("---\n", 1)[1],
+                    encoding="utf-8")  # fmt: skip
+    line = next(n for n, text in enumerate(copy.read_text(encoding="utf-8").splitlines(), 1) if text.startswith("originalUrl:"))
+    config = write_config(tmp_path / "config.yaml", records)
+    check = CliRunner().invoke(main, ["--config", str(config), "check"])
+    build = CliRunner().invoke(main, ["--config", str(config), "build", "--warnings"])
+    expected = f"zz_copy.txt:{line}: originalUrl: warning: same article as {original.name}, which is the current copy"
+    assert expected in check.output.splitlines(), check.output
+    assert expected in build.output.splitlines(), build.output
