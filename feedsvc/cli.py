@@ -19,7 +19,6 @@ from . import __version__, incremental, websub
 from .builder import nothing_published, summary_line, watch_forever
 from .config import Config, check_records_dir, load_config
 from .errors import ConfigError, FeedsvcError, RecordError
-from .publish import publish
 from .feeds import dedupe
 from .records import load_records, with_identity_lines
 

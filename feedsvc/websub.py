@@ -25,7 +25,6 @@ HTTP workers serve it.
 
 from __future__ import annotations
 
-import fcntl
 import heapq
 import logging
 import os
@@ -36,7 +35,6 @@ import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 from . import __version__

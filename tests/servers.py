@@ -169,18 +169,19 @@ class Server:
 
     def stop(self) -> int | None:
         """Stop the server (SIGTERM, then SIGKILL of its group); return its exit code."""
-        proc = self.proc
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                # The whole group: gunicorn's workers as well as its master.
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(STOP_TIMEOUT)
-        return proc.returncode
+        return stop_process(self.proc) if self.proc is not None else None
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> int:
+    """SIGTERM, then SIGKILL of the whole group (the HTTP workers and the builder too); the exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(STOP_TIMEOUT)
+    return proc.returncode
 
 
 def poll(check: Any, *, timeout: float, interval: float = 0.1) -> Any:

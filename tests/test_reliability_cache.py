@@ -93,18 +93,25 @@ def site(tmp_path: Path) -> tuple[Path, Path]:
     return config_path, records
 
 
-def _check_next_build(tmp_path: Path, config_path: Path, records: Path) -> None:
-    # An unrelated change, so the build has work to do with the damaged cache.
-    first = sorted(records.iterdir())[-1]
+def _build_after_a_change(tmp_path: Path, config_path: Path, records: Path) -> str:
+    """Change an unrelated record, build with the command, expect a clean full build's bytes; its output."""
+    first = sorted(records.iterdir())[-1]  # so the build has work to do with the damaged cache
     first.write_text(first.read_text(encoding="utf-8").replace("title: ", "title: Changed ", 1), encoding="utf-8")
     result = CliRunner().invoke(main, ["--config", str(config_path), "build"])
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output and "Aborted" not in result.output
     config = load_config(config_path)
-    assert "cannot be trusted" in result.output and str(incremental.default_cache_path(config.output_dir)) in result.output
     fresh = tmp_path / "fresh"
     incremental.build(dataclasses.replace(config, output_dir=fresh), fresh, full=True)
-    assert tree(config.output_dir) == tree(fresh)
+    assert tree(config.output_dir) == tree(fresh), result.output
+    shutil.rmtree(fresh)
+    return result.output
+
+
+def _check_next_build(tmp_path: Path, config_path: Path, records: Path) -> None:
+    output = _build_after_a_change(tmp_path, config_path, records)
+    cache = incremental.default_cache_path(load_config(config_path).output_dir)
+    assert "cannot be trusted" in output and str(cache) in output
     # And the build after that trusts the new cache: no warning.
     again = CliRunner().invoke(main, ["--config", str(config_path), "build"])
     assert again.exit_code == 0 and "cannot be trusted" not in again.output
@@ -136,13 +143,4 @@ def test_random_damage_to_the_file_never_ends_in_a_traceback(tmp_path: Path, sit
         at = rng.randrange(100, len(data))
         data[at] ^= 1 << rng.randrange(8)
     cache.write_bytes(bytes(data))
-    first = sorted(records.iterdir())[-1]
-    first.write_text(first.read_text(encoding="utf-8").replace("title: ", "title: Changed ", 1), encoding="utf-8")
-    result = CliRunner().invoke(main, ["--config", str(config_path), "build"])
-    assert result.exit_code == 0, result.output
-    assert "Traceback" not in result.output and "Aborted" not in result.output
-    config = load_config(config_path)
-    fresh = tmp_path / "fresh"
-    incremental.build(dataclasses.replace(config, output_dir=fresh), fresh, full=True)
-    assert tree(config.output_dir) == tree(fresh), result.output
-    shutil.rmtree(fresh)
+    _build_after_a_change(tmp_path, config_path, records)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -36,11 +35,10 @@ from pathlib import Path
 
 import pytest
 
-from servers import free_port, request
+from servers import free_port, request, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 30.0
-STOP_TIMEOUT = 15.0
 #: Files the web app and the build load from the package (feedsvc/templates/).
 PACKAGE_FILES = ("base.html", "feed.html", "index.html", "feeds.opml", "style.css")
 
@@ -198,13 +196,7 @@ def test_installed_wheel_builds_and_serves_the_seeds(venv: Path, site: Path, tmp
             assert r.body
         assert request(port, "/style.css").body == (out / "style.css").read_bytes()
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(STOP_TIMEOUT)
+        stop_process(proc)
     assert f"Serving feeds at http://127.0.0.1:{port}/index.html" in stdout.read_text(errors="replace")
 
     # What build and serve left beside config.yaml is ignored by the checkout's .gitignore.
