@@ -17,6 +17,7 @@ any sequence of incremental ones give the same bytes (tests/test_incremental.py)
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import marshal
 import os
@@ -326,12 +327,32 @@ def _remove_cache(path: Path) -> None:
         p.unlink(missing_ok=True)
 
 
+#: Settings that never reach a document: changing them must not rebuild everything.
+_NOT_SHAPING = ("records_dir", "output_dir", "source", "polite", "queries")
+
+
 def fingerprint(config: Config) -> str:
-    """Everything that shapes the output besides the records themselves."""
-    shaping = {k: v for k, v in asdict(config).items() if k not in ("records_dir", "output_dir", "source")}
+    """Everything that shapes the output besides the records themselves.
+
+    The settings that reach documents, feedsvc's version, the cache layout and
+    the templates' bytes (an edited template changes every page).
+    """
+    shaping = {k: v for k, v in asdict(config).items() if k not in _NOT_SHAPING}
     shaping["server"] = {"cache_max_age": config.server.cache_max_age}
-    text = repr((__version__, codec.VERSION, sorted(shaping.items())))
+    text = repr((__version__, codec.VERSION, templates_digest(), sorted(shaping.items())))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def templates_digest() -> str:
+    """SHA-256 over the names and bytes of every file the pages are made from."""
+    h = hashlib.sha256()
+    for path in sorted(TEMPLATES.iterdir()):
+        h.update(path.name.encode("utf-8") + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
 def default_cache_path(out: Path) -> Path:

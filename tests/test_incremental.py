@@ -320,3 +320,29 @@ def test_loading_many_files_across_processes_gives_what_one_process_gives(config
     monkeypatch.setattr(incremental.threading, "active_count", lambda: 1)
     assert incremental.load_many(config.records_dir, rels, settings, workers=2) == one
     assert pools == [1]
+
+
+def test_the_fingerprint_follows_the_templates_and_ignores_serving_settings(
+    config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+    import shutil
+
+    from feedsvc.config import PoliteConfig, QueriesConfig
+
+    templates = tmp_path / "templates"
+    shutil.copytree(incremental.TEMPLATES, templates)
+    monkeypatch.setattr(incremental, "TEMPLATES", templates)
+    incremental.templates_digest.cache_clear()
+    before = incremental.fingerprint(config)
+    # Settings no document shows: a cache built with other ones is as good.
+    other = dataclasses.replace(config, polite=PoliteConfig(max_requests=7), queries=QueriesConfig(cache_entries=3))
+    assert incremental.fingerprint(other) == before
+    # An edited template changes every page: the cache must not claim they are current.
+    style = templates / "style.css"
+    style.write_bytes(style.read_bytes() + b"\n/* edited */\n")
+    incremental.templates_digest.cache_clear()
+    try:
+        assert incremental.fingerprint(config) != before
+    finally:
+        incremental.templates_digest.cache_clear()
