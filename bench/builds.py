@@ -6,11 +6,15 @@ build time is divided by). Each build runs in a fresh process
 (bench/build_child.py) and the output is checked, not just timed: a no-op
 rebuild must write nothing and leave every mtime alone, and after an added,
 a changed and a deleted record the output must equal a fresh full build, file
-by file.
+by file. Then issue 12's figures with the shipped config.yaml (archives on):
+a full build, and one record added, changed, re-dated and deleted, each timed
+against that full build and judged by the archive pages it rewrote (the most
+in any one feed; a page's RSS, Atom and .gz files count as one page).
 """
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import os
@@ -34,6 +38,7 @@ from feedsvc.synth import file_name, record_text, write_corpus
 from report import Results
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 #: How many records are parsed both ways to compare yaml-rs with PyYAML.
 SAMPLE = 2_000
 BUILD_TIMEOUT = 3_600
@@ -67,6 +72,19 @@ class Workspace:
     def cache(self) -> Path:
         """Where `feedsvc build` keeps its cache, so the serving part builds on these builds."""
         return default_cache_path(self.out)
+
+    @property
+    def archives_config(self) -> Path:
+        """The repository's config.yaml (archives on), on this corpus and `archives_out`."""
+        return self.root / "config-archives.yaml"
+
+    @property
+    def archives_out(self) -> Path:
+        return self.root / "public-archives"
+
+    @property
+    def archives_cache(self) -> Path:
+        return default_cache_path(self.archives_out)
 
 
 def make_workspace(root: Path, count: int, results: Results) -> Workspace:
@@ -154,9 +172,9 @@ def compare_parsers(ws: Workspace, paths: list[Path], results: Results) -> None:
     results.add("fast_path_differs", len(differ), note)
 
 
-def build(ws: Workspace, out: Path, cache: Path, *, full: bool) -> dict[str, float]:
-    """One build in a fresh process; what bench/build_child.py reports."""
-    args = [sys.executable, str(HERE / "build_child.py"), str(ws.config), str(out), str(cache)]
+def build(ws: Workspace, out: Path, cache: Path, *, full: bool, config: Path | None = None) -> dict[str, float]:
+    """One build in a fresh process (`config`, else the bench's); what bench/build_child.py reports."""
+    args = [sys.executable, str(HERE / "build_child.py"), str(config or ws.config), str(out), str(cache)]
     done = subprocess.run(args + (["--full"] if full else []), capture_output=True, text=True, timeout=BUILD_TIMEOUT)
     if done.returncode != 0:
         raise RuntimeError(f"build failed ({done.returncode}):\n{done.stderr[-3000:]}")
@@ -218,13 +236,14 @@ def builds(ws: Workspace, runs: int, results: Results) -> None:
         results.ratio(f"{name}_ratio", f"{name}_build", "full_build")
 
 
-def equals_full_build(ws: Workspace) -> bool:
+def equals_full_build(ws: Workspace, out: Path | None = None, config: Path | None = None) -> bool:
+    """Whether `out` (the bench's output folder) equals a fresh full build of `config` (the bench's)."""
     fresh = ws.root / "verify"
     cache = ws.root / "verify.cache.sqlite"
     shutil.rmtree(fresh, ignore_errors=True)
     try:
-        build(ws, fresh, cache, full=True)
-        return digests(fresh) == digests(ws.out)
+        build(ws, fresh, cache, full=True, config=config)
+        return digests(fresh) == digests(out or ws.out)
     finally:
         shutil.rmtree(fresh, ignore_errors=True)
         for p in ws.root.glob("verify.cache.sqlite*"):
@@ -251,6 +270,115 @@ def delete_record(ws: Workspace, index: int) -> str:
     path = ws.records / file_name(index, 1)
     path.unlink()
     return path.name
+
+
+# -- issue 12: archives on ---------------------------------------------------------------------------
+
+
+#: The archive steps, in order: what is done to one record.
+ARCHIVE_STEPS = ("add", "change", "redate", "delete")
+#: How far a re-dated record moves (earlier, or later if that would leave the corpus's span).
+REDATE_DAYS = 45
+_DATE = re.compile(r"^publishedDateTime: (\S+)$", re.MULTILINE)
+
+
+def write_archives_config(ws: Workspace) -> None:
+    """The shipped config.yaml as it is (archives on), on the bench's corpus and its own output folder."""
+    data = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
+    assert data["archives"]["enabled"], "the shipped config.yaml no longer turns archives on"
+    data["records_dir"] = str(ws.records)
+    data["output_dir"] = str(ws.archives_out)
+    ws.archives_config.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+
+def archive_files(out: Path) -> dict[str, tuple[int, int]]:
+    """Every file under an ``archive`` folder: relative path → (mtime_ns, inode)."""
+    found = {}
+    for p in out.rglob("archive/*"):
+        if p.is_file():
+            st = p.stat()
+            found[p.relative_to(out).as_posix()] = (st.st_mtime_ns, st.st_ino)
+    return found
+
+
+def page_of(rel: str) -> tuple[str, str]:
+    """(feed, page) of an archive file: feeds/topics/ai/archive/first.rss.gz → (feeds/topics/ai, first)."""
+    folder, name = rel.rsplit("/archive/", 1)
+    return folder, name.split(".", 1)[0]
+
+
+def pages_rewritten(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> tuple[int, int, int, int]:
+    """(most pages written in one feed, feeds with a page written, pages written in all, pages removed).
+
+    A page is written if any of its files (RSS, Atom, their .gz) is new or has
+    a new mtime or inode; its formats and encodings count as one page.
+    """
+    per_feed: dict[str, set[str]] = {}
+    for rel, stamp in after.items():
+        if before.get(rel) != stamp:
+            feed, page = page_of(rel)
+            per_feed.setdefault(feed, set()).add(page)
+    removed = {page_of(rel) for rel in before.keys() - after.keys()} - {page_of(rel) for rel in after}
+    most = max((len(pages) for pages in per_feed.values()), default=0)
+    return most, len(per_feed), sum(len(pages) for pages in per_feed.values()), len(removed)
+
+
+def redate_record(ws: Workspace, index: int) -> str:
+    """Move record `index` REDATE_DAYS earlier (later near the corpus's start)."""
+    path = ws.records / file_name(index, 1)
+    text = path.read_text(encoding="utf-8")
+    m = _DATE.search(text)
+    assert m, path
+    when = datetime.datetime.fromisoformat(m.group(1).replace("Z", "+00:00"))
+    shift = datetime.timedelta(days=REDATE_DAYS)
+    moved = when - shift if when - shift >= datetime.datetime(2023, 1, 1, tzinfo=datetime.timezone.utc) else when + shift
+    stamp = moved.strftime("%Y-%m-%dT%H:%M:%SZ")
+    path.write_text(text[: m.start(1)] + stamp + text[m.end(1) :], encoding="utf-8")
+    return f"{path.name} {m.group(1)} → {stamp}"
+
+
+def archive_builds(ws: Workspace, runs: int, results: Results) -> None:
+    """Issue 12 with the shipped config.yaml: a full build, then one record added, changed,
+    re-dated and deleted (each an incremental build), per run; the output is compared with
+    a fresh full build once, after the first run's four steps."""
+    write_archives_config(ws)
+    out, cache, config = ws.archives_out, ws.archives_cache, ws.archives_config
+    identical = None
+    for run in range(runs):
+        shutil.rmtree(out, ignore_errors=True)
+        for p in cache.parent.glob(cache.name + "*"):
+            p.unlink()
+        report = build(ws, out, cache, full=True, config=config)
+        pages = len({page_of(rel) for rel in archive_files(out)})
+        results.add("archives_full_build", report["seconds"], f"{report['files']:,} records, {report['feeds']:,} "
+                    f"feeds, {report['written']:,} files, {pages:,} archive pages")  # fmt: skip
+        log(f"full build, archives on {run + 1}/{runs}: {report['seconds']:.1f}s, {report['written']:,} files")
+        # Indices apart from those builds() touches (7r+3, 13r+5, count+r).
+        base = 23 + 29 * run
+        steps: dict[str, Callable[[], str]] = {
+            "add": lambda: add_record(ws, ws.count + 100 + run),
+            "change": lambda: change_record(ws, base, run),
+            "redate": lambda: redate_record(ws, base + 14),
+            "delete": lambda: delete_record(ws, base + 18),
+        }
+        for name in ARCHIVE_STEPS:
+            before = archive_files(out)
+            time.sleep(0.05)  # a rewritten file gets a later mtime
+            record = steps[name]()
+            report = build(ws, out, cache, full=False, config=config)
+            most, feeds, total, removed = pages_rewritten(before, archive_files(out))
+            done = f"{report['feeds_rendered']:,} feeds rendered, {report['written']:,} files written"
+            results.add(f"archives_{name}_build", report["seconds"], f"{record}; {done}")
+            results.add(f"archives_{name}_pages", most, f"{total} pages written in {feeds} feeds, {removed} removed")
+            log(f"archives {name} {record}: {report['seconds']:.2f}s, {done}; most pages in one feed {most} "
+                f"({total} in {feeds} feeds, {removed} removed)")  # fmt: skip
+        if run == 0:
+            identical = equals_full_build(ws, out, config)
+            log(f"  archives on: output {'equals' if identical else 'DIFFERS FROM'} a fresh full build")
+    results.add("archives_identical", int(bool(identical)), "after the first run's four steps")
+    results.ratio("archives_full_ratio", "archives_full_build", "full_build")
+    for name in ARCHIVE_STEPS:
+        results.ratio(f"archives_{name}_ratio", f"archives_{name}_build", "archives_full_build")
 
 
 def workspace_root(requested: Path | None, count: int) -> Path:

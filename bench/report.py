@@ -94,7 +94,35 @@ def _serving_rows(setup: str) -> list[Spec]:
         spec("proxy_static_304_ratio", "304s: proxy / nginx static", "×", "≥ 0.6", at_least(0.6)),
         spec("change_latency", "changed record served (write → in /feeds/all.atom)", "s"),
         spec("change_over_build", "changed record served, less the one-record build", "s", "≤ 3", at_most(3)),
+        spec("slow_clients_p99", "200 GETs of /feeds/all.atom beside 100 slow or idle connections: p99", "ms",
+             "< 100", below(100)),
     ]
+    return rows
+
+
+#: Issue 12's one-record changes with archives on (bench/builds.py, archive_builds).
+ARCHIVE_STEPS = {"add": "added", "change": "changed", "redate": "re-dated", "delete": "deleted"}
+
+
+def _archive_rows() -> list[Spec]:
+    """Issue 12's targets: the shipped config.yaml (archives on), ratios within the run."""
+    rows = [
+        Spec("archives_full_build", "config.yaml (archives on): full build (--full, fresh output folder)", "s"),
+        Spec("archives_full_ratio", "full build archives on / archives off (the full build above)", "×", "≤ 1.3",
+             at_most(1.3)),
+    ]  # fmt: skip
+    for step, done in ARCHIVE_STEPS.items():
+        rows += [
+            Spec(f"archives_{step}_build", f"archives on: one record {done}", "s"),
+            Spec(f"archives_{step}_ratio", f"archives on: one record {done} / full build archives on", "×", "≤ 0.05",
+                 at_most(0.05)),
+            Spec(f"archives_{step}_pages", f"archives on: one record {done}: most archive pages written in one feed",
+                 "pages", "≤ 3", at_most(3)),
+        ]  # fmt: skip
+    rows.append(
+        Spec("archives_identical", "archives on: incremental output = fresh full build (after the four steps)",
+             "checks", "1 of 1", equal(1))
+    )  # fmt: skip
     return rows
 
 
@@ -133,6 +161,7 @@ CATALOGUE: tuple[Spec, ...] = (
         "3 of 3",
         equal(3),
     ),
+    *_archive_rows(),
     *(row for setup in SETUPS for row in _serving_rows(setup)),
 )
 SPECS = {s.id: s for s in CATALOGUE}
@@ -207,7 +236,7 @@ class Results:
 def _number(value: float | None, unit: str) -> str:
     if value is None:
         return "–"
-    if unit in ("records", "files", "checks", "builds", "req/s"):
+    if unit in ("records", "files", "checks", "builds", "req/s", "pages", "connections"):
         return f"{value:,.0f}"
     if unit == "×":
         return f"{value:.3f}"

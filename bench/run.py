@@ -6,12 +6,15 @@
 
 Writes a synthetic corpus (feedsvc.synth) into a fresh temporary folder
 (/dev/shm when it has room), measures the parsing floors, full, no-op and
-one-record builds (checking their output), the yaml-rs fast path, and, unless
+one-record builds (checking their output), the yaml-rs fast path, the same
+with the shipped config.yaml (archives on: issue 12's one-record changes and
+the archive pages they rewrite), and, unless
 --only builds (or --skip-serve), issue 10's serving targets for each setup
 (the shipped config.yaml, archives on; and every setting at its default):
 start-up, memory (PSS) against a tenth of the records, idle CPU, latency and
 throughput under wrk beside nginx on the same files, also while rebuilding,
-and how soon a changed record is served (bench/serving.py says how each is
+latency beside 100 slow or idle connections, and how soon a changed record
+is served (bench/serving.py says how each is
 measured). --only serving leaves out the build figures. Prints one markdown
 table (median, min–max, target, PASS/MISS) and writes the same rows as JSON.
 Figures are wall-clock times on a shared machine: run it on a quiet one.
@@ -129,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.only != "serving":
             builds.floors(ws, args.runs, results)
             builds.builds(ws, args.runs, results)
+            builds.archive_builds(ws, args.runs, results)
         if args.only != "builds":
             serving.serving(ws, args.setups, args.runs, args.duration, args.idle_seconds, results)
     except (RuntimeError, AssertionError, OSError, subprocess.SubprocessError) as e:

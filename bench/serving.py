@@ -16,16 +16,22 @@ each setup, in this order:
    cutime+cstime of reaped children such as build processes) of every process
    in the server's process group over ``idle`` seconds, as % of one core; then
    the total PSS (/proc/<pid>/smaps_rollup) of every process in that group:
-   gunicorn master, workers, builder (and a build child if one is running);
+   the granian main process (`feedsvc serve` itself), its workers (the pids
+   /healthz reports), the builder (the main process's other child, niced) and
+   a build child of the builder if one is running;
 5. wrk 200s and 304s on the feed under load, then both again while a thread
    rewrites a few hundred record files (none of them in the feed under load)
    every second, so the builder rebuilds during the run; PSS is sampled twice
    a second during those runs (peak);
 6. nginx as a caching proxy in front of the server (deploy/nginx-proxy.conf);
-7. change latency: the newest record of /feeds/all.atom gets a new title;
+7. slow clients: 100 connections held open (40 sending a request head a byte
+   every 0.5 s, 40 idle, 20 POSTs announcing 100 MB and sending a byte a
+   second; any the server closes reopened) while 200 sequential GETs of
+   /feeds/all.atom (a new connection each) are timed: their p99, within ~15 s;
+8. change latency: the newest record of /feeds/all.atom gets a new title;
    the time from the write until the served /feeds/all.atom shows it
    (polled every 20 ms), less the one-record `feedsvc build` of step 1;
-8. the same server on a tenth of the records (a corpus of its own, built
+9. the same server on a tenth of the records (a corpus of its own, built
    first): idle CPU and PSS measured as in step 4, for the PSS ratio.
 
 Everything listens on 127.0.0.1 (free ports) and wrk only ever targets it;
@@ -172,7 +178,7 @@ def memory(master: int, workers: set[int]) -> Memory:
     members = group(master)
     for pid, parent in members.items():
         if pid == master:
-            role = "master"
+            role = "granian main"
         elif pid in workers:
             role = "workers"
         elif parent == master:
@@ -180,7 +186,7 @@ def memory(master: int, workers: set[int]) -> Memory:
         else:
             role = "build child"
         parts[role] = parts.get(role, 0.0) + pss_kb(pid) / 1024
-    order = ("master", "workers", "builder", "build child")
+    order = ("granian main", "workers", "builder", "build child")
     return Memory(sum(parts.values()), {r: parts[r] for r in order if r in parts})
 
 
@@ -620,6 +626,133 @@ def change_latency(setup: Setup, port: int, record: Path, runs: int) -> None:
         log(f"{setup.name}: change served after {seconds:.2f}s")
 
 
+# -- slow and idle clients ---------------------------------------------------------------------------
+
+#: Slow clients: heads sent a byte every 0.5 s, idle connections, POSTs trickling a 100 MB body.
+SLOW_HEADS, IDLE, SLOW_BODIES = 40, 40, 20
+SLOW_BOUND = 15.0
+SLOW_GETS = 200
+
+
+class SlowClients(threading.Thread):
+    """Keeps SLOW_HEADS + IDLE + SLOW_BODIES connections open to 127.0.0.1:`port` until stopped.
+
+    A head-trickler sends ``GET /feeds/all.atom HTTP/1.1`` and its headers one
+    byte every 0.5 s; an idle connection sends nothing; a body-trickler sends a
+    whole POST head announcing ``Content-Length: 104857600`` and then one body
+    byte a second. One that the server closes (its header timeout, or a 405
+    answered without reading the body) is opened again half a second later,
+    as a stubborn client would; how many of each kind were closed is counted.
+    """
+
+    HEAD = b"GET /feeds/all.atom HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: slow\r\nAccept: */*\r\n"
+    POST = b"POST /feeds/all.atom HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\nContent-Length: 104857600\r\n\r\n"
+
+    def __init__(self, port: int) -> None:
+        super().__init__(daemon=True)
+        self.port = port
+        self.stopping = threading.Event()
+        self.refused = 0
+        self.closed: dict[str, int] = {"head": 0, "idle": 0, "body": 0}
+        #: kind, socket, bytes sent, next send time
+        self.conns: list[list[object]] = []
+
+    def _open(self, kind: str) -> list[object] | None:
+        try:
+            sock = socket.create_connection(("127.0.0.1", self.port), timeout=2)
+        except OSError:
+            self.refused += 1
+            return None
+        sock.setblocking(False)
+        conn: list[object] = [kind, sock, 0, time.monotonic()]
+        if kind == "body":
+            sock.setblocking(True)
+            sock.sendall(self.POST)
+            sock.setblocking(False)
+        return conn
+
+    def open_count(self) -> int:
+        return sum(1 for c in self.conns if c[1] is not None)
+
+    def run(self) -> None:
+        for kind, n in (("head", SLOW_HEADS), ("idle", IDLE), ("body", SLOW_BODIES)):
+            for _ in range(n):
+                self.conns.append(self._open(kind) or [kind, None, 0, time.monotonic()])
+        while not self.stopping.wait(0.05):
+            now = time.monotonic()
+            for c in self.conns:
+                kind, sock, sent, due = c
+                assert isinstance(kind, str) and isinstance(sent, int) and isinstance(due, float)
+                if sock is None:
+                    if now >= due:
+                        c[:] = self._open(kind) or [kind, None, 0, now + 0.5]
+                    continue
+                if self._closed(sock):  # type: ignore[arg-type]
+                    sock.close()  # type: ignore[attr-defined]
+                    self.closed[kind] += 1
+                    c[:] = [kind, None, 0, now + 0.5]
+                    continue
+                if kind == "idle" or now < due:
+                    continue
+                data = self.HEAD[sent % len(self.HEAD) : sent % len(self.HEAD) + 1] if kind == "head" else b"x"
+                try:
+                    sock.send(data)  # type: ignore[attr-defined]
+                except OSError:
+                    continue  # reopened on the next round
+                c[2], c[3] = sent + 1, now + (0.5 if kind == "head" else 1.0)
+        for c in self.conns:
+            if c[1] is not None:
+                c[1].close()  # type: ignore[attr-defined]
+
+    @staticmethod
+    def _closed(sock: socket.socket) -> bool:
+        """Whether the server closed `sock` (EOF or reset); whatever it sent is read and dropped."""
+        try:
+            data = sock.recv(65536)
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+        return not data
+
+
+def slow_clients(setup: Setup, port: int) -> None:
+    """p99 of SLOW_GETS sequential GETs of /feeds/all.atom (a new connection each, gzip accepted)
+    while SlowClients holds 100 connections open; all within about SLOW_BOUND seconds."""
+    crowd = SlowClients(port)
+    started = time.monotonic()
+    crowd.start()
+    time.sleep(1.0)  # every connection opened and trickling
+    opened = crowd.open_count()
+    times: list[float] = []
+    bad = 0
+    try:
+        while len(times) < SLOW_GETS and time.monotonic() - started < SLOW_BOUND:
+            t0 = time.perf_counter()
+            try:
+                r = get(port, "/feeds/all.atom", {"Accept-Encoding": "gzip"}, timeout=5)
+                bad += r.status != 200
+            except OSError:
+                bad += 1
+            times.append(1000 * (time.perf_counter() - t0))
+    finally:
+        still = crowd.open_count()
+        crowd.stopping.set()
+        crowd.join(10)
+    ordered = sorted(times)
+    p99 = ordered[max(0, -(-99 * len(ordered) // 100) - 1)] if ordered else float("nan")
+    median = ordered[len(ordered) // 2] if ordered else float("nan")
+    note = (
+        f"{len(times)} GETs (median {median:.1f} ms, max {ordered[-1]:.1f} ms){f', {bad} not 200' if bad else ''}; "
+        f"{opened} of {SLOW_HEADS + IDLE + SLOW_BODIES} slow connections open at the start, {still} at the end, "
+        f"closed by the server (and reopened 0.5 s later): {crowd.closed['head']} head-tricklers, "
+        f"{crowd.closed['idle']} idle, {crowd.closed['body']} POSTs; {crowd.refused} connections refused; "
+        f"{time.monotonic() - started:.1f} s in all"
+    )
+    setup.add("slow_clients_p99", p99, note)
+    log(f"{setup.name}: beside 100 slow clients: p99 {p99:.1f} ms; {note}")
+
+
 # -- the whole of one setup ---------------------------------------------------------------------------
 
 
@@ -694,6 +827,7 @@ def serve_setup(ws: Workspace, name: str, runs: int, duration: float, idle_secon
         with nginx(root / "nginx-proxy", proxy_conf) as proxy_port:
             load_runs(setup, "proxy", proxy_port, path, body, runs, duration)
 
+        slow_clients(setup, port)
         change_latency(setup, port, newest_record(setup.out, setup.records), runs)
         after = memory(proc.pid, setup.pids)
         setup.add("pss_after", after.total_mb, after.note())

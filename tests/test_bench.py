@@ -11,6 +11,7 @@ and nginx (`scripts/setup --system`), like tests/test_nginx.py.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,16 +24,22 @@ REQUIRED_BUILDS = {
     "noop_mtimes_changed", "add_build", "add_ratio", "change_build", "change_ratio", "delete_build", "delete_ratio",
     "incremental_identical", "fast_path_share", "fast_path_differs", "build_peak_rss", "build_peak_rss_workers",
 }  # fmt: skip
+#: Issue 12's rows (the shipped config.yaml, archives on): one record added, changed, re-dated, deleted.
+ARCHIVE_STEPS = ("add", "change", "redate", "delete")
+REQUIRED_ARCHIVES = {"archives_full_build", "archives_full_ratio", "archives_identical"} | {
+    f"archives_{step}_{kind}" for step in ARCHIVE_STEPS for kind in ("build", "ratio", "pages")
+}
 #: Issue 10's serving targets, per setup (and the nginx figures they are judged against).
 REQUIRED_SERVING = {
     "ready", "startup_parsed", "pss", "base_pss", "pss_ratio", "idle_cpu", "serve_200_p99", "serve_304_p99",
     "rebuild_200_p99", "rebuild_304_p99", "rebuild_builds", "pss_rebuild_peak", "serve_200_rps", "serve_304_rps",
     "static_200_rps", "static_304_rps", "serve_static_200_ratio", "serve_static_304_ratio", "proxy_200_rps",
     "proxy_304_rps", "proxy_static_200_ratio", "proxy_static_304_ratio", "one_build", "change_latency",
-    "change_over_build",
+    "change_over_build", "slow_clients_p99",
 }  # fmt: skip
 SETUPS = ("shipped", "defaults")
-TARGETS = {"ready", "startup_parsed", "pss", "pss_ratio", "idle_cpu", "pss_rebuild_peak", "change_over_build"} | {
+TARGETS = {"ready", "startup_parsed", "pss", "pss_ratio", "idle_cpu", "pss_rebuild_peak", "change_over_build",
+           "slow_clients_p99"} | {
     f"{kind}_{code}_p99" for kind in ("serve", "rebuild") for code in ("200", "304")
 }
 
@@ -56,6 +63,9 @@ def test_bench_runs_end_to_end_and_reports_every_row(tmp_path: Path) -> None:
     rows = {r["id"]: r for r in data["rows"]}
     assert len(rows) == len(data["rows"])  # no row twice
     assert REQUIRED_BUILDS <= rows.keys()
+    assert REQUIRED_ARCHIVES <= rows.keys()
+    for id in REQUIRED_ARCHIVES - {"archives_full_build"} - {f"archives_{s}_build" for s in ARCHIVE_STEPS}:
+        assert rows[id]["target"], id  # issue 12's targets are judged
     assert {f"{setup}_{metric}" for setup in SETUPS for metric in REQUIRED_SERVING} <= rows.keys()
     for metric in TARGETS:  # every target of issue 10 is judged, not just shown
         assert rows[f"shipped_{metric}"]["target"], metric
@@ -78,6 +88,14 @@ def test_bench_runs_end_to_end_and_reports_every_row(tmp_path: Path) -> None:
     assert rows["fast_path_share"]["median"] > 90
     assert rows["full_build"]["median"] > rows["noop_build"]["median"] > 0
     assert rows["full_build_ratio"]["median"] == rows["full_build"]["median"] / rows["floor_cloader"]["median"]
+    # Archives on: the incremental output equals a full build; pages were counted; the ratios are within the run.
+    assert rows["archives_identical"]["median"] == 1
+    assert rows["archives_full_ratio"]["median"] == rows["archives_full_build"]["median"] / rows["full_build"]["median"]
+    for step in ARCHIVE_STEPS:
+        assert rows[f"archives_{step}_ratio"]["median"] == (
+            rows[f"archives_{step}_build"]["median"] / rows["archives_full_build"]["median"]
+        )
+        assert rows[f"archives_{step}_pages"]["median"] >= 0 and "pages written in" in rows[f"archives_{step}_pages"]["note"]
     # The server: its start-up build after `feedsvc build` parsed nothing, it served
     # the built feed to wrk, rebuilt while records changed and served a change.
     shipped = {metric: rows[f"shipped_{metric}"] for metric in REQUIRED_SERVING}
@@ -88,6 +106,12 @@ def test_bench_runs_end_to_end_and_reports_every_row(tmp_path: Path) -> None:
     assert 0 < shipped["pss"]["median"] and 0 < shipped["ready"]["median"] < 60
     assert shipped["pss_ratio"]["median"] == shipped["pss"]["median"] / shipped["base_pss"]["median"]
     assert 0 < shipped["change_latency"]["median"] < 60
+    # Slow clients: the 200 GETs ran, every one a 200, beside the 100 held connections.
+    slow = shipped["slow_clients_p99"]
+    assert 0 < slow["median"] < 5000 and slow["note"].startswith("200 GETs") and "not 200" not in slow["note"], slow
+    # The 80 head-tricklers and idle ones stay open; a POST may be answered (405) and closed at once.
+    opened = re.search(r"(\d+) of 100 slow connections open at the start", slow["note"])
+    assert opened and int(opened.group(1)) >= 80 and "0 connections refused" in slow["note"], slow
     # The corpus and builds went to the work folder and were removed; nothing was left beside the JSON.
     assert list(work.iterdir()) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json", "work"]
