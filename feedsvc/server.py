@@ -167,6 +167,16 @@ class _DevRequestHandler(WSGIRequestHandler):
         code = args[0] if args and format.startswith("code") else "?"
         log.warning("dev server: refused a request from %s (%s)", self.address_string(), code)
 
+    def make_environ(self) -> Any:
+        # Python's http.server turns a leading "//" into "/" before werkzeug
+        # sees the path: RAW_URI gets the target as sent, so "//metrics" is
+        # 404 here as under granian (web.OneSpelling).
+        environ = super().make_environ()
+        parts = self.requestline.split(" ")
+        if len(parts) == 3:
+            environ["RAW_URI"] = environ["REQUEST_URI"] = parts[1]
+        return environ
+
 
 def run_granian(app: Flask, config: Config, url: str) -> None:
     """Serve `app` with granian until SIGTERM or SIGINT.

@@ -139,11 +139,30 @@ def create_app(config: Config | None = None, *, out: Path | None = None) -> Flas
         ("/<path:path>", "document", responder.document),
     ):
         app.add_url_rule(rule, endpoint, view, methods=methods, provide_automatic_options=False)
-    app.before_request(responder.one_spelling)
     app.register_error_handler(HTTPException, responder.http_error)
     app.register_error_handler(Exception, responder.server_error)
-    app.wsgi_app = AccessLog(Instrumented(app.wsgi_app, metrics))  # type: ignore[method-assign]
+    app.wsgi_app = AccessLog(Instrumented(OneSpelling(app.wsgi_app, responder), metrics))  # type: ignore[method-assign]
     return app
+
+
+class OneSpelling:
+    """WSGI middleware: 404 for any path but a document's one spelling, before routing.
+
+    ``//metrics``, ``////feeds/all.html`` or ``/%2f/healthz`` would otherwise
+    reach a view (or werkzeug's redirect to the merged path), so one document
+    would answer at many URLs and caches would hold each.
+    """
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], responder: _Responder) -> None:
+        self.app = app
+        self.responder = responder
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        raw = (environ.get("RAW_URI") or environ.get("REQUEST_URI") or "").partition("?")[0]
+        # The raw target too: werkzeug's server reads "//metrics" as a host and a path "/".
+        if "//" in environ.get("PATH_INFO", "") or "//" in raw or _encoded_separator(environ):
+            return self.responder.not_found()(environ, start_response)  # type: ignore[no-any-return]
+        return self.app(environ, start_response)
 
 
 class _Responder:
@@ -170,16 +189,6 @@ class _Responder:
     def index(self) -> Response:
         return self.document("index.html")
 
-    def one_spelling(self) -> Response | None:
-        """404 for any path but a document's one spelling: no empty segments, no hidden slashes.
-
-        ``//metrics`` or ``/%2f/healthz`` would otherwise reach a view, so one
-        document would answer at many URLs (and caches would hold each).
-        """
-        environ = request.environ
-        if "//" in environ.get("PATH_INFO", "") or _encoded_separator(environ):
-            return self.not_found()
-        return None
 
     def document(self, path: str) -> Response:
         environ = request.environ

@@ -78,13 +78,14 @@ def test_a_users_own_files_are_never_replaced_without_asking(tmp_path: Path) -> 
     assert CliRunner().invoke(main, ["--config", str(config), "build"]).exit_code == 0
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+@pytest.fixture(scope="module", params=["granian", "dev"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """`feedsvc serve` (granian) and `feedsvc serve --dev` (werkzeug): the same answers."""
     base = tmp_path_factory.mktemp("reliable")
     records = base / "records"
     shutil.copytree(SEEDS, records)
     config = write_config(base / "config.yaml", records, workers=1, threads=2)
-    s = Server(config, free_port(), base).start()
+    s = Server(config, free_port(), base, dev=request.param == "dev").start()
     yield s
     s.stop()
 
