@@ -224,6 +224,8 @@ def _build(
             changed = tuple(sorted(r.path for r in served if before.get(r.path) != r.etag))
             if documents or gone or not signal.is_file():  # a new generation of what is served
                 store.set_documents(served, gone, time.time_ns(), after=_generation_in(signal))
+            if news:
+                store.record_totals()
             store.clear_pending()
         if news:
             # After the commit: a server that sees this file change finds the new rows

@@ -114,12 +114,11 @@ class Output:
         self._cache_id = (st.st_dev, st.st_ino)
         db = self.db()
         generation, published_ns = db.state()
-        files, rejected = db.counts()
-        feeds, documents = db.totals()
+        loaded, rejected, feeds, documents = db.served_totals()
         # A new dict, not a cleared one: threads holding the old one finish with it.
         # (`_verified` stays: an identity and its hash hold across builds.)
         self._rows = {}
-        self.state = State(generation, published_ns, files - rejected, rejected, feeds, documents)
+        self.state = State(generation, published_ns, loaded, rejected, feeds, documents)
         self._stamp = stamp
         for listener in list(self.listeners):
             listener(self.state)

@@ -384,6 +384,26 @@ class Store:
         (documents,) = self.db.execute("SELECT count(*) FROM documents").fetchone()
         return feeds, documents
 
+    def record_totals(self) -> None:
+        """Keep what /healthz shows in one row: counting 100,000 rows is the build's job.
+
+        A worker reads it (`served_totals`) at every new build it notices; a
+        count of the files table there would stall its requests each time.
+        """
+        files, rejected = self.counts()
+        feeds, documents = self.totals()
+        value = json.dumps([files - rejected, rejected, feeds, documents])
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('totals', ?)", (value,))
+
+    def served_totals(self) -> tuple[int, int, int, int]:
+        """(records loaded, records rejected, feeds, documents) as the last build recorded them."""
+        row = self.db.execute("SELECT value FROM meta WHERE key='totals'").fetchone()
+        if row is None:  # a cache from before this row existed
+            files, rejected = self.counts()
+            return (files - rejected, rejected, *self.totals())
+        loaded, rejected, feeds, documents = json.loads(row[0])
+        return int(loaded), int(rejected), int(feeds), int(documents)
+
     def feed_name(self, text: str) -> str | None:
         """A feed's display name as its documents show it; None for a feed that does not exist."""
         row = self.db.execute("SELECT name FROM summaries WHERE feed=?", (text,)).fetchone()
