@@ -351,7 +351,8 @@ def archive_builds(ws: Workspace, runs: int, results: Results) -> None:
         report = build(ws, out, cache, full=True, config=config)
         pages = len({page_of(rel) for rel in archive_files(out)})
         results.add("archives_full_build", report["seconds"], f"{report['files']:,} records, {report['feeds']:,} "
-                    f"feeds, {report['written']:,} files, {pages:,} archive pages")  # fmt: skip
+                    f"feeds, {report['written']:,} files, {pages:,} archive pages; peak RSS {report['maxrss_self_mb']:,.0f} MB, "
+                    f"largest worker {report['maxrss_children_mb']:,.0f} MB")  # fmt: skip
         log(f"full build, archives on {run + 1}/{runs}: {report['seconds']:.1f}s, {report['written']:,} files")
         # Indices apart from those builds() touches (7r+3, 13r+5, count+r).
         base = 23 + 29 * run

@@ -226,6 +226,8 @@ class Setup:
     pids: set[int] = field(default_factory=set)
     port: int = field(default_factory=free_port)
     base_url_note: str = ""
+    #: The running server's pid (its process group), 0 when none runs.
+    leader: int = 0
 
     @property
     def config(self) -> Path:
@@ -333,6 +335,7 @@ def feedsvc_serve(setup: Setup) -> Iterator[tuple[int, subprocess.Popen[bytes], 
             stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL, cwd=setup.root, start_new_session=True,
         )  # fmt: skip
     try:
+        setup.leader = proc.pid
         setup.pids = wait_for_workers(proc, port, setup)
         seconds = time.monotonic() - started
         setup.log_offset = 0
@@ -377,13 +380,18 @@ def summaries(setup: Setup) -> list[tuple[str, int, int]]:
 
 def settle(setup: Setup, quiet: float = 3.0) -> int:
     """Wait until the builder has built what changed (a build that parsed records) and then
-    `quiet` seconds passed with no other such build; how many such builds there were."""
+    `quiet` seconds passed with no other such build and no build process running (a build
+    started before the last one finished would hold up what is measured next); how many
+    such builds there were."""
     deadline = time.monotonic() + SETTLE_TIMEOUT
     seen, last = 0, 0.0
     while time.monotonic() < deadline:
         parsed = sum(1 for who, _, n in summaries(setup) if who == "builder" and n > 0)
         if parsed:
             seen, last = seen + parsed, time.monotonic()
+        members = group(setup.leader) if setup.leader else {}
+        if any(pid != setup.leader and parent != setup.leader for pid, parent in members.items()):
+            last = time.monotonic()  # a build child of the builder is running
         if seen and time.monotonic() - last >= quiet:
             return seen
         time.sleep(0.2)
