@@ -275,9 +275,9 @@ def test_images_have_the_headline_as_alt_and_their_size(seed_site: Build, config
     assert img.get("alt") == "Story 1" and img.get("width") is None and img.get("height") is None
 
 
-def test_topics_sort_naturally(config: Config, write_records: Callable[[dict[str, Any]], Path]) -> None:
-    names = ["Topic 10", "Topic 2", "topic 1", "Topic 1b", "AI", "Zebra", "Topic 100"]
-    records = write_records(
+def _one_story_per_topic(write_records: Callable[[dict[str, Any]], Path], names: list[str]) -> Path:
+    """A folder of records, one per name in `names`, each in that one topic."""
+    return write_records(
         {
             f"r{i}.txt": {
                 "title": f"Story {i}",
@@ -289,6 +289,11 @@ def test_topics_sort_naturally(config: Config, write_records: Callable[[dict[str
             for i, name in enumerate(names)
         }
     )
+
+
+def test_topics_sort_naturally(config: Config, write_records: Callable[[dict[str, Any]], Path]) -> None:
+    names = ["Topic 10", "Topic 2", "topic 1", "Topic 1b", "AI", "Zebra", "Topic 100"]
+    records = _one_story_per_topic(write_records, names)
     config = dataclasses.replace(config, records_dir=records)
     publish(build(config).documents, config.output_dir)
     rows = list(_feed_rows(_html(config.output_dir / "index.html")))
@@ -304,18 +309,7 @@ def test_initialisms_dotted_any_way_are_one_topic(
 ) -> None:
     """Issue 13.16: "A.I.", "A.I" and "AI" are one feed, ai; "U.S." and "US" one, us."""
     spellings = ["A.I.", "A.I", "AI", "A.I.", "U.S.", "US"]
-    records = write_records(
-        {
-            f"r{i}.txt": {
-                "title": f"Story {i}",
-                "webUrl": f"https://news.example/{i}",
-                "publishedDateTime": "2023-01-01T00:00:00Z",
-                "provider": {"name": "News", "domain": "news.example"},
-                "topics": [name],
-            }
-            for i, name in enumerate(spellings)
-        }
-    )
+    records = _one_story_per_topic(write_records, spellings)
     site = build(dataclasses.replace(config, records_dir=records))
     topics = {f.key.slug: f for f in site.feeds if f.key.kind is FeedKind.TOPIC}
     assert set(topics) == {"ai", "us"}

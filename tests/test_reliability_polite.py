@@ -10,25 +10,14 @@ on each, never pushes out a budget the client has spent.
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any
 
-from feedsvc.config import PoliteConfig
 from feedsvc.polite import COST_FULL, COST_NOT_MODIFIED, PROBES, Limiter
+
+from test_polite import Clock, limiter
 
 FEED = "feeds/all.atom"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def limiter(clock: Clock, **changes: Any) -> Limiter:
-    return Limiter(dataclasses.replace(PoliteConfig(exempt=()), **changes), clock=clock)
 
 
 def exhaust(lim: Limiter, client: str, path: str = FEED) -> int:
