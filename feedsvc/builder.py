@@ -250,7 +250,7 @@ def watch_forever(
 def start_process(config: Config, out: Path, *, first: bool = True, announce: tuple[str, ...] = ()) -> int:
     """Fork a builder process (call before any thread starts); its pid.
 
-    A plain fork, not `multiprocessing.Process`: gunicorn's workers are forked
+    A plain fork, not `multiprocessing.Process`: the HTTP workers are forked
     from this process later and must not inherit a child to join at exit.
     """
     parent = os.getpid()
@@ -278,7 +278,7 @@ def stop_process(pid: int, timeout: float = 10.0) -> None:
     while time.monotonic() < deadline:
         try:
             done, _status = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:  # reaped already (gunicorn's arbiter reaps every child)
+        except ChildProcessError:  # reaped already (by the HTTP server's main process)
             return
         if done:
             return

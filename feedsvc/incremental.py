@@ -22,7 +22,6 @@ import hashlib
 import marshal
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -39,7 +38,7 @@ from .config import Config, check_output_dir
 from .fields import Settings
 from .errors import FeedsvcError, RecordError
 from .publish import MANIFEST, PublishResult, publish, write_atomic
-from .records import Loaded, load_bytes, load_file, read_record, settings_for, with_identity_lines, walk_folders
+from .records import Loaded, load_bytes, read_record, settings_for, with_identity_lines, walk_folders
 from .archives import Paging
 from .render import FORMATS, Site
 from .site import Document, archive_documents, feed_documents, site_documents
@@ -476,24 +475,6 @@ def parse_many(
             if progress:
                 progress(len(chunk))
             yield from map(_from_row, marshal.loads(blob))
-
-
-def _load_chunk(args: tuple[Path, list[str], Settings]) -> list[Loaded]:
-    root, rels, settings = args
-    return [load_file(root, rel, settings) for rel in rels]
-
-
-def load_many(root: Path, rels: Sequence[str], settings: Settings, workers: int) -> list[Loaded]:
-    """`records.load_file` for each of `rels`, in order, across processes when there are many.
-
-    Forks: call it only where no other thread runs (the web app's first load
-    happens before gunicorn starts its workers and their threads).
-    """
-    chunks = [list(rels[i : i + _CHUNK]) for i in range(0, len(rels), _CHUNK)]
-    if workers <= 1 or len(rels) < PARALLEL_MIN or threading.active_count() > 1:
-        return [loaded for chunk in chunks for loaded in _load_chunk((root, chunk, settings))]
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork")) as pool:
-        return [loaded for part in pool.map(_load_chunk, [(root, c, settings) for c in chunks]) for loaded in part]
 
 
 #: From this many feeds to render, rendering is spread over worker processes.

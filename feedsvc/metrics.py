@@ -20,7 +20,7 @@ What is counted, all with prometheus-client:
 - ``feedsvc_websub_notifications_total{outcome}``: hub notifications ``sent``
   or given up (``failed``).
 
-Under gunicorn each worker is its own process, so `feedsvc serve` runs
+Each HTTP worker (and the builder) is its own process, so `feedsvc serve` runs
 prometheus-client in multiprocess mode: it points PROMETHEUS_MULTIPROC_DIR at
 a private temporary folder before the app (and so this module's metrics)
 exists, each process writes its values to files there, and a scrape of
@@ -150,7 +150,7 @@ class Metrics:
 
 
 def mark_process_dead(pid: int, multiprocess_dir: str | None = None) -> None:
-    """Forget a dead worker's gauges (gunicorn's child_exit); its counters still count."""
+    """Forget a dead process's gauges; its counters still count."""
     path = multiprocess_dir or os.environ.get(ENV_VAR)
     if path:
         from prometheus_client import multiprocess

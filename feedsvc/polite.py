@@ -11,8 +11,8 @@ Retry-After, the whole seconds until enough earlier requests leave the window,
 and costs nothing, so a client that waits as told is served again.
 
 The window is exact: a sliding log of request times per budget. The logs live
-in one table of ``max_clients`` slots in shared memory, made before gunicorn
-forks its workers, so every worker counts against the same budgets (a client
+in one table of ``max_clients`` slots in shared memory, made before the HTTP
+workers are forked, so every worker counts against the same budgets (a client
 gets the configured budget, not one per worker) and memory is fixed when the
 server starts: ``max_clients × (2 × max_requests + 3) × 8`` bytes. A budget
 is found by a 64-bit hash of (address, path) and a short linear probe; when

@@ -2,7 +2,8 @@
 
 ``/feeds/all.atom?topic=ai&topic=robotics&min_quality=40&limit=10`` is the
 all-articles feed narrowed to two topics, good articles only, ten entries. The
-query runs over the records of the served snapshot (never the files), and the
+query runs over the build cache's feeds (`store.Store.entries`: the members,
+duplicate election, filters and order of the files the build wrote), and the
 result is rendered by the same renderers as every other feed, so it is valid
 in the same ways. What each feed takes:
 

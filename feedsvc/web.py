@@ -20,7 +20,7 @@ Polite polling (`polite.py`) answers 429 to an address that fetches one URL
 too often, and every response is counted for /metrics (`metrics.py`).
 
 `create_app()` without a config is the entry point for any WSGI server
-(``gunicorn 'feedsvc.web:create_app()'``): it reads the file FEEDSVC_CONFIG
+(``granian --interface wsgi --factory 'feedsvc.web:create_app'``): it reads the file FEEDSVC_CONFIG
 names, else ./config.yaml, and serves its output_dir (build it first).
 """
 
@@ -61,7 +61,7 @@ log = logging.getLogger("feedsvc.web")
 MAX_PATH = 512
 #: Longest query string accepted (414 beyond); feeds take no parameters.
 MAX_QUERY = 2048
-#: Longest value of a header the app reads (431 beyond), as gunicorn's default.
+#: Longest value of a header the app reads (431 beyond): 8 KiB, as common servers allow.
 MAX_FIELD = 8190
 #: The methods every URL allows.
 ALLOW = "GET, HEAD"
@@ -386,7 +386,7 @@ def _encoded_separator(environ: dict[str, Any]) -> bool:
     """Whether the path as sent hid a slash, backslash or NUL in a %-escape.
 
     WSGI servers decode PATH_INFO, so "/feeds%2Fall.rss" would arrive as
-    "/feeds/all.rss"; the raw request target (gunicorn's RAW_URI, werkzeug's
+    "/feeds/all.rss"; the raw request target where the server passes it (RAW_URI, werkzeug's
     REQUEST_URI) still shows the escape.
     """
     raw = environ.get("RAW_URI") or environ.get("REQUEST_URI") or ""

@@ -8,8 +8,8 @@ hub): ``POST <hub>`` with ``hub.mode=publish&hub.url=<feed self URL>``, one
 per feed URL. Only feeds are announced (RSS, Atom and JSON Feed, not pages),
 and only those whose bytes changed, so a hub fetches nothing for nothing.
 
-Notifications go out from background threads, never from a request, a
-reload or the build's own work: each hub has its own (up to four
+Notifications go out from background threads, never from a request or
+the build's own work: each hub has its own (up to four
 notifications on the wire at once), so one hub that never answers delays no
 other. A ``2xx`` answer is success; a timeout, a connection
 error, ``408``, ``425``, ``429`` or a ``5xx`` is retried with exponential

@@ -302,26 +302,6 @@ def test_problems_are_reported_on_every_build(config: Config) -> None:
     assert again.rejected == first.rejected == 1
 
 
-def test_loading_many_files_across_processes_gives_what_one_process_gives(config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
-    from feedsvc.records import load_file, record_files, settings_for
-
-    settings = settings_for(config)
-    rels = record_files(config.records_dir)
-    one = [load_file(config.records_dir, rel, settings) for rel in rels]
-    pools = []
-    real_pool = incremental.ProcessPoolExecutor
-
-    def counted(*args: object, **kwargs: object) -> object:
-        pools.append(1)
-        return real_pool(*args, **kwargs)
-
-    monkeypatch.setattr(incremental, "PARALLEL_MIN", 1)
-    monkeypatch.setattr(incremental, "ProcessPoolExecutor", counted)
-    monkeypatch.setattr(incremental.threading, "active_count", lambda: 1)
-    assert incremental.load_many(config.records_dir, rels, settings, workers=2) == one
-    assert pools == [1]
-
-
 def test_the_fingerprint_follows_the_templates_and_ignores_serving_settings(
     config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
