@@ -71,14 +71,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def machine() -> dict[str, object]:
-    def version(cmd: list[str]) -> str:
-        try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
-        except OSError:
-            return "not installed"
-        return (done.stdout or done.stderr).strip().splitlines()[0] if (done.stdout or done.stderr) else "?"
+def version(cmd: list[str]) -> str:
+    """The first line a command prints (its version, say); "not installed" when it cannot run."""
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+    except OSError:
+        return "not installed"
+    return (done.stdout or done.stderr).strip().splitlines()[0] if (done.stdout or done.stderr) else "?"
 
+
+def machine() -> dict[str, object]:
     nginx = serving.render.find_nginx()
     root = str(Path(__file__).resolve().parent.parent)
     commit = version(["git", "-C", root, "rev-parse", "--short", "HEAD"])
@@ -89,13 +91,6 @@ def machine() -> dict[str, object]:
 
 
 def _machine_rest(nginx: str | None) -> dict[str, object]:
-    def version(cmd: list[str]) -> str:
-        try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
-        except OSError:
-            return "not installed"
-        return (done.stdout or done.stderr).strip().splitlines()[0] if (done.stdout or done.stderr) else "?"
-
     return {
         "cores": len(os.sched_getaffinity(0)),
         "load_average": os.getloadavg(),

@@ -219,7 +219,7 @@ def _build(
         with store.transaction():
             # What servers send that differs from what they sent: what hubs hear of
             # (a build that died after writing the files still counts them).
-            before = store.etags()
+            before = store.etags() if served else {}  # a no-op build reads no row
             changed = tuple(sorted(r.path for r in served if before.get(r.path) != r.etag))
             if documents or gone or not signal.is_file():  # a new generation of what is served
                 store.set_documents(served, gone, time.time_ns(), after=_generation_in(signal))

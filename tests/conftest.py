@@ -39,6 +39,14 @@ CORPUS_RECORDS = 2_000
 CORPUS_MAX_ENTRIES = 20
 
 
+def copy_seeds(target: Path) -> Path:
+    """A private copy of the shipped seeds in `target` (created), safe to change or add to."""
+    target.mkdir(parents=True, exist_ok=True)
+    for seed in SEEDS.iterdir():
+        (target / seed.name).write_bytes(seed.read_bytes())
+    return target
+
+
 @pytest.fixture
 def seeds_dir(tmp_path: Path) -> Path:
     """A private copy of the shipped seeds, safe to change."""

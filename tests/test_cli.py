@@ -14,7 +14,7 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
-from conftest import SEEDS
+from conftest import SEEDS, copy_seeds
 from feedsvc import cli
 from feedsvc.cli import main
 from feedsvc.config import load_config
@@ -34,10 +34,7 @@ PROBLEM = re.compile(r"^(?P<file>[\w./-]+)(?::(?P<line>\d+))?: (?P<field>[\w.\[\
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A config file over a copy of the seeds plus one rejected record."""
-    records = tmp_path / "records"
-    records.mkdir()
-    for seed in SEEDS.iterdir():
-        (records / seed.name).write_bytes(seed.read_bytes())
+    records = copy_seeds(tmp_path / "records")
     (records / "bad.txt").write_text(
         '---\ntitle: "No date"\nwebUrl: "https://example.com/x"\nsecured: "sEcReTvAlUe1234567890abcdef"\n---\n'
     )

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
-from conftest import SEEDS
+from conftest import copy_seeds
 from feedsvc.cli import main
 from feedsvc.config import Config
 from feedsvc.records import load_records, parse_bytes, settings_for
@@ -75,10 +75,7 @@ def test_a_duplicate_outside_secured_still_names_its_key() -> None:
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    records = tmp_path / "records"
-    records.mkdir()
-    for seed in SEEDS.iterdir():
-        (records / seed.name).write_bytes(seed.read_bytes())
+    records = copy_seeds(tmp_path / "records")
     for name in CASES:
         (records / f"{name}.txt").write_bytes(record(name))
     (tmp_path / "config.yaml").write_text(
