@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from .errors import FeedsvcError
-from .compress import gzip_body
 from .site import Document
 
 MANIFEST = ".feedsvc-manifest.json"
@@ -153,7 +152,7 @@ def files_for(documents: Mapping[str, Document]) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     for rel, doc in documents.items():
         files[rel] = doc.body
-        packed = gzip_body(doc.body)
+        packed = doc.gzipped()
         if packed is not None:
             files[rel + ".gz"] = packed
     return files

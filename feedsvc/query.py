@@ -42,7 +42,6 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 from urllib.parse import unquote_to_bytes
 
-from .compress import gzip_body
 from .config import Config
 from .errors import FeedsvcError
 from .feeds import cached_slug
@@ -288,8 +287,8 @@ class Rendered:
         return len(self.plain) + len(self.gzip or b"")
 
 
-def prepare(doc: Document, level: int) -> Rendered:
-    packed = gzip_body(doc.body, level)
+def prepare(doc: Document) -> Rendered:
+    packed = doc.gzipped()
     when = doc.last_modified
     row = Served(
         doc.path, doc.media_type, int(when.timestamp()) if when else None, REVALIDATE,
@@ -356,9 +355,6 @@ class CustomFeeds:
     outlives the records it was made from.
     """
 
-    #: gzip level of custom feeds, compressed when first asked for: fast, nearly as small.
-    GZIP_LEVEL = 6
-
     def __init__(self, config: Config) -> None:
         self.config = config
         # No rel="hub": hubs are told when a feed file changes, never about a
@@ -384,7 +380,7 @@ class CustomFeeds:
         feed = feed_of(path)
         assert feed is not None, "only feed paths take a query"
         doc = render(store, self.site, feed[0], feed[1], query, self.config.max_entries)
-        rendered = prepare(doc, self.GZIP_LEVEL)
+        rendered = prepare(doc)
         if current:
             self.cache.put(key, rendered, rendered.size)
         return rendered, False

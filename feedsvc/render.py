@@ -48,7 +48,7 @@ from feedgen.util import xml_elem
 from . import __version__
 from .config import Config, base_url
 from .feeds import cached_slug
-from .model import ArchivePage, Feed, FeedKind, FeedSummary, Record, archive_path
+from .model import ArchivePage, Feed, FeedKey, FeedKind, FeedSummary, Record, archive_path
 from .text import image_media_type
 
 #: The date an empty feed claims: fixed, so an empty feed is deterministic too.
@@ -113,6 +113,11 @@ class Site:
         return self.url(f"{feed.key.path}.{fmt}") + (f"?{query}" if query else "")
 
 
+#: The feed and site the entry fragments are written in: any will do (see `Fragments`).
+_FRAGMENT_FEED = Feed(key=FeedKey(FeedKind.ALL, "all"), name="", entries=(), total=0)
+_FRAGMENT_SITE = Site(title="-", description="-", language="en", base_url="http://localhost/", ttl_minutes=1)
+
+
 def feed_title(site: Site, feed: Feed | FeedSummary | ArchivePage) -> str:
     """The site title for the all-articles feed, else "<site title>: <name>"."""
     if feed.key.kind is FeedKind.ALL:
@@ -172,11 +177,91 @@ def render_archive(page: ArchivePage, site: Site, fmt: str) -> bytes:
 
 
 def _finish(fg: FeedGenerator, entries: Sequence[Record], updated: Sequence[datetime], fmt: str) -> bytes:
+    if _FRAGMENTS.limit:
+        return _splice(_serialize(fg, fmt), _FRAGMENTS.get(entries, updated, fmt), fmt)
     for record, when in zip(entries, updated):
         _entry(fg.add_entry(order="append"), record, when)
-    if fmt == "atom":
-        return bytes(fg.atom_str(pretty=True))
-    return bytes(fg.rss_str(pretty=True))
+    return _serialize(fg, fmt)
+
+
+def _serialize(fg: FeedGenerator, fmt: str) -> bytes:
+    return bytes(fg.atom_str(pretty=True) if fmt == "atom" else fg.rss_str(pretty=True))
+
+
+#: Where entries go in a serialized document: before the root's (Atom) or the
+#: channel's (RSS) closing tag, which ends the document.
+_ENTRIES_END = {"atom": b"</feed>\n", "rss": b"  </channel>\n</rss>\n"}
+#: How a serialized entry begins at its depth (pretty-printed: two spaces a level).
+_ENTRY_START = {"atom": b"\n  <entry>", "rss": b"\n    <item>"}
+_ENTRY_SPLIT = {fmt: re.compile(rb"(?<=\n)(?=" + start[1:] + rb")") for fmt, start in _ENTRY_START.items()}
+
+
+def _splice(head: bytes, fragments: Sequence[bytes], fmt: str) -> bytes:
+    """The document feedgen writes for `head`'s feed with these entries: they go before its end."""
+    end = _ENTRIES_END[fmt]
+    assert head.endswith(end), "feedgen's document no longer ends where entries go"
+    return head[: -len(end)] + b"".join(fragments) + end
+
+
+class Fragments:
+    """Serialized entries, each written once and reused in every document that holds it.
+
+    A record is in the all-articles feed, in a feed per topic and per provider,
+    and with archives on in one page of each: feedgen would build and
+    serialize the same entry eight times or more. lxml writes an element the
+    same way wherever it stands at the same depth under a root that declares
+    the same namespaces, so the bytes feedgen writes for a one-entry document
+    are that entry's bytes in any feed (the feed-level elements never depend
+    on the entries: `_generator` sets every one of them). tests/test_render.py
+    holds every spliced document to feedgen's own, byte for byte.
+
+    Off (`limit` 0) unless a build turns it on (`keep`): a web worker renders
+    few custom feeds and keeps them whole. The cache keeps the `limit` most
+    recently used entries; the build renders pages in date order, so the
+    feeds that share an entry ask for it close together.
+    """
+
+    def __init__(self) -> None:
+        self.limit = 0
+        self._kept: dict[tuple[Record, datetime, str], bytes] = {}
+        self._writers: dict[str, FeedGenerator] = {}
+
+    def keep(self, limit: int) -> None:
+        self.limit = limit
+        self._kept.clear()
+
+    def get(self, entries: Sequence[Record], updated: Sequence[datetime], fmt: str) -> list[bytes]:
+        """The serialized entries, in order; those not kept are written in one document."""
+        keys = [(r, when, fmt) for r, when in zip(entries, updated, strict=True)]
+        found = [self._kept.pop(key, None) for key in keys]
+        missing = [i for i, got in enumerate(found) if got is None]
+        if missing:
+            written = self._write([keys[i] for i in missing], fmt)
+            for i, fragment in zip(missing, written, strict=True):
+                found[i] = fragment
+        for key, fragment in zip(keys, found, strict=True):
+            self._kept[key] = fragment  # (again) the most recently used
+        while len(self._kept) > self.limit:
+            del self._kept[next(iter(self._kept))]  # the least recently used
+        return found  # type: ignore[return-value]  # every None was filled
+
+    def _write(self, keys: Sequence[tuple[Record, datetime, str]], fmt: str) -> list[bytes]:
+        fg = self._writers.get(fmt)
+        if fg is None:
+            fg = self._writers[fmt] = _generator(_FRAGMENT_FEED, _FRAGMENT_SITE, fmt, EMPTY_FEED_DATE, "", None)
+        fg.entry([], replace=True)
+        for record, updated, _fmt in keys:
+            _entry(fg.add_entry(order="append"), record, updated)
+        doc = _serialize(fg, fmt)
+        fg.entry([], replace=True)
+        # Text and attribute values are escaped, so an entry's start tag at the
+        # start of a line appears nowhere else: splitting there gives the entries.
+        body = doc[doc.index(_ENTRY_START[fmt]) + 1 : -len(_ENTRIES_END[fmt])]
+        return _ENTRY_SPLIT[fmt].split(body)
+
+
+_FRAGMENTS = Fragments()
+keep_fragments = _FRAGMENTS.keep
 
 
 def _history(fg: FeedGenerator, *, archive: bool, links: tuple[tuple[str, str, str], ...]) -> None:

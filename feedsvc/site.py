@@ -10,10 +10,11 @@ one go: the reference the incremental build is tested against, and what
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
+from .compress import gzip_body
 from .config import Config
 from .errors import RecordError
 from .feeds import build_feeds_and_archives, select
@@ -44,6 +45,19 @@ class Document:
     last_modified: datetime | None = None
     #: An archive page: cached longer than a feed, and revalidated (`served.ARCHIVE`).
     archive: bool = False
+    #: Its gzip form (`compress.gzip_body`) once computed (`with_gzip`); b"" when
+    #: gzip would not make it smaller, None when not computed yet.
+    packed: bytes | None = field(default=None, repr=False, compare=False)
+
+    def gzipped(self) -> bytes | None:
+        """The gzip form of the body, or None when gzip does not make it smaller."""
+        packed = self.packed if self.packed is not None else gzip_body(self.body)
+        return packed or None
+
+
+def with_gzip(doc: Document) -> Document:
+    """`doc` with its gzip form computed (where it was rendered, so in parallel)."""
+    return doc if doc.packed is not None else replace(doc, packed=gzip_body(doc.body) or b"")
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import shutil
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -22,10 +23,14 @@ import yaml
 from lxml import etree
 
 from conftest import DATA, feed_files
-from feedsvc.config import Config
-from feedsvc.model import Feed, FeedKey, FeedKind, Image, Provider, Record, Related
-from feedsvc.render import EMPTY_FEED_DATE, Site, entry_updated_times, plain, render_feed, safe_url
+from feedsvc import synth
+from feedsvc.config import ArchivesConfig, Config
+from feedsvc.model import ArchivePage, Feed, FeedKey, FeedKind, Image, Provider, Record, Related
+from feedsvc.render import (
+    EMPTY_FEED_DATE, Site, entry_updated_times, keep_fragments, plain, render_archive, render_feed, safe_url,
+)  # fmt: skip
 from feedsvc.site import Build
+from feedsvc.site import build as site_build
 
 EXPECTED = yaml.safe_load((DATA / "seeds_expected.yaml").read_text(encoding="utf-8"))
 SITE = EXPECTED["site"]
@@ -328,3 +333,50 @@ def test_plain_fast_path_drops_what_the_full_pass_drops(text: str) -> None:
     full = _render._UNPUBLISHABLE.sub("", text)
     assert _render.plain(text) == _render.plain(full)
     assert not _render._UNPUBLISHABLE.search(_render.plain(text))
+
+
+def _documents(build: Build, site: Site) -> list[tuple[Feed | ArchivePage, str]]:
+    return [(doc, fmt) for doc in (*build.feeds, *build.pages.values()) for fmt in ("rss", "atom")]
+
+
+def _rendered(doc: Feed | ArchivePage, site: Site, fmt: str) -> bytes:
+    if isinstance(doc, ArchivePage):
+        return render_archive(doc, site, fmt)
+    return render_feed(doc, site, fmt)
+
+
+@pytest.mark.parametrize("folder", ["synthetic", "hostile"])
+def test_spliced_entries_give_the_bytes_feedgen_writes(tmp_path: Path, folder: str) -> None:
+    """Entries written once and reused (`render.Fragments`) make exactly feedgen's documents.
+
+    Over every feed and archive page of a synthetic corpus and of the hostile
+    records (odd text, URLs, images), with a cache so small that entries are
+    forgotten and written again, and with entries that share an updated time
+    (their times move by a different amount in each feed).
+    """
+    records = tmp_path / "records"
+    if folder == "synthetic":
+        synth.write_corpus(records, 300, seed=7)
+    else:
+        shutil.copytree(DATA / "records", records, ignore=shutil.ignore_patterns("*.yaml"))
+    config = dataclasses.replace(
+        Config(), records_dir=records, include_unpublished=True, max_entries=6,
+        archives=ArchivesConfig(enabled=True, page_size=4),
+    )  # fmt: skip
+    build = site_build(config)
+    assert build.pages, "the corpus must give archive pages"
+    site = Site.from_config(config)
+    first = build.feeds[0]
+    same_time = [dataclasses.replace(r, updated=first.entries[0].updated) for r in first.entries]
+    tied = dataclasses.replace(first, entries=tuple(same_time))
+    cases = [*_documents(build, site), (tied, "rss"), (tied, "atom")]
+    try:
+        keep_fragments(0)
+        plain_bytes = [_rendered(doc, site, fmt) for doc, fmt in cases]
+        keep_fragments(5)
+        spliced = [_rendered(doc, site, fmt) for doc, fmt in cases]
+    finally:
+        keep_fragments(0)
+    assert len(cases) > 20
+    for (doc, fmt), want, got in zip(cases, plain_bytes, spliced, strict=True):
+        assert got == want, (doc.key, getattr(doc, "page", ""), fmt)
