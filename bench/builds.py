@@ -86,6 +86,15 @@ class Workspace:
     def archives_cache(self) -> Path:
         return default_cache_path(self.archives_out)
 
+    @property
+    def archives_off_config(self) -> Path:
+        """config.yaml with archives off: what the archives-on full build is compared with."""
+        return self.root / "config-archives-off.yaml"
+
+    @property
+    def archives_off_out(self) -> Path:
+        return self.root / "public-archives-off"
+
 
 def make_workspace(root: Path, count: int, results: Results) -> Workspace:
     ws = Workspace(root, count)
@@ -283,12 +292,25 @@ _DATE = re.compile(r"^publishedDateTime: (\S+)$", re.MULTILINE)
 
 
 def write_archives_config(ws: Workspace) -> None:
-    """The shipped config.yaml as it is (archives on), on the bench's corpus and its own output folder."""
+    """The shipped config.yaml as it is (archives on), on the bench's corpus and its own output
+    folder; and the same with archives off (`archives_off_config`), the build it is judged against."""
     data = yaml.safe_load((ROOT / "config.yaml").read_text(encoding="utf-8"))
     assert data["archives"]["enabled"], "the shipped config.yaml no longer turns archives on"
     data["records_dir"] = str(ws.records)
     data["output_dir"] = str(ws.archives_out)
     ws.archives_config.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    data["archives"]["enabled"] = False
+    data["output_dir"] = str(ws.archives_off_out)
+    ws.archives_off_config.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+
+def fresh_full_build(ws: Workspace, out: Path, config: Path) -> dict[str, float]:
+    """A full build of `config` into an emptied `out`, with no cache."""
+    cache = default_cache_path(out)
+    shutil.rmtree(out, ignore_errors=True)
+    for p in cache.parent.glob(cache.name + "*"):
+        p.unlink()
+    return build(ws, out, cache, full=True, config=config)
 
 
 def archive_files(out: Path) -> dict[str, tuple[int, int]]:
@@ -345,10 +367,11 @@ def archive_builds(ws: Workspace, runs: int, results: Results) -> None:
     out, cache, config = ws.archives_out, ws.archives_cache, ws.archives_config
     identical = None
     for run in range(runs):
-        shutil.rmtree(out, ignore_errors=True)
-        for p in cache.parent.glob(cache.name + "*"):
-            p.unlink()
-        report = build(ws, out, cache, full=True, config=config)
+        off = fresh_full_build(ws, ws.archives_off_out, ws.archives_off_config)
+        results.add("archives_off_build", off["seconds"], f"{off['written']:,} files")
+        log(f"full build, config.yaml with archives off {run + 1}/{runs}: {off['seconds']:.1f}s")
+        shutil.rmtree(ws.archives_off_out, ignore_errors=True)
+        report = fresh_full_build(ws, out, config)
         pages = len({page_of(rel) for rel in archive_files(out)})
         results.add("archives_full_build", report["seconds"], f"{report['files']:,} records, {report['feeds']:,} "
                     f"feeds, {report['written']:,} files, {pages:,} archive pages; peak RSS {report['maxrss_self_mb']:,.0f} MB, "
@@ -377,7 +400,8 @@ def archive_builds(ws: Workspace, runs: int, results: Results) -> None:
             identical = equals_full_build(ws, out, config)
             log(f"  archives on: output {'equals' if identical else 'DIFFERS FROM'} a fresh full build")
     results.add("archives_identical", int(bool(identical)), "after the first run's four steps")
-    results.ratio("archives_full_ratio", "archives_full_build", "full_build")
+    results.ratio("archives_full_ratio", "archives_full_build", "archives_off_build")
+    results.ratio("archives_defaults_ratio", "archives_full_build", "full_build")
     for name in ARCHIVE_STEPS:
         results.ratio(f"archives_{name}_ratio", f"archives_{name}_build", "archives_full_build")
 
