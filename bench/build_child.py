@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from feedsvc import incremental
+from feedsvc.build import incremental
 from feedsvc.config import load_config
 
 

@@ -30,10 +30,11 @@ from pathlib import Path
 
 import yaml
 
-from feedsvc import records, yamlfast
+from feedsvc.records import read as records
+from feedsvc.records import yamlfast
 from feedsvc.config import load_config
-from feedsvc.incremental import default_cache_path
-from feedsvc.records import parse_bytes, settings_for
+from feedsvc.build.incremental import default_cache_path
+from feedsvc.records.read import parse_bytes, settings_for
 from feedsvc.synth import file_name, record_text, write_corpus
 from report import Results
 

@@ -63,7 +63,7 @@ from types import ModuleType
 
 import yaml
 
-from feedsvc.incremental import default_cache_path
+from feedsvc.build.incremental import default_cache_path
 from feedsvc.synth import file_name, write_corpus
 
 from builds import Workspace, log

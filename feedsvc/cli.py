@@ -15,12 +15,14 @@ from typing import Any
 
 import click
 
-from . import __version__, incremental, websub
-from .builder import nothing_published, summary_line, watch_forever
-from .config import Config, check_records_dir, load_config
-from .errors import ConfigError, FeedsvcError, RecordError
-from .feeds import dedupe
-from .records import load_records, with_identity_lines
+from feedsvc import __version__
+from feedsvc.build import incremental
+from feedsvc.web import websub
+from feedsvc.web.builder import nothing_published, summary_line, watch_forever
+from feedsvc.config import Config, check_records_dir, load_config
+from feedsvc.errors import ConfigError, FeedsvcError, RecordError
+from feedsvc.feeds.rules import dedupe
+from feedsvc.records.read import load_records, with_identity_lines
 
 #: From this many files on, a build on a terminal shows progress bars.
 PROGRESS_THRESHOLD = 2_000
@@ -128,7 +130,7 @@ def build(
     if config.websub.hubs:  # tell the hubs which feeds changed; a hub that is down never fails the build
         click.echo(websub.notify(config, report.changed_paths, wait=config.websub.timeout).summary(), err=True)
     if watch:
-        from .web import configure_logging
+        from feedsvc.web.app import configure_logging
 
         configure_logging()
         click.echo(f"Watching {config.records_dir} for changes (Ctrl-C to stop)", err=True)
@@ -230,7 +232,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, dev: bool, bui
     nothing is parsed again), then serves the files the build wrote while one
     builder process rebuilds on every change to records_dir.
     """
-    from .server import run
+    from feedsvc.web.server import run
 
     config = _config(ctx, records=build)
     try:

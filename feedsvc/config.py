@@ -21,8 +21,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import yaml
 
-from .errors import ConfigError
-from .text import normalize_host
+from feedsvc.errors import ConfigError
+from feedsvc.text import normalize_host
 
 ENV_VAR = "FEEDSVC_CONFIG"
 #: The base URL when none is configured and no server says where it listens.

@@ -13,7 +13,7 @@ the terminal or log it is written to (docs/design.md, "Input rules").
 
 from __future__ import annotations
 
-from .text import printable_name
+from feedsvc.text import printable_name
 
 #: Where the records walk puts a file whose path is not valid UTF-8: a hidden
 #: folder, so the path can never be a real record's (the walk skips hidden

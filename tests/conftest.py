@@ -21,11 +21,11 @@ if os.environ.get("CI"):
 
 from flask import Flask
 
-from feedsvc import incremental
+from feedsvc.build import incremental
 from feedsvc.config import Config, load_config
-from feedsvc.publish import publish
-from feedsvc.site import Build, build
-from feedsvc.web import create_app
+from feedsvc.build.write import publish
+from feedsvc.formats.documents import Build, build
+from feedsvc.web.app import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"

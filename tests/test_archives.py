@@ -31,15 +31,15 @@ import feedparser
 import pytest
 
 from conftest import rebuild, served_app
-from feedsvc import incremental
-from feedsvc.archives import FIRST, Paging, Span, layout, mark, split, threshold
+from feedsvc.build import incremental
+from feedsvc.feeds.archives import FIRST, Paging, Span, layout, mark, split, threshold
 from feedsvc.config import ArchivesConfig, Config
-from feedsvc.feeds import select, topic_keys
+from feedsvc.feeds.rules import select, topic_keys
 from feedsvc.model import FeedKind
-from feedsvc.render import FH_NS
-from feedsvc.served import ARCHIVE_MAX_AGE
-from feedsvc.site import build as build_in_memory
-from feedsvc.records import load_records
+from feedsvc.formats.rss_atom import FH_NS
+from feedsvc.build.served import ARCHIVE_MAX_AGE
+from feedsvc.formats.documents import build as build_in_memory
+from feedsvc.records.read import load_records
 from feedsvc.synth import write_corpus
 from servers import Server, free_port, poll, write_config
 
@@ -529,10 +529,10 @@ def nothing_rendered() -> Iterator[None]:
         raise AssertionError("the web app rendered a document")
 
     with pytest.MonkeyPatch.context() as patch:
-        for module in ("feedsvc.site", "feedsvc.incremental"):
+        for module in ("feedsvc.formats.documents", "feedsvc.build.incremental"):
             patch.setattr(f"{module}.archive_documents", fail)
         for name in ("render_archive", "render_feed"):
-            patch.setattr(f"feedsvc.site.{name}", fail)
+            patch.setattr(f"feedsvc.formats.documents.{name}", fail)
         yield
 
 
@@ -597,7 +597,7 @@ def test_a_cache_with_numbered_pages_removes_them(records_dir: Path, tmp_path: P
     """A cache from before named pages: its numbered pages' files go at the next build."""
     import sqlite3
 
-    from feedsvc import codec
+    from feedsvc.records import codec
 
     config = small_config(records_dir, tmp_path / "out")
     incremental.build(config)

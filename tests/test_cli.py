@@ -18,8 +18,8 @@ from conftest import SEEDS, copy_seeds
 from feedsvc import cli
 from feedsvc.cli import main
 from feedsvc.config import load_config
-from feedsvc.publish import files_for
-from feedsvc.site import build
+from feedsvc.build.write import files_for
+from feedsvc.formats.documents import build
 
 SUMMARY = re.compile(
     r"^(?P<read>\d+) records read \((?P<parsed>\d+) parsed, (?P<cached>\d+) from cache\), "

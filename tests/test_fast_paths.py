@@ -18,9 +18,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from feedsvc import records, text
-from feedsvc.fields import entry_id
-from feedsvc.records import _BOUNDARY, _closing_boundary, read_bytes
+from feedsvc.records import read as records
+from feedsvc import text
+from feedsvc.records.fields import entry_id
+from feedsvc.records.read import _BOUNDARY, _closing_boundary, read_bytes
 
 PROPERTY = settings(max_examples=300, deadline=None, database=None)
 LINES = st.lists(st.sampled_from(["---", "----", "--- ", "---x", "-- -", "a: b", "", " ---", "---\t", "x---"]), max_size=8)

@@ -32,7 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import DATA
 from feedsvc.config import load_config
-from feedsvc.site import build
+from feedsvc.formats.documents import build
 from servers import FEEDSVC, Server, free_port, poll, request
 from test_query import expected_links, stories
 from test_websub import BlackHole, Receiver

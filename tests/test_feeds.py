@@ -18,11 +18,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import DATA
-from feedsvc.archives import Paging
+from feedsvc.feeds.archives import Paging
 from feedsvc.config import ArchivesConfig, Config
-from feedsvc.feeds import ALL_NAME, build_feeds, build_feeds_and_archives, dedupe, display_name, newest_first, select, topic_keys
+from feedsvc.feeds.rules import ALL_NAME, build_feeds, build_feeds_and_archives, dedupe, display_name, newest_first, select, topic_keys
 from feedsvc.model import FeedKind, Provider, Record
-from feedsvc.records import load_records
+from feedsvc.records.read import load_records
 
 CASES = sorted((DATA / "feeds").glob("*.yaml"))
 UTC = timezone.utc

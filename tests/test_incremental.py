@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from feedsvc import incremental
-from feedsvc.archives import FIRST
+from feedsvc.build import incremental
+from feedsvc.feeds.archives import FIRST
 from feedsvc.config import ArchivesConfig, Config
-from feedsvc.publish import MANIFEST, files_for
-from feedsvc.site import build as build_in_memory
+from feedsvc.build.write import MANIFEST, files_for
+from feedsvc.formats.documents import build as build_in_memory
 from feedsvc.synth import write_corpus
 
 RECORDS = 120
@@ -309,10 +309,11 @@ def test_the_fingerprint_follows_the_templates_and_ignores_serving_settings(
     import shutil
 
     from feedsvc.config import PoliteConfig, QueriesConfig
+    from feedsvc.formats import html
 
     templates = tmp_path / "templates"
-    shutil.copytree(incremental.TEMPLATES, templates)
-    monkeypatch.setattr(incremental, "TEMPLATES", templates)
+    shutil.copytree(str(html.TEMPLATES), templates)
+    monkeypatch.setattr(html, "TEMPLATES", templates)
     incremental.templates_digest.cache_clear()
     before = incremental.fingerprint(config)
     # Settings no document shows: a cache built with other ones is as good.

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from feedsvc import incremental
+from feedsvc.build import incremental
 from feedsvc.config import Config
-from feedsvc.store import Stamp
+from feedsvc.build.store import Stamp
 from feedsvc.synth import write_corpus
 
 

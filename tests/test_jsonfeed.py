@@ -26,10 +26,10 @@ from lxml import etree
 
 from conftest import DATA, Corpus
 from feedsvc.config import Config
-from feedsvc.jsonfeed import render_json
+from feedsvc.formats.jsonfeed import render_json
 from feedsvc.model import Feed, FeedKey, FeedKind
-from feedsvc.render import Site
-from feedsvc.site import Build
+from feedsvc.formats.rss_atom import Site
+from feedsvc.formats.documents import Build
 from test_validity import _hostile_record, _html
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / "jsonfeed-1.1.schema.json"

@@ -1,4 +1,4 @@
-"""/metrics (`feedsvc.metrics`): Prometheus text that moves as requests and builds happen.
+"""/metrics (`feedsvc.web.metrics`): Prometheus text that moves as requests and builds happen.
 
 Every scrape is parsed with prometheus-client's own parser, and every
 expectation is a difference between two scrapes around requests made here,
@@ -26,10 +26,10 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import rebuild, served_app
-from feedsvc import builder
+from feedsvc.web import builder
 from feedsvc.config import Config, PoliteConfig
-from feedsvc.metrics import ENV_VAR, kind_of
-from feedsvc.web import create_app
+from feedsvc.web.metrics import ENV_VAR, kind_of
+from feedsvc.web.app import create_app
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

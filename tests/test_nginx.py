@@ -27,10 +27,10 @@ from pathlib import Path
 import feedparser
 import pytest
 
-from feedsvc.served import ARCHIVE_MAX_AGE
-from feedsvc.site import MEDIA_TYPES as APP_MEDIA_TYPES
+from feedsvc.build.served import ARCHIVE_MAX_AGE
+from feedsvc.formats.documents import MEDIA_TYPES as APP_MEDIA_TYPES
 from feedsvc.synth import write_corpus
-from feedsvc.web import CSP
+from feedsvc.web.app import CSP
 from nginx import ROOT, Nginx, nginx_binary, render, start_proxy, start_static
 from servers import FEEDSVC, Response, Server, free_port, poll, write_config
 

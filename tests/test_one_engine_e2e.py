@@ -25,9 +25,9 @@ from pathlib import Path
 
 import pytest
 
-from feedsvc import incremental
+from feedsvc.build import incremental
 from feedsvc.config import load_config
-from feedsvc.served import etag_of
+from feedsvc.build.served import etag_of
 
 from servers import FEEDSVC, Server, free_port, poll, request, write_config
 

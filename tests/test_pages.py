@@ -17,10 +17,10 @@ from lxml import etree
 
 from feedsvc.config import Config, base_url
 from feedsvc.model import Feed, FeedKey, FeedKind, Image, Provider, Record
-from feedsvc.pages import render_feed_page
-from feedsvc.publish import publish
-from feedsvc.render import Site
-from feedsvc.site import MEDIA_TYPES, Build, build
+from feedsvc.formats.html import render_feed_page
+from feedsvc.build.write import publish
+from feedsvc.formats.rss_atom import Site
+from feedsvc.formats.documents import MEDIA_TYPES, Build, build
 
 
 def _html(path: Path) -> Any:

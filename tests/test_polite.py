@@ -1,4 +1,4 @@
-"""Polite polling (`feedsvc.polite`): budgets per address and URL, 429 with Retry-After.
+"""Polite polling (`feedsvc.web.polite`): budgets per address and URL, 429 with Retry-After.
 
 The limiter is driven with a fake clock, so windows and Retry-After values are
 exact; the web app is driven through Flask's test client with polite polling
@@ -23,7 +23,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from feedsvc.config import Config, ConfigError, PoliteConfig, check
-from feedsvc.polite import COST_FULL, COST_NOT_MODIFIED, AddressSet, Limiter, client_address, networks
+from feedsvc.web.polite import COST_FULL, COST_NOT_MODIFIED, AddressSet, Limiter, client_address, networks
 from conftest import served_app
 
 FEED = "feeds/all.atom"
@@ -295,7 +295,7 @@ def test_checking_the_budget_keeps_requests_fast(config: Config) -> None:
     code = (
         "import time\n"
         "from feedsvc.config import PoliteConfig\n"
-        "from feedsvc.polite import Limiter\n"
+        "from feedsvc.web.polite import Limiter\n"
         "lim = Limiter(PoliteConfig(exempt=(), max_requests=1000, max_clients=1000))\n"
         "n = 20000\n"
         "t = time.perf_counter()\n"

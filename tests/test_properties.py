@@ -23,11 +23,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from feedsvc.config import Config
-from feedsvc.fields import Settings, record_from_mapping
+from feedsvc.records.fields import Settings, record_from_mapping
 from feedsvc.model import Record
-from feedsvc.publish import publish
-from feedsvc.records import LoadResult, Loaded, _maybe_alias, nesting_openers, parse_bytes
-from feedsvc.site import assemble
+from feedsvc.build.write import publish
+from feedsvc.records.read import LoadResult, Loaded, _maybe_alias, nesting_openers, parse_bytes
+from feedsvc.formats.documents import assemble
 from test_validity import check_feed
 
 SETTINGS = Settings()

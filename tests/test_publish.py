@@ -11,8 +11,8 @@ import pytest
 
 from conftest import feed_files
 from feedsvc.config import Config
-from feedsvc.publish import MANIFEST, UnsafePath, files_for, publish, safe_target
-from feedsvc.site import Document, build
+from feedsvc.build.write import MANIFEST, UnsafePath, files_for, publish, safe_target
+from feedsvc.formats.documents import Document, build
 
 OLD = 1_000_000_000  # 2001-09-09: a modification time no write of ours can produce
 

@@ -1,4 +1,4 @@
-"""Custom feeds by query (`feedsvc.query` through the web app): results, caching, refusals.
+"""Custom feeds by query (`feedsvc.web.custom` through the web app): results, caching, refusals.
 
 The app serves what `feedsvc build` wrote (conftest.served_app builds first)
 and runs a custom feed over that build's cache. The cases live in tests/data/queries: `good.yaml` names feeds and query
@@ -31,12 +31,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from conftest import ATOM_SCHEMA, DATA, rebuild, served_app
-from feedsvc import incremental
+from feedsvc.build import incremental
 from feedsvc.config import Config, PoliteConfig, QueriesConfig, SiteConfig
 from feedsvc.model import FeedKind
-from feedsvc.query import MAX_PARAMS, Query, QueryError, parse
-from feedsvc.site import build as build_in_memory
-from feedsvc.web import create_app
+from feedsvc.web.custom import MAX_PARAMS, Query, QueryError, parse
+from feedsvc.formats.documents import build as build_in_memory
+from feedsvc.web.app import create_app
 from test_jsonfeed import schema_errors
 from test_validity import check_feed
 

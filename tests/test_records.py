@@ -31,9 +31,9 @@ from click.testing import CliRunner
 
 from feedsvc.cli import main
 from feedsvc.config import Config
-from feedsvc.fields import Settings
+from feedsvc.records.fields import Settings
 from feedsvc.model import Record
-from feedsvc.records import Loaded, load_file, load_records, parse_bytes, record_files, settings_for
+from feedsvc.records.read import Loaded, load_file, load_records, parse_bytes, record_files, settings_for
 
 CASES_DIR = Path(__file__).resolve().parent / "data" / "records"
 CASES = sorted(CASES_DIR.glob("*.txt"))

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from feedsvc import incremental, synth
+from feedsvc.build import incremental
+from feedsvc import synth
 from feedsvc.cli import main
 from feedsvc.config import load_config
 

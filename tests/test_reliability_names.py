@@ -24,7 +24,7 @@ from conftest import SEEDS
 from feedsvc.cli import main
 from feedsvc.config import Config
 from feedsvc.errors import RecordError
-from feedsvc.records import load_records, record_files, walk_records
+from feedsvc.records.read import load_records, record_files, walk_records
 from feedsvc.text import printable_name
 
 #: One report line: "file: field: reason" with ":line" after the file when there is one.
@@ -258,7 +258,7 @@ def test_a_record_error_shows_path_field_and_reason_on_one_line() -> None:
 
 def test_the_server_log_shows_names_escaped(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """`feedsvc serve`'s builder logs each rejected file as `build` reports it: one escaped line each."""
-    from feedsvc import builder
+    from feedsvc.web import builder
     from feedsvc.config import load_config
 
     base = project(tmp_path)

@@ -11,7 +11,7 @@ on each, never pushes out a budget the client has spent.
 from __future__ import annotations
 
 
-from feedsvc.polite import COST_FULL, COST_NOT_MODIFIED, PROBES, Limiter
+from feedsvc.web.polite import COST_FULL, COST_NOT_MODIFIED, PROBES, Limiter
 
 from test_polite import Clock, limiter
 

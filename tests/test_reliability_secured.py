@@ -21,7 +21,7 @@ from click.testing import CliRunner, Result
 from conftest import copy_seeds
 from feedsvc.cli import main
 from feedsvc.config import Config
-from feedsvc.records import load_records, parse_bytes, settings_for
+from feedsvc.records.read import load_records, parse_bytes, settings_for
 
 HEAD = 'title: "Secret keys"\nwebUrl: "https://example.org/{name}"\npublishedDateTime: 2024-03-01T10:00:00Z\n'
 MARKER = "sk_live_Q9xZ"
@@ -112,7 +112,7 @@ def test_check_and_build_name_only_the_secured_field(project: Path) -> None:
 
 def test_the_server_log_names_only_the_secured_field(project: Path, caplog: pytest.LogCaptureFixture) -> None:
     """`feedsvc serve`'s builder logs each rejected file's problem: the same words, nothing from inside."""
-    from feedsvc import builder
+    from feedsvc.web import builder
     from feedsvc.config import load_config
 
     caplog.set_level(logging.DEBUG)

@@ -26,11 +26,11 @@ from conftest import DATA, feed_files
 from feedsvc import synth
 from feedsvc.config import ArchivesConfig, Config
 from feedsvc.model import ArchivePage, Feed, FeedKey, FeedKind, Image, Provider, Record, Related
-from feedsvc.render import (
+from feedsvc.formats.rss_atom import (
     EMPTY_FEED_DATE, Site, entry_updated_times, keep_fragments, plain, render_archive, render_feed, safe_url,
 )  # fmt: skip
-from feedsvc.site import Build
-from feedsvc.site import build as site_build
+from feedsvc.formats.documents import Build
+from feedsvc.formats.documents import build as site_build
 
 EXPECTED = yaml.safe_load((DATA / "seeds_expected.yaml").read_text(encoding="utf-8"))
 SITE = EXPECTED["site"]
@@ -313,7 +313,7 @@ def test_hostile_text_reaches_the_reader_as_written() -> None:
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from feedsvc import render as _render  # noqa: E402
+from feedsvc.formats import rss_atom as render
 
 
 @settings(max_examples=300, deadline=None)

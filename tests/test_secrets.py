@@ -26,8 +26,8 @@ from click.testing import CliRunner
 from conftest import SEEDS
 from feedsvc.cli import main
 from feedsvc.config import load_config
-from feedsvc.records import load_records
-from feedsvc.site import assemble
+from feedsvc.records.read import load_records
+from feedsvc.formats.documents import assemble
 from test_records import CASES, secured_of
 
 SYNTH_RECORDS = 300

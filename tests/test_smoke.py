@@ -7,8 +7,8 @@ from pathlib import Path
 import feedparser
 
 from feedsvc.config import Config
-from feedsvc.publish import publish
-from feedsvc.site import build
+from feedsvc.build.write import publish
+from feedsvc.formats.documents import build
 
 
 def test_seed_build_parses(config: Config) -> None:

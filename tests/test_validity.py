@@ -48,8 +48,8 @@ from lxml import etree
 from conftest import ATOM_SCHEMA, DATA, Corpus, feed_files
 from feedsvc.config import Config
 from feedsvc.model import ArchivePage, Feed, FeedKey, FeedKind, Image, Provider, Record, Related
-from feedsvc.render import Site, render_archive, render_feed
-from feedsvc.site import Build
+from feedsvc.formats.rss_atom import Site, render_archive, render_feed
+from feedsvc.formats.documents import Build
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 MEDIA = "{http://search.yahoo.com/mrss/}"

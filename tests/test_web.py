@@ -38,14 +38,15 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from conftest import rebuild, served_app
-from feedsvc import builder, incremental
+from feedsvc.web import builder
+from feedsvc.build import incremental
 from feedsvc.config import Config, load_config
 from feedsvc.model import Record
-from feedsvc.output import Output
-from feedsvc.served import etag_of
-from feedsvc.site import Build, build
-from feedsvc.store import Store
-from feedsvc.web import create_app
+from feedsvc.web.output import Output
+from feedsvc.build.served import etag_of
+from feedsvc.formats.documents import Build, build
+from feedsvc.build.store import Store
+from feedsvc.web.app import create_app
 
 MEDIA_TYPES = {
     ".rss": "application/rss+xml; charset=utf-8",

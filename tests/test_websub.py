@@ -1,4 +1,4 @@
-"""WebSub (`feedsvc.websub`): hub links in every feed, publish notifications to real hubs.
+"""WebSub (`feedsvc.web.websub`): hub links in every feed, publish notifications to real hubs.
 
 The hub is a `Receiver`: an HTTP server on a free 127.0.0.1 port, in a
 thread, that records every notification it gets and answers as a test tells
@@ -34,11 +34,12 @@ import yaml
 from flask.testing import FlaskClient
 
 from conftest import served_app
-from feedsvc import builder, incremental
+from feedsvc.web import builder
+from feedsvc.build import incremental
 from feedsvc.config import Config, WebSubConfig, base_url
-from feedsvc.site import build
-from feedsvc.web import create_app
-from feedsvc.websub import Delivery, Notifier, feed_urls, hub_name, post_publish
+from feedsvc.formats.documents import build
+from feedsvc.web.app import create_app
+from feedsvc.web.websub import Delivery, Notifier, feed_urls, hub_name, post_publish
 from servers import FEEDSVC, poll
 from test_validity import check_feed
 

@@ -14,9 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from feedsvc import records, yamlfast
+from feedsvc.records import read as records
+from feedsvc.records import yamlfast
 from feedsvc.config import Config
-from feedsvc.records import Loaded, parse_bytes, settings_for
+from feedsvc.records.read import Loaded, parse_bytes, settings_for
 from feedsvc.synth import record_text
 
 from test_records import CASES

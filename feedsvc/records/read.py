@@ -27,12 +27,12 @@ import frontmatter
 import yaml
 from yaml.constructor import SafeConstructor
 
-from .config import Config
-from .errors import NOT_UTF8_PREFIX, RecordError
-from .fields import Settings, record_from_mapping
-from . import yamlfast
-from .model import Record
-from .text import FILE_CONTROLS, clean_file_text, printable_name
+from feedsvc.config import Config
+from feedsvc.errors import NOT_UTF8_PREFIX, RecordError
+from feedsvc.records.fields import Settings, record_from_mapping
+from feedsvc.records import yamlfast
+from feedsvc.model import Record
+from feedsvc.text import FILE_CONTROLS, clean_file_text, printable_name
 
 #: File name endings read as records; everything else in records_dir is ignored.
 SUFFIXES = (".txt", ".md")

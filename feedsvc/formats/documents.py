@@ -14,15 +14,15 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
-from .compress import gzip_body
-from .config import Config
-from .errors import RecordError
-from .feeds import build_feeds_and_archives, select
-from .jsonfeed import render_json
-from .model import ArchivePage, Feed, FeedKey, archive_path
-from .pages import favicon, render_feed_page, render_index, render_not_found, render_opml, stylesheet
-from .records import LoadResult, load_records
-from .render import FORMATS, Site, render_archive, render_feed
+from feedsvc.formats.compress import gzip_body
+from feedsvc.config import Config
+from feedsvc.errors import RecordError
+from feedsvc.feeds.rules import build_feeds_and_archives, select
+from feedsvc.formats.jsonfeed import render_json
+from feedsvc.model import ArchivePage, Feed, FeedKey, archive_path
+from feedsvc.formats.html import favicon, render_feed_page, render_index, render_not_found, render_opml, stylesheet
+from feedsvc.records.read import LoadResult, load_records
+from feedsvc.formats.rss_atom import FORMATS, Site, render_archive, render_feed
 
 MEDIA_TYPES = {
     "rss": "application/rss+xml; charset=utf-8",

@@ -25,8 +25,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from .served import Served, etag_of
-from .store import Store
+from feedsvc.build.served import Served, etag_of
+from feedsvc.build.store import Store
 
 #: Files written this close to the commit (or after it) are hashed before they are trusted.
 MARGIN_NS = 50_000_000

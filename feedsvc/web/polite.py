@@ -46,7 +46,7 @@ import time
 from collections.abc import Callable, Iterable
 from functools import lru_cache
 
-from .config import PoliteConfig
+from feedsvc.config import PoliteConfig
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 #: Longest X-Forwarded-For value read; a longer one is not believed.

@@ -31,10 +31,11 @@ from typing import Any
 from flask import Flask
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from . import builder, metrics
-from .config import Config, base_url, canonical_base_url
-from .errors import FeedsvcError
-from .web import configure_logging, create_app
+from feedsvc.web import builder
+from feedsvc.web import metrics
+from feedsvc.config import Config, base_url, canonical_base_url
+from feedsvc.errors import FeedsvcError
+from feedsvc.web.app import configure_logging, create_app
 
 log = logging.getLogger("feedsvc.server")
 

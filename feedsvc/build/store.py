@@ -25,12 +25,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import codec
-from .errors import FeedsvcError, RecordError
-from .feeds import ALL_NAME, display_name, topic_keys
-from .archives import Paging, layout
-from .model import ArchivePage, Feed, FeedKey, FeedKind, FeedSummary, Record
-from .served import Served
+from feedsvc.records import codec
+from feedsvc.errors import FeedsvcError, RecordError
+from feedsvc.feeds.rules import ALL_NAME, display_name, topic_keys
+from feedsvc.feeds.archives import Paging, layout
+from feedsvc.model import ArchivePage, Feed, FeedKey, FeedKind, FeedSummary, Record
+from feedsvc.build.served import Served
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from .errors import FeedsvcError
-from .site import Document
+from feedsvc.errors import FeedsvcError
+from feedsvc.formats.documents import Document
 
 MANIFEST = ".feedsvc-manifest.json"
 #: Written last, listed first in the folder: the documents that list the others.

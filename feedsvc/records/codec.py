@@ -12,7 +12,7 @@ from __future__ import annotations
 import marshal
 from datetime import datetime, timedelta, timezone
 
-from .model import Image, Provider, Record, Related
+from feedsvc.model import Image, Provider, Record, Related
 
 #: Bumped whenever the layout below changes; part of the cache fingerprint.
 VERSION = 4

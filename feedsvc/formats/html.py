@@ -12,6 +12,8 @@ site's stylesheet, viewport tag and favicon, the 404 page too.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,9 +24,9 @@ from typing import Any, Protocol
 
 import jinja2
 
-from . import jsonfeed
-from .model import Feed, FeedKey, FeedKind, Record
-from .render import FORMATS, Site, feed_title
+from feedsvc.formats import jsonfeed
+from feedsvc.model import Feed, FeedKey, FeedKind, Record
+from feedsvc.formats.rss_atom import FORMATS, Site, feed_title
 
 
 class Listed(Protocol):
@@ -39,8 +41,10 @@ class Listed(Protocol):
     @property
     def updated(self) -> datetime | None: ...
 
+#: The templates, the stylesheet and the favicon the pages are made from.
+TEMPLATES = files(__package__).joinpath("templates")
 _ENV = jinja2.Environment(
-    loader=jinja2.PackageLoader("feedsvc", "templates"),
+    loader=jinja2.PackageLoader(__package__, "templates"),
     autoescape=jinja2.select_autoescape(["html", "opml"], default_for_string=True),
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=True,
@@ -176,12 +180,12 @@ def render_opml(feeds: Sequence[Listed], site: Site) -> bytes:
 
 
 def stylesheet() -> bytes:
-    return files("feedsvc").joinpath("templates/style.css").read_bytes()
+    return TEMPLATES.joinpath("style.css").read_bytes()
 
 
 def favicon() -> bytes:
     """/favicon.ico: what browsers ask for on every page load (linked from every page too)."""
-    return files("feedsvc").joinpath("templates/favicon.ico").read_bytes()
+    return TEMPLATES.joinpath("favicon.ico").read_bytes()
 
 
 def _entry(r: Record) -> dict[str, Any]:
@@ -204,3 +208,12 @@ def _human(when: datetime) -> str:
 
 def _render(template: str, **context: Any) -> bytes:
     return _ENV.get_template(template).render(**context).encode("utf-8")
+
+
+@functools.lru_cache(maxsize=1)
+def templates_digest() -> str:
+    """SHA-256 over the names and bytes of every file the pages are made from (the build's fingerprint)."""
+    h = hashlib.sha256()
+    for path in sorted(TEMPLATES.iterdir(), key=lambda p: p.name):
+        h.update(path.name.encode("utf-8") + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()

@@ -20,7 +20,7 @@ Polite polling (`polite.py`) answers 429 to an address that fetches one URL
 too often, and every response is counted for /metrics (`metrics.py`).
 
 `create_app()` without a config is the entry point for any WSGI server
-(``granian --interface wsgi --factory 'feedsvc.web:create_app'``): it reads the file FEEDSVC_CONFIG
+(``granian --interface wsgi --factory 'feedsvc.web.app:create_app'``): it reads the file FEEDSVC_CONFIG
 names, else ./config.yaml, and serves its output_dir (build it first).
 """
 
@@ -44,15 +44,15 @@ from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import parse_date
 
-from .config import Config, base_url, load_config
-from .incremental import default_cache_path, generation_path
-from .metrics import Instrumented, Metrics
-from .output import Body, Output, State
-from .pages import render_not_found
-from .polite import COST_FULL, COST_NOT_MODIFIED, Limiter
-from .query import CustomFeeds, QueryError, kind_of, parse
-from .render import Site
-from .served import ARCHIVE, ARCHIVE_MAX_AGE, Served
+from feedsvc.config import Config, base_url, load_config
+from feedsvc.build.incremental import default_cache_path, generation_path
+from feedsvc.web.metrics import Instrumented, Metrics
+from feedsvc.web.output import Body, Output, State
+from feedsvc.formats.html import render_not_found
+from feedsvc.web.polite import COST_FULL, COST_NOT_MODIFIED, Limiter
+from feedsvc.web.custom import CustomFeeds, QueryError, kind_of, parse
+from feedsvc.formats.rss_atom import Site
+from feedsvc.build.served import ARCHIVE, ARCHIVE_MAX_AGE, Served
 
 access_log = logging.getLogger("feedsvc.access")
 log = logging.getLogger("feedsvc.web")

@@ -11,12 +11,12 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from . import codec
-from .archives import Paging, split
-from .config import Config
-from .errors import RecordError
-from .model import ArchivePage, Feed, FeedKey, FeedKind, Record
-from .text import topic_slug
+from feedsvc.records import codec
+from feedsvc.feeds.archives import Paging, split
+from feedsvc.config import Config
+from feedsvc.errors import RecordError
+from feedsvc.model import ArchivePage, Feed, FeedKey, FeedKind, Record
+from feedsvc.text import topic_slug
 
 ALL_NAME = "All articles"
 

@@ -45,11 +45,11 @@ from feedgen.ext.media import MediaEntryExtension, MediaExtension
 from feedgen.feed import FeedGenerator
 from feedgen.util import xml_elem
 
-from . import __version__
-from .config import Config, base_url
-from .feeds import cached_slug
-from .model import ArchivePage, Feed, FeedKey, FeedKind, FeedSummary, Record, archive_path
-from .text import image_media_type
+from feedsvc import __version__
+from feedsvc.config import Config, base_url
+from feedsvc.feeds.rules import cached_slug
+from feedsvc.model import ArchivePage, Feed, FeedKey, FeedKind, FeedSummary, Record, archive_path
+from feedsvc.text import image_media_type
 
 #: The date an empty feed claims: fixed, so an empty feed is deterministic too.
 EMPTY_FEED_DATE = datetime(2000, 1, 1, tzinfo=timezone.utc)

@@ -30,9 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import incremental, websub
-from .config import Config
-from .errors import FeedsvcError
+from feedsvc.build import incremental
+from feedsvc.web import websub
+from feedsvc.config import Config
+from feedsvc.errors import FeedsvcError
 
 log = logging.getLogger("feedsvc.builder")
 
@@ -225,7 +226,7 @@ def watch_forever(
     config: Config, out: Path, *, first: bool, parent: int | None, announce: tuple[str, ...] = ()
 ) -> None:
     """The body of a builder process: build on every change until SIGTERM."""
-    from .metrics import Metrics
+    from feedsvc.web.metrics import Metrics
 
     metrics = Metrics()
 

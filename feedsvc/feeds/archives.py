@@ -44,8 +44,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from . import codec
-from .config import Config
+from feedsvc.records import codec
+from feedsvc.config import Config
 
 #: The oldest page's name: it always starts at the feed's oldest archived entry.
 FIRST = "first"

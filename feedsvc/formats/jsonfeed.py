@@ -34,9 +34,9 @@ import json
 from datetime import datetime
 from typing import Any
 
-from .model import Feed, Image, Record
-from .render import Site, content_html, entry_updated_times, feed_title, plain, safe_url
-from .text import image_media_type
+from feedsvc.model import Feed, Image, Record
+from feedsvc.formats.rss_atom import Site, content_html, entry_updated_times, feed_title, plain, safe_url
+from feedsvc.text import image_media_type
 
 VERSION = "https://jsonfeed.org/version/1.1"
 MEDIA_TYPE = "application/feed+json"

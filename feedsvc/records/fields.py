@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timezone
 from typing import Any, TypeVar
 
-from .errors import RecordError
-from .model import Image, Provider, Record, Related
-from .text import MAX_URL_CHARS, canonical_url, http_url, plain_text, provider_key, topic_slug
+from feedsvc.errors import RecordError
+from feedsvc.model import Image, Provider, Record, Related
+from feedsvc.text import MAX_URL_CHARS, canonical_url, http_url, plain_text, provider_key, topic_slug
 
 #: Dates outside [EARLIEST, LATEST) are rejected: before 1990 there was no
 #: web to publish on (the W3C feed validator calls such dates implausible), and

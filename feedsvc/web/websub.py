@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlencode, urlsplit
 
-from . import __version__
-from .config import Config, base_url
+from feedsvc import __version__
+from feedsvc.config import Config, base_url
 
 log = logging.getLogger("feedsvc.websub")
 

@@ -42,16 +42,16 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 from urllib.parse import unquote_to_bytes
 
-from .config import Config
-from .errors import FeedsvcError
-from .feeds import cached_slug
-from .jsonfeed import render_json
-from .model import Feed, FeedKey, FeedKind, Record
-from .render import Site, render_feed
-from .served import REVALIDATE, Served, etag_of
-from .site import MEDIA_TYPES, Document
-from .store import Store, feed_text
-from .text import MAX_SLUG, provider_key
+from feedsvc.config import Config
+from feedsvc.errors import FeedsvcError
+from feedsvc.feeds.rules import cached_slug
+from feedsvc.formats.jsonfeed import render_json
+from feedsvc.model import Feed, FeedKey, FeedKind, Record
+from feedsvc.formats.rss_atom import Site, render_feed
+from feedsvc.build.served import REVALIDATE, Served, etag_of
+from feedsvc.formats.documents import MEDIA_TYPES, Document
+from feedsvc.build.store import Store, feed_text
+from feedsvc.text import MAX_SLUG, provider_key
 
 #: The formats a custom feed comes in (pages and listings take no query).
 FEED_FORMATS = ("rss", "atom", "json")

@@ -33,18 +33,21 @@ from multiprocessing import get_context
 from operator import itemgetter
 from pathlib import Path
 
-from . import __version__, codec, compress
-from .config import Config, check_output_dir
-from .fields import Settings
-from .errors import FeedsvcError, RecordError
-from .publish import MANIFEST, PublishResult, publish, write_atomic
-from .records import Loaded, load_bytes, read_record, settings_for, with_identity_lines, walk_folders
-from .archives import Paging
-from .render import FORMATS, Site, keep_fragments
-from .site import Document, archive_documents, feed_documents, site_documents, with_gzip
-from .model import Feed, FeedSummary, archive_path
-from .served import ARCHIVE, REVALIDATE, Served, etag_of_digest
-from .store import (
+from feedsvc import __version__
+from feedsvc.records import codec
+from feedsvc.formats import compress
+from feedsvc.config import Config, check_output_dir
+from feedsvc.records.fields import Settings
+from feedsvc.errors import FeedsvcError, RecordError
+from feedsvc.build.write import MANIFEST, PublishResult, publish, write_atomic
+from feedsvc.records.read import Loaded, load_bytes, read_record, settings_for, with_identity_lines, walk_folders
+from feedsvc.feeds.archives import Paging
+from feedsvc.formats.html import templates_digest
+from feedsvc.formats.rss_atom import FORMATS, Site, keep_fragments
+from feedsvc.formats.documents import Document, archive_documents, feed_documents, site_documents, with_gzip
+from feedsvc.model import Feed, FeedSummary, archive_path
+from feedsvc.build.served import ARCHIVE, REVALIDATE, Served, etag_of_digest
+from feedsvc.build.store import (
     CacheDamaged, PageRef, Parsed, Stamp, Store, archive_pages, feed_key, memberships, paged_feeds, plan_pages,
     use_page_size,
 )  # fmt: skip
@@ -343,17 +346,6 @@ def fingerprint(config: Config) -> str:
     text = repr((__version__, codec.VERSION, compress.LEVEL, templates_digest(), sorted(shaping.items())))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
-
-@functools.lru_cache(maxsize=1)
-def templates_digest() -> str:
-    """SHA-256 over the names and bytes of every file the pages are made from."""
-    h = hashlib.sha256()
-    for path in sorted(TEMPLATES.iterdir()):
-        h.update(path.name.encode("utf-8") + b"\0" + path.read_bytes() + b"\0")
-    return h.hexdigest()
-
-
-TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
 def default_cache_path(out: Path) -> Path:

@@ -1,0 +1,1 @@
+"""The feed rules, pure: which records go in which feed, in what order, on which archive page."""

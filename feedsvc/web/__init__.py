@@ -1,0 +1,1 @@
+"""Serving what the build wrote: the WSGI app, custom feeds, polite polling, metrics, the watcher, WebSub."""
