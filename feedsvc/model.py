@@ -61,6 +61,11 @@ class Record:
     is_published: bool = True
 
 
+#: The folder every feed is under, and the folder of each feed's archive pages.
+FEEDS_DIR = "feeds"
+ARCHIVE_DIR = "archive"
+
+
 class FeedKind(str, Enum):
     ALL = "all"
     TOPIC = "topics"
@@ -75,10 +80,10 @@ class FeedKey:
 
     @property
     def path(self) -> str:
-        """URL path of the feed without extension, e.g. ``feeds/topics/ai``."""
+        """URL path of the feed without extension, e.g. ``feeds/topics/ai`` (`formats.registry.feed_path` reads it)."""
         if self.kind is FeedKind.ALL:
-            return "feeds/all"
-        return f"feeds/{self.kind.value}/{self.slug}"
+            return f"{FEEDS_DIR}/all"
+        return f"{FEEDS_DIR}/{self.kind.value}/{self.slug}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +140,7 @@ class ArchivePage:
 
 def archive_path(key: FeedKey, page: str) -> str:
     """URL path, without extension, of the archive page named `page` of the feed `key`."""
-    return f"{key.path}/archive/{page}"
+    return f"{key.path}/{ARCHIVE_DIR}/{page}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -532,7 +532,8 @@ def nothing_rendered() -> Iterator[None]:
         for module in ("feedsvc.formats.documents", "feedsvc.build.incremental"):
             patch.setattr(f"{module}.archive_documents", fail)
         for name in ("render_archive", "render_feed"):
-            patch.setattr(f"feedsvc.formats.documents.{name}", fail)
+            patch.setattr(f"feedsvc.formats.rss_atom.{name}", fail)
+        patch.setattr("feedsvc.formats.jsonfeed.render_json", fail)
         yield
 
 

@@ -28,7 +28,7 @@ import feedparser
 import pytest
 
 from feedsvc.build.served import ARCHIVE_MAX_AGE
-from feedsvc.formats.documents import MEDIA_TYPES as APP_MEDIA_TYPES
+from feedsvc.formats.registry import FORMATS as APP_FORMATS
 from feedsvc.synth import write_corpus
 from feedsvc.web.app import CSP
 from nginx import ROOT, Nginx, nginx_binary, render, start_proxy, start_static
@@ -206,7 +206,7 @@ def one_of(site: StaticSite, ext: str) -> str:
 
 @pytest.mark.parametrize("ext", sorted(MEDIA_TYPES))
 def test_static_headers_are_the_apps(static: StaticSite, ext: str) -> None:
-    assert APP_MEDIA_TYPES[ext] == MEDIA_TYPES[ext]  # the app has not moved on without nginx
+    assert APP_FORMATS[ext].content_type == MEDIA_TYPES[ext]  # the app has not moved on without nginx
     path = one_of(static, ext)
     r = static.get(path)
     assert r.status == 200

@@ -20,7 +20,8 @@ from feedsvc.model import Feed, FeedKey, FeedKind, Image, Provider, Record
 from feedsvc.formats.html import render_feed_page
 from feedsvc.build.write import publish
 from feedsvc.formats.rss_atom import Site
-from feedsvc.formats.documents import MEDIA_TYPES, Build, build
+from feedsvc.formats.documents import Build, build
+from feedsvc.formats.registry import HTML, ICO
 
 
 def _html(path: Path) -> Any:
@@ -324,7 +325,7 @@ def test_every_page_has_the_sites_look_the_404_page_too(seed_site: Build, config
     base = base_url(config)
     pages = ["index.html", "404.html", *(f"{f.key.path}.html" for f in seed_site.feeds)]
     for path in pages:
-        assert seed_site.documents[path].media_type == MEDIA_TYPES["html"]
+        assert seed_site.documents[path].media_type == HTML.content_type
         page = _html(config.output_dir / path)
         head = page.find("head")
         metas = {m.get("name"): m.get("content") for m in head.iter("meta") if m.get("name")}
@@ -341,12 +342,12 @@ def test_the_app_sends_the_built_404_page(config: Config) -> None:
 
     client = served_app(config).test_client()
     r = client.get("/no/such/page")
-    assert r.status_code == 404 and r.headers["Content-Type"] == MEDIA_TYPES["html"]
+    assert r.status_code == 404 and r.headers["Content-Type"] == HTML.content_type
     assert r.data == (config.output_dir / "404.html").read_bytes()
 
 
 def test_the_favicon_is_a_document_of_the_site(seed_site: Build, config: Config) -> None:
     doc = seed_site.documents["favicon.ico"]
-    assert doc.media_type == MEDIA_TYPES["ico"] == "image/x-icon"
+    assert doc.media_type == ICO.content_type == "image/x-icon"
     assert doc.body[:4] == b"\x00\x00\x01\x00" and doc.body[4] > 0  # an ICO file with images
     assert (config.output_dir / "favicon.ico").read_bytes() == doc.body

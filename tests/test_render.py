@@ -313,7 +313,7 @@ def test_hostile_text_reaches_the_reader_as_written() -> None:
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from feedsvc.formats import rss_atom as render
+from feedsvc.formats import rss_atom as _render  # noqa: E402
 
 
 @settings(max_examples=300, deadline=None)

@@ -36,7 +36,7 @@ from flask.testing import FlaskClient
 from conftest import served_app
 from feedsvc.web import builder
 from feedsvc.build import incremental
-from feedsvc.config import Config, WebSubConfig, base_url
+from feedsvc.config import ArchivesConfig, Config, WebSubConfig, base_url
 from feedsvc.formats.documents import build
 from feedsvc.web.app import create_app
 from feedsvc.web.websub import Delivery, Notifier, feed_urls, hub_name, post_publish
@@ -197,6 +197,22 @@ def test_every_feed_names_its_hubs_and_itself(config: Config) -> None:
         ("self", canonical)
     ]
     assert "hubs" not in json.loads(client.get("/feeds/all.json?limit=1").data)
+
+
+def test_archive_pages_name_no_hub_in_the_body_or_the_link_header(config: Config) -> None:
+    """Nobody subscribes to an archive page, and hubs are never told of one (`feed_urls`):
+    its Link header must not point readers at a hub either (it once did)."""
+    config = dataclasses.replace(
+        with_hubs(config, *HUBS), max_entries=1, archives=ArchivesConfig(enabled=True, page_size=1)
+    )
+    client = served_app(config).test_client()
+    pages = sorted(p for p in build(config).documents if "/archive/" in p)
+    assert pages
+    for path in pages:
+        r = client.get("/" + path)
+        assert r.status_code == 200 and "Link" not in r.headers, path
+        assert not [link for link in feedparser.parse(r.data).feed.links if link.rel == "hub"], path
+    assert "Link" in client.get("/feeds/all.atom").headers
 
 
 def test_without_hubs_no_feed_names_one(config: Config) -> None:

@@ -43,7 +43,8 @@ from feedsvc.build.write import MANIFEST, PublishResult, publish, write_atomic
 from feedsvc.records.read import Loaded, load_bytes, read_record, settings_for, with_identity_lines, walk_folders
 from feedsvc.feeds.archives import Paging
 from feedsvc.formats.html import templates_digest
-from feedsvc.formats.rss_atom import FORMATS, Site, keep_fragments
+from feedsvc.formats.registry import ARCHIVE_FORMATS
+from feedsvc.formats.rss_atom import Site, keep_fragments
 from feedsvc.formats.documents import Document, archive_documents, feed_documents, site_documents, with_gzip
 from feedsvc.model import Feed, FeedSummary, archive_path
 from feedsvc.build.served import ARCHIVE, REVALIDATE, Served, etag_of_digest
@@ -620,7 +621,7 @@ def _plan_archives(
             for run in _consecutive(pages.render):
                 runs += [(text, run[i : i + PAGES_PER_RUN]) for i in range(0, len(run), PAGES_PER_RUN)]
             key = feed_key(text)
-            gone += [f"{archive_path(key, n)}.{fmt}" for n in pages.gone for fmt in FORMATS]
+            gone += [f"{archive_path(key, n)}.{fmt.suffix}" for n in pages.gone for fmt in ARCHIVE_FORMATS]
     return runs, names, gone
 
 

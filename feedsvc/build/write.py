@@ -23,10 +23,9 @@ from pathlib import Path, PurePosixPath
 
 from feedsvc.errors import FeedsvcError
 from feedsvc.formats.documents import Document
+from feedsvc.formats.registry import LISTINGS
 
 MANIFEST = ".feedsvc-manifest.json"
-#: Written last, listed first in the folder: the documents that list the others.
-LISTINGS = ("index.html", "feeds.opml")
 #: `tempfile.mkstemp` names: "." + target name + "." + 8 random characters + ".tmp".
 _TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.tmp$")
 

@@ -18,21 +18,12 @@ from feedsvc.formats.compress import gzip_body
 from feedsvc.config import Config
 from feedsvc.errors import RecordError
 from feedsvc.feeds.rules import build_feeds_and_archives, select
-from feedsvc.formats.jsonfeed import render_json
 from feedsvc.model import ArchivePage, Feed, FeedKey, archive_path
 from feedsvc.formats.html import favicon, render_feed_page, render_index, render_not_found, render_opml, stylesheet
 from feedsvc.records.read import LoadResult, load_records
-from feedsvc.formats.rss_atom import FORMATS, Site, render_archive, render_feed
+from feedsvc.formats.registry import ARCHIVE_FORMATS, CSS, FEED_FORMATS, HTML, ICO, INDEX, OPML, OPML_LIST
+from feedsvc.formats.rss_atom import Site
 
-MEDIA_TYPES = {
-    "rss": "application/rss+xml; charset=utf-8",
-    "atom": "application/atom+xml; charset=utf-8",
-    "json": "application/feed+json; charset=utf-8",
-    "html": "text/html; charset=utf-8",
-    "opml": "text/x-opml; charset=utf-8",
-    "css": "text/css; charset=utf-8",
-    "ico": "image/x-icon",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,19 +100,18 @@ def feed_documents(feed: Feed, site: Site) -> tuple[Document, ...]:
     path = feed.key.path
     archive_links = [archive_path(feed.key, page) for page in feed.pages]
     docs = [
-        Document(f"{path}.{fmt}", render_feed(feed, site, fmt), MEDIA_TYPES[fmt], feed.updated)
-        for fmt in FORMATS
+        Document(f"{path}.{fmt.suffix}", fmt.render(feed, site), fmt.content_type, feed.updated)
+        for fmt in FEED_FORMATS
     ]
-    docs.append(Document(f"{path}.json", render_json(feed, site), MEDIA_TYPES["json"], feed.updated))
-    docs.append(Document(f"{path}.html", render_feed_page(feed, site, archive_links), MEDIA_TYPES["html"], feed.updated))
+    docs.append(Document(f"{path}.html", render_feed_page(feed, site, archive_links), HTML.content_type, feed.updated))
     return tuple(docs)
 
 
 def archive_documents(page: ArchivePage, site: Site) -> tuple[Document, ...]:
     """An archive page in RSS and Atom, served with the archive cache policy (`served.ARCHIVE`)."""
     return tuple(
-        Document(f"{page.path}.{fmt}", render_archive(page, site, fmt), MEDIA_TYPES[fmt], page.updated, archive=True)
-        for fmt in FORMATS
+        Document(f"{page.path}.{fmt.suffix}", fmt.archive(page, site), fmt.content_type, page.updated, archive=True)
+        for fmt in ARCHIVE_FORMATS
     )
 
 
@@ -129,10 +119,10 @@ def site_documents(feeds: Sequence[Feed], site: Site) -> list[Document]:
     """The documents that list feeds (index, OPML), and the site's stylesheet, favicon and 404 page."""
     newest = max((f.updated for f in feeds if f.updated), default=None)
     return [
-        Document("index.html", render_index(feeds, site), MEDIA_TYPES["html"], newest),
-        Document("feeds.opml", render_opml(feeds, site), MEDIA_TYPES["opml"], newest),
-        Document("style.css", stylesheet(), MEDIA_TYPES["css"], None),
-        Document("favicon.ico", favicon(), MEDIA_TYPES["ico"], None),
+        Document(INDEX, render_index(feeds, site), HTML.content_type, newest),
+        Document(OPML_LIST, render_opml(feeds, site), OPML.content_type, newest),
+        Document("style.css", stylesheet(), CSS.content_type, None),
+        Document("favicon.ico", favicon(), ICO.content_type, None),
         # The body of every 404 (the app's, and nginx's error_page).
-        Document("404.html", render_not_found(site), MEDIA_TYPES["html"], None),
+        Document("404.html", render_not_found(site), HTML.content_type, None),
     ]

@@ -24,9 +24,9 @@ from typing import Any, Protocol
 
 import jinja2
 
-from feedsvc.formats import jsonfeed
 from feedsvc.model import Feed, FeedKey, FeedKind, Record
-from feedsvc.formats.rss_atom import FORMATS, Site, feed_title
+from feedsvc.formats.registry import ARCHIVE_FORMATS, FEED_FORMATS
+from feedsvc.formats.rss_atom import Site, feed_title
 
 
 class Listed(Protocol):
@@ -49,10 +49,7 @@ _ENV = jinja2.Environment(
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=True,
 )
-_FORMAT_NAMES = {"rss": "RSS", "atom": "Atom", "json": "JSON Feed"}
 _DIGITS = re.compile(r"(\d+)")
-#: Every feed format with the media type its autodiscovery link announces.
-_DISCOVERY = {**FORMATS, "json": jsonfeed.MEDIA_TYPE}
 SECTIONS = ((FeedKind.ALL, "All articles"), (FeedKind.TOPIC, "Topics"), (FeedKind.PROVIDER, "Providers"))
 
 
@@ -120,8 +117,8 @@ def _row(feed: Listed, site: Site) -> _Row:
 def _autodiscovery(feed: Listed, site: Site) -> list[tuple[str, str, str, str]]:
     title = feed_title(site, feed)
     return [
-        (fmt, media_type, site.url(f"{feed.key.path}.{fmt}"), f"{title} ({_FORMAT_NAMES[fmt]})")
-        for fmt, media_type in _DISCOVERY.items()
+        (fmt.suffix, fmt.media_type, site.url(f"{feed.key.path}.{fmt.suffix}"), f"{title} ({fmt.label})")
+        for fmt in FEED_FORMATS
     ]
 
 
@@ -157,7 +154,7 @@ def render_feed_page(feed: Feed, site: Site, archive_links: Sequence[str] = ()) 
         total=feed.total,
         older=older,
         archives=[
-            (number, [(_FORMAT_NAMES[fmt], site.url(f"{path}.{fmt}")) for fmt in FORMATS])
+            (number, [(fmt.label, site.url(f"{path}.{fmt.suffix}")) for fmt in ARCHIVE_FORMATS])
             for number, path in reversed(list(enumerate(archive_links, start=1)))
         ],
     )

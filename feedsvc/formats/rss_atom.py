@@ -53,7 +53,8 @@ from feedsvc.text import image_media_type
 
 #: The date an empty feed claims: fixed, so an empty feed is deterministic too.
 EMPTY_FEED_DATE = datetime(2000, 1, 1, tzinfo=timezone.utc)
-FORMATS = {"rss": "application/rss+xml", "atom": "application/atom+xml"}
+#: The media types of the two formats written here (`formats.registry` lists every format).
+MEDIA_TYPES = {"rss": "application/rss+xml", "atom": "application/atom+xml"}
 ATOM_NS = "http://www.w3.org/2005/Atom"
 #: RFC 5005 feed history: `<fh:archive/>` marks an archive document.
 FH_NS = "http://purl.org/syndication/history/1.0"
@@ -131,15 +132,15 @@ def render_feed(feed: Feed, site: Site, fmt: str, *, query: str = "", title: str
     `query` (canonical, without "?") makes it a custom feed: its self link and
     Atom id carry the query, and `title` replaces the usual title.
     """
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown feed format {fmt!r}; known: {', '.join(FORMATS)}")
+    if fmt not in MEDIA_TYPES:
+        raise ValueError(f"unknown feed format {fmt!r}; known: {', '.join(MEDIA_TYPES)}")
     updated = entry_updated_times(feed.entries)
     fg = _generator(feed, site, fmt, max(updated, default=EMPTY_FEED_DATE), query, title)
     if feed.pages and not query:
         # RFC 5005 §4: the subscription document points at the newest page.
         _history(fg, archive=False, links=(
-            ("current", site.feed_url(feed, fmt), FORMATS[fmt]),
-            ("prev-archive", site.url(f"{archive_path(feed.key, feed.pages[-1])}.{fmt}"), FORMATS[fmt]),
+            ("current", site.feed_url(feed, fmt), MEDIA_TYPES[fmt]),
+            ("prev-archive", site.url(f"{archive_path(feed.key, feed.pages[-1])}.{fmt}"), MEDIA_TYPES[fmt]),
         ))  # fmt: skip
     return _finish(fg, feed.entries, updated, fmt)
 
@@ -159,19 +160,19 @@ def render_archive(page: ArchivePage, site: Site, fmt: str) -> bytes:
     page's entries do. No WebSub hub: a reader subscribes to the feed, not to
     a page. The title says where the page starts, never its position.
     """
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown feed format {fmt!r}; known: {', '.join(FORMATS)}")
+    if fmt not in MEDIA_TYPES:
+        raise ValueError(f"unknown feed format {fmt!r}; known: {', '.join(MEDIA_TYPES)}")
     updated = entry_updated_times(page.entries)
     since = page.entries[-1].published.astimezone(timezone.utc).date().isoformat() if page.entries else ""
     title = f"{feed_title(site, page)} (archive from {since})"
     self_url = site.url(f"{page.path}.{fmt}")
     fg = _generator(page, site, fmt, max(updated, default=EMPTY_FEED_DATE), "", title, self_url=self_url)
     current = site.feed_url(page, fmt)
-    links = [("current", current, FORMATS[fmt])]
+    links = [("current", current, MEDIA_TYPES[fmt])]
     if page.prev is not None:
-        links.append(("prev-archive", site.url(f"{archive_path(page.key, page.prev)}.{fmt}"), FORMATS[fmt]))
+        links.append(("prev-archive", site.url(f"{archive_path(page.key, page.prev)}.{fmt}"), MEDIA_TYPES[fmt]))
     newer = site.url(f"{archive_path(page.key, page.next)}.{fmt}") if page.next is not None else current
-    links.append(("next-archive", newer, FORMATS[fmt]))
+    links.append(("next-archive", newer, MEDIA_TYPES[fmt]))
     _history(fg, archive=True, links=tuple(links))
     return _finish(fg, page.entries, updated, fmt)
 
@@ -315,7 +316,7 @@ def _generator(
     fg.generator("feedsvc", version=__version__)
     # Atom wants an author for a feed without entries; entries name their own.
     fg.author(name=plain(site.title), uri=site.base_url)
-    fg.link(href=self_url, rel="self", type=FORMATS[fmt])
+    fg.link(href=self_url, rel="self", type=MEDIA_TYPES[fmt])
     fg.link(href=site.url(f"{feed.key.path}.html"), rel="alternate", type="text/html")
     fg.updated(updated)
     fg.ttl(site.ttl_minutes)

@@ -51,6 +51,7 @@ from feedsvc.web.output import Body, Output, State
 from feedsvc.formats.html import render_not_found
 from feedsvc.web.polite import COST_FULL, COST_NOT_MODIFIED, Limiter
 from feedsvc.web.custom import CustomFeeds, QueryError, kind_of, parse
+from feedsvc.formats.registry import is_subscription
 from feedsvc.formats.rss_atom import Site
 from feedsvc.build.served import ARCHIVE, ARCHIVE_MAX_AGE, Served
 
@@ -80,7 +81,6 @@ _CSP = ("Content-Security-Policy", CSP)
 _VARY = ("Vary", "Accept-Encoding")
 _NO_STORE = ("Cache-Control", "no-store")
 _HTML = "text/html; charset=utf-8"
-_FEED_SUFFIXES = (".rss", ".atom", ".json")
 _TEXT = "text/plain; charset=utf-8"
 # The next entity tag in an If-None-Match list; "W/" is case-sensitive (RFC 9110 8.8.3).
 _ETAG = re.compile(r'[\s,]*(?:W/)?"([^"]*)"')
@@ -288,8 +288,10 @@ class _Responder:
             if body is not None and body.file is not None:
                 body.file.close()  # type: ignore[attr-defined]
             return _Final(None, 304, Headers(headers))
-        if hub and self.hub_links and path.endswith(_FEED_SUFFIXES):
-            headers.append(("Link", self.link_header(path)))  # custom feeds name no hub (query.py)
+        if hub and self.hub_links and is_subscription(path):
+            # Archive pages name no hub (nobody subscribes to a page), and custom
+            # feeds none either (web/custom.py): only what hubs are told about.
+            headers.append(("Link", self.link_header(path)))
         size = body.size if body is not None else ((row.gz_size if gz else row.size) or 0)
         headers.append(("Content-Type", media_type))
         headers.append(("Content-Length", str(size)))

@@ -45,16 +45,14 @@ from urllib.parse import unquote_to_bytes
 from feedsvc.config import Config
 from feedsvc.errors import FeedsvcError
 from feedsvc.feeds.rules import cached_slug
-from feedsvc.formats.jsonfeed import render_json
 from feedsvc.model import Feed, FeedKey, FeedKind, Record
-from feedsvc.formats.rss_atom import Site, render_feed
+from feedsvc.formats.registry import FeedFormat, feed_path
+from feedsvc.formats.rss_atom import Site
 from feedsvc.build.served import REVALIDATE, Served, etag_of
-from feedsvc.formats.documents import MEDIA_TYPES, Document
+from feedsvc.formats.documents import Document
 from feedsvc.build.store import Store, feed_text
 from feedsvc.text import MAX_SLUG, provider_key
 
-#: The formats a custom feed comes in (pages and listings take no query).
-FEED_FORMATS = ("rss", "atom", "json")
 #: Most topics one custom feed may combine.
 MAX_TOPICS = 10
 #: Longest value of one parameter, in characters.
@@ -192,32 +190,21 @@ def _number(values: Mapping[str, list[str]], name: str, low: int, high: int) -> 
 # -- running a query ---------------------------------------------------------------
 
 
-def feed_of(path: str) -> tuple[FeedKey, str] | None:
-    """The feed and format a URL path names ("feeds/topics/ai.atom"), if it is a feed a query applies to."""
-    kind = kind_of(path)
-    if kind is None:
+def feed_of(path: str) -> tuple[FeedKey, FeedFormat] | None:
+    """The feed and format a URL path names ("feeds/topics/ai.atom"), if a query applies to it.
+
+    Archive pages take no query, as pages do.
+    """
+    named = feed_path(path)
+    if named is None or named.page is not None or not named.format.queries:
         return None
-    stem, _, fmt = path.rpartition(".")
-    return FeedKey(kind, "all" if kind is FeedKind.ALL else stem.rsplit("/", 1)[1]), fmt
+    return named.key, named.format
 
 
 def kind_of(path: str) -> FeedKind | None:
-    """The kind of feed `path` names if it is a feed format, else None (no query applies).
-
-    Archive pages are None: they ignore a query, as pages do.
-    """
-    stem, _, fmt = path.rpartition(".")
-    if fmt not in FEED_FORMATS or not stem.startswith("feeds/"):
-        return None
-    if stem == "feeds/all":
-        return FeedKind.ALL
-    if stem.count("/") != 2:  # an archive page (feeds/…/archive/N): never a custom feed
-        return None
-    if stem.startswith("feeds/topics/"):
-        return FeedKind.TOPIC
-    if stem.startswith("feeds/providers/"):
-        return FeedKind.PROVIDER
-    return None
+    """The kind of feed `path` names if a query applies to it, else None."""
+    feed = feed_of(path)
+    return feed[0].kind if feed else None
 
 
 def run(store: Store, key: FeedKey, query: Query, max_entries: int) -> Feed:
@@ -262,16 +249,11 @@ def title(site: Site, store: Store, key: FeedKey, query: Query) -> str:
     return text
 
 
-def render(store: Store, site: Site, key: FeedKey, fmt: str, query: Query, max_entries: int) -> Document:
+def render(store: Store, site: Site, key: FeedKey, fmt: FeedFormat, query: Query, max_entries: int) -> Document:
     """The custom feed as a `Document` at its path, ready to serve."""
     feed = run(store, key, query, max_entries)
-    canonical = query.canonical()
-    name = title(site, store, key, query)
-    if fmt == "json":
-        body = render_json(feed, site, query=canonical, title=name)
-    else:
-        body = render_feed(feed, site, fmt, query=canonical, title=name)
-    return Document(f"{key.path}.{fmt}", body, MEDIA_TYPES[fmt], feed.updated)
+    body = fmt.render(feed, site, query=query.canonical(), title=title(site, store, key, query))
+    return Document(f"{key.path}.{fmt.suffix}", body, fmt.content_type, feed.updated)
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,8 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from feedsvc.formats.registry import feed_path
+
 #: Request kinds, by URL path.
 KINDS = ("all", "topics", "providers", "pages", "other")
 #: Status codes given a series from the start, so a rate or ratio over them is
@@ -47,17 +49,11 @@ RELOAD_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 
 
 
 def kind_of(path: str) -> str:
-    """What a request path asks for: a kind of feed, a page, or something else."""
+    """What a request path asks for: a kind of feed (its archive pages too), a page, or something else."""
     if path.endswith(".html") or path == "/":
         return "pages"
-    if path.startswith("/feeds/"):
-        if path.startswith(("/feeds/all.", "/feeds/all/")):  # the feed or its archive pages
-            return "all"
-        if path.startswith("/feeds/topics/"):
-            return "topics"
-        if path.startswith("/feeds/providers/"):
-            return "providers"
-    return "other"
+    named = feed_path(path)
+    return named.key.kind.value if named is not None else "other"
 
 
 class Metrics:

@@ -39,10 +39,10 @@ from urllib.parse import urlencode, urlsplit
 
 from feedsvc import __version__
 from feedsvc.config import Config, base_url
+from feedsvc.formats.registry import is_subscription
 
 log = logging.getLogger("feedsvc.websub")
 
-FEED_SUFFIXES = (".rss", ".atom", ".json")
 #: Answers worth trying again: the hub is busy or briefly broken.
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504}) | frozenset(range(505, 600))
 FIRST_BACKOFF = 0.5
@@ -63,12 +63,7 @@ def feed_urls(config: Config, changed_paths: Iterable[str]) -> list[str]:
     Archive pages are left out: they name no hub, so no one subscribed to them there.
     """
     base = base_url(config)
-    urls = set()
-    for path in changed_paths:
-        path = path.lstrip("/")
-        if path.startswith("feeds/") and path.endswith(FEED_SUFFIXES) and ".." not in path and "/archive/" not in path:
-            urls.add(base + path)
-    return sorted(urls)
+    return sorted({base + path.lstrip("/") for path in changed_paths if is_subscription(path)})
 
 
 def notify(config: Config, changed_paths: Iterable[str], *, wait: float | None = None) -> Delivery:
