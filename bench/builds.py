@@ -29,14 +29,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from report import Results
 
+from feedsvc.build.incremental import default_cache_path
+from feedsvc.config import load_config
 from feedsvc.records import read as records
 from feedsvc.records import yamlfast
-from feedsvc.config import load_config
-from feedsvc.build.incremental import default_cache_path
 from feedsvc.records.read import parse_bytes, settings_for
 from feedsvc.synth import file_name, record_text, write_corpus
-from report import Results
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -133,7 +133,7 @@ def front_matter(data: bytes) -> str:
 
 def floors(ws: Workspace, runs: int, results: Results) -> None:
     paths = record_paths(ws)
-    for run in range(runs):
+    for _run in range(runs):
         started = time.perf_counter()
         for p in paths:
             with open(p, "rb") as f:
@@ -225,9 +225,9 @@ def builds(ws: Workspace, runs: int, results: Results) -> None:
         log(f"no-op rebuild: {report['seconds']:.2f}s, {report['written']} files written, {changed} mtimes changed")
 
         steps: list[tuple[str, Callable[[], str]]] = [
-            ("add", lambda: add_record(ws, ws.count + run)),
-            ("change", lambda: change_record(ws, 7 * run + 3, run)),
-            ("delete", lambda: delete_record(ws, 13 * run + 5)),
+            ("add", lambda run=run: add_record(ws, ws.count + run)),
+            ("change", lambda run=run: change_record(ws, 7 * run + 3, run)),
+            ("delete", lambda run=run: delete_record(ws, 13 * run + 5)),
         ]
         for name, step in steps:
             record = step()
@@ -354,7 +354,7 @@ def redate_record(ws: Workspace, index: int) -> str:
     assert m, path
     when = datetime.datetime.fromisoformat(m.group(1).replace("Z", "+00:00"))
     shift = datetime.timedelta(days=REDATE_DAYS)
-    moved = when - shift if when - shift >= datetime.datetime(2023, 1, 1, tzinfo=datetime.timezone.utc) else when + shift
+    moved = when - shift if when - shift >= datetime.datetime(2023, 1, 1, tzinfo=datetime.UTC) else when + shift
     stamp = moved.strftime("%Y-%m-%dT%H:%M:%SZ")
     path.write_text(text[: m.start(1)] + stamp + text[m.end(1) :], encoding="utf-8")
     return f"{path.name} {m.group(1)} → {stamp}"
@@ -374,17 +374,19 @@ def archive_builds(ws: Workspace, runs: int, results: Results) -> None:
         shutil.rmtree(ws.archives_off_out, ignore_errors=True)
         report = fresh_full_build(ws, out, config)
         pages = len({page_of(rel) for rel in archive_files(out)})
-        results.add("archives_full_build", report["seconds"], f"{report['files']:,} records, {report['feeds']:,} "
-                    f"feeds, {report['written']:,} files, {pages:,} archive pages; peak RSS {report['maxrss_self_mb']:,.0f} MB, "
-                    f"largest worker {report['maxrss_children_mb']:,.0f} MB")  # fmt: skip
+        note = (
+            f"{report['files']:,} records, {report['feeds']:,} feeds, {report['written']:,} files, {pages:,} archive "
+            f"pages; peak RSS {report['maxrss_self_mb']:,.0f} MB, largest worker {report['maxrss_children_mb']:,.0f} MB"
+        )
+        results.add("archives_full_build", report["seconds"], note)
         log(f"full build, archives on {run + 1}/{runs}: {report['seconds']:.1f}s, {report['written']:,} files")
         # Indices apart from those builds() touches (7r+3, 13r+5, count+r).
         base = 23 + 29 * run
         steps: dict[str, Callable[[], str]] = {
-            "add": lambda: add_record(ws, ws.count + 100 + run),
-            "change": lambda: change_record(ws, base, run),
-            "redate": lambda: redate_record(ws, base + 14),
-            "delete": lambda: delete_record(ws, base + 18),
+            "add": lambda run=run: add_record(ws, ws.count + 100 + run),
+            "change": lambda run=run, base=base: change_record(ws, base, run),
+            "redate": lambda base=base: redate_record(ws, base + 14),
+            "delete": lambda base=base: delete_record(ws, base + 18),
         }
         for name in ARCHIVE_STEPS:
             before = archive_files(out)

@@ -52,7 +52,9 @@ def _serving_rows(setup: str) -> list[Spec]:
     """Issue 10's targets for one setup (see bench/serving.py for how each is measured)."""
     name = SETUPS[setup]
 
-    def spec(metric: str, label: str, unit: str, target: str = "", meets: Callable[[float], bool] | None = None) -> Spec:
+    def spec(
+        metric: str, label: str, unit: str, target: str = "", meets: Callable[[float], bool] | None = None
+    ) -> Spec:
         return Spec(f"{setup}_{metric}", f"{name}: {label}", unit, target, meets, True)
 
     rows = [
@@ -75,11 +77,15 @@ def _serving_rows(setup: str) -> list[Spec]:
             spec(f"serve_{code}_rps", f"feedsvc serve, {code}s: requests/s", "req/s"),
             spec(f"serve_{code}_p99", f"feedsvc serve, {code}s: p99 latency", "ms", "< 15", below(15)),
             spec(f"rebuild_{code}_rps", f"feedsvc serve while rebuilding, {code}s: requests/s", "req/s"),
-            spec(f"rebuild_{code}_p99", f"feedsvc serve while rebuilding, {code}s: p99 latency", "ms", "< 15", below(15)),
+            spec(
+                f"rebuild_{code}_p99", f"feedsvc serve while rebuilding, {code}s: p99 latency", "ms", "< 15", below(15)
+            ),
         ]
     rows += [
         spec("rebuild_builds", "builds finished during the rebuilding runs", "builds"),
-        spec("pss_rebuild_peak", "total PSS while rebuilding, peak (build child included)", "MB", "≤ 250", at_most(250)),
+        spec(
+            "pss_rebuild_peak", "total PSS while rebuilding, peak (build child included)", "MB", "≤ 250", at_most(250)
+        ),
         spec("pss_after", "total PSS after the load runs and rebuilds", "MB"),
         spec("serve_static_200_ratio", "200s: serve / nginx static", "×", "≥ 0.08", at_least(0.08)),
         spec("serve_static_304_ratio", "304s: serve / nginx static", "×", "≥ 0.12", at_least(0.12)),
@@ -94,8 +100,13 @@ def _serving_rows(setup: str) -> list[Spec]:
         spec("proxy_static_304_ratio", "304s: proxy / nginx static", "×", "≥ 0.6", at_least(0.6)),
         spec("change_latency", "changed record served (write → in /feeds/all.atom)", "s"),
         spec("change_over_build", "changed record served, less the one-record build", "s", "≤ 3", at_most(3)),
-        spec("slow_clients_p99", "200 GETs of /feeds/all.atom beside 100 slow or idle connections: p99", "ms",
-             "< 100", below(100)),
+        spec(
+            "slow_clients_p99",
+            "200 GETs of /feeds/all.atom beside 100 slow or idle connections: p99",
+            "ms",
+            "< 100",
+            below(100),
+        ),
     ]
     return rows
 

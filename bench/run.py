@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     results = report.Results()
     started = time.monotonic()
     info = {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": " ".join([Path(sys.executable).name, "bench/run.py", *(argv if argv is not None else sys.argv[1:])]),
         "count": args.count,
         "runs": args.runs,
@@ -147,7 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     info["failure"] = failure
     where = info["machine"]
     assert isinstance(where, dict)
-    print(f"feedsvc benchmark, {info['date']}, commit {where['commit']}: `{info['command']}` ({info['seconds']:.0f}s)\n")
+    print(
+        f"feedsvc benchmark, {info['date']}, commit {where['commit']}: `{info['command']}` ({info['seconds']:.0f}s)\n"
+    )
     print(report.table(rows))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -62,12 +62,10 @@ from pathlib import Path
 from types import ModuleType
 
 import yaml
-
-from feedsvc.build.incremental import default_cache_path
-from feedsvc.synth import file_name, write_corpus
-
 from builds import Workspace, log
 from report import SETUPS, Results
+
+from feedsvc.synth import file_name, write_corpus
 
 ROOT = Path(__file__).resolve().parent.parent
 FEEDSVC = Path(sys.executable).with_name("feedsvc")
@@ -511,9 +509,7 @@ def etag_of(port: int, path: str) -> str:
     return etag
 
 
-def load_runs(
-    setup: Setup, name: str, port: int, path: str, body: bytes, runs: int, duration: float
-) -> None:
+def load_runs(setup: Setup, name: str, port: int, path: str, body: bytes, runs: int, duration: float) -> None:
     etag = etag_of(port, path)
     for code, tag in (("200", None), ("304", etag)):
         expect(port, path, tag, body)
@@ -558,9 +554,7 @@ class Rewriter(threading.Thread):
             p.write_text(text, encoding="utf-8")
 
 
-def rebuild_runs(
-    setup: Setup, port: int, master: int, path: str, body: bytes, runs: int, duration: float
-) -> None:
+def rebuild_runs(setup: Setup, port: int, master: int, path: str, body: bytes, runs: int, duration: float) -> None:
     """wrk 200s and 304s while a few hundred records change every second (none in the feed under load)."""
     candidates = sorted(setup.records.iterdir())
     step = max(1, len(candidates) // (3 * REBUILD_FILES))
@@ -654,7 +648,10 @@ class SlowClients(threading.Thread):
     """
 
     HEAD = b"GET /feeds/all.atom HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: slow\r\nAccept: */*\r\n"
-    POST = b"POST /feeds/all.atom HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\nContent-Length: 104857600\r\n\r\n"
+    POST = (
+        b"POST /feeds/all.atom HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n"
+        b"Content-Length: 104857600\r\n\r\n"
+    )
 
     def __init__(self, port: int) -> None:
         super().__init__(daemon=True)
@@ -842,8 +839,12 @@ def serve_setup(ws: Workspace, name: str, runs: int, duration: float, idle_secon
 
     baseline(ws, name, idle_seconds, setup, results)
     for code in ("200", "304"):
-        results.ratio(setup.id(f"serve_static_{code}_ratio"), setup.id(f"serve_{code}_rps"), setup.id(f"static_{code}_rps"))
-        results.ratio(setup.id(f"proxy_static_{code}_ratio"), setup.id(f"proxy_{code}_rps"), setup.id(f"static_{code}_rps"))
+        results.ratio(
+            setup.id(f"serve_static_{code}_ratio"), setup.id(f"serve_{code}_rps"), setup.id(f"static_{code}_rps")
+        )
+        results.ratio(
+            setup.id(f"proxy_static_{code}_ratio"), setup.id(f"proxy_{code}_rps"), setup.id(f"static_{code}_rps")
+        )
     results.ratio(setup.id("pss_ratio"), setup.id("pss"), setup.id("base_pss"))
     latency, build = results.median(setup.id("change_latency")), results.median(setup.id("one_build"))
     if latency is not None and build is not None:
@@ -872,7 +873,9 @@ def baseline(ws: Workspace, name: str, idle_seconds: float, main: Setup, results
     log(f"{name} at {count:,} records: ready {ready:.2f}s, idle CPU {cpu:.1f}%, PSS {mem.total_mb:,.0f} MB")
 
 
-def serving(ws: Workspace, setups: list[str], runs: int, duration: float, idle_seconds: float, results: Results) -> None:
+def serving(
+    ws: Workspace, setups: list[str], runs: int, duration: float, idle_seconds: float, results: Results
+) -> None:
     if shutil.which("wrk") is None:
         raise RuntimeError(WRK_HINT)
     for name in setups:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
-from collections import Counter
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +17,12 @@ import click
 
 from feedsvc import __version__
 from feedsvc.build import incremental
-from feedsvc.web import websub
-from feedsvc.web.builder import nothing_published, summary_line, watch_forever
 from feedsvc.config import Config, check_records_dir, load_config
 from feedsvc.errors import ConfigError, FeedsvcError, RecordError
 from feedsvc.feeds.rules import dedupe
 from feedsvc.records.read import load_records, with_identity_lines
+from feedsvc.web import websub
+from feedsvc.web.builder import nothing_published, summary_line, watch_forever
 
 #: From this many files on, a build on a terminal shows progress bars.
 PROGRESS_THRESHOLD = 2_000
@@ -80,15 +80,23 @@ def main(ctx: click.Context, config_path: Path | None) -> None:
 
 @main.command()
 @config_option
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder (default: output_dir from the config).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output folder (default: output_dir from the config).",
+)
 @click.option("--strict", is_flag=True, help="Exit 1 if any record was rejected.")
-@click.option("--warnings/--no-warnings", default=False, help="Also print warnings (records published with something dropped).")
+@click.option(
+    "--warnings/--no-warnings", default=False, help="Also print warnings (records published with something dropped)."
+)
 @click.option("--full", is_flag=True, help="Ignore the build cache: parse every record and render every feed.")
 @click.option("--jobs", type=click.IntRange(min=1), help="Processes for parsing records (default: one per core).")
 @click.option(
     "--overwrite", is_flag=True, help="Replace files in the output folder that feedsvc did not write (default: stop)."
 )
-@click.option("--watch", is_flag=True, help="Keep building: watch records_dir and rebuild on every change (until Ctrl-C).")
+@click.option(
+    "--watch", is_flag=True, help="Keep building: watch records_dir and rebuild on every change (until Ctrl-C)."
+)
 @click.pass_context
 def build(
     ctx: click.Context,

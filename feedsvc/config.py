@@ -317,7 +317,9 @@ def _check_features(config: Config) -> None:
         if parts.username is not None or parts.password is not None:
             raise ConfigError(src, key, "must not contain a user name or password (every feed shows it)")
         if not _URL_CHARS.match(hub) or parts.fragment or hub.endswith("#"):
-            raise ConfigError(src, key, "must be a plain ASCII URL without spaces or a fragment (percent-encode the rest)")
+            raise ConfigError(
+                src, key, "must be a plain ASCII URL without spaces or a fragment (percent-encode the rest)"
+            )
         if hub in seen:
             raise ConfigError(src, key, "is listed twice")
         seen.add(hub)
@@ -329,7 +331,9 @@ def _check_features(config: Config) -> None:
     # The budgets live in a table sized when the server starts (polite.py).
     if config.polite.max_clients * (2 * config.polite.max_requests + 3) * 8 > MAX_POLITE_BYTES:
         raise ConfigError(
-            src, "polite.max_clients", f"times max_requests is too large: the budgets would need over {MAX_POLITE_BYTES >> 20} MiB"
+            src,
+            "polite.max_clients",
+            f"times max_requests is too large: the budgets would need over {MAX_POLITE_BYTES >> 20} MiB",
         )
     for name in ("exempt", "trusted_proxies"):
         for i, value in enumerate(getattr(config.polite, name)):
@@ -342,7 +346,10 @@ def _check_features(config: Config) -> None:
             raise ConfigError(src, f"queries.{name}", "must be at least 1")
     if not 1 <= config.archives.page_size <= config.max_entries:
         raise ConfigError(
-            src, "archives.page_size", f"must be from 1 to max_entries ({config.max_entries}): a page is cut from the entries the feed no longer holds"
+            src,
+            "archives.page_size",
+            f"must be from 1 to max_entries ({config.max_entries}): "
+            "a page is cut from the entries the feed no longer holds",
         )
 
 
@@ -387,7 +394,7 @@ def _build(cls: type, data: dict[Any, Any], src: str, prefix: str) -> Any:
 
 
 def _convert(hint: Any, value: Any, src: str, key: str) -> Any:
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         if value is None:
             return hint()
         if not isinstance(value, dict):

@@ -71,7 +71,9 @@ class RecordError(FeedsvcError):
         finding the line needs the file, which the rules choosing the winner
         never read.
         """
-        return cls(path, "originalUrl", f"{DUPLICATE} {shown_path(winner)}, which is the current copy", severity="warning")
+        return cls(
+            path, "originalUrl", f"{DUPLICATE} {shown_path(winner)}, which is the current copy", severity="warning"
+        )
 
     @property
     def is_duplicate(self) -> bool:

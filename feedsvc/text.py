@@ -41,7 +41,9 @@ _BEFORE_REPAIR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\
 #: U+FFFD (the W3C feed validator flags both as signs of broken encoding),
 #: the Unicode noncharacters, which make an HTML parser (html5lib) report an
 #: error, and left-over stand-ins.
-_NONCHARACTERS = "\ufdd0-\ufdef" + "".join(f"{chr(p + 0xFFFE)}{chr(p + 0xFFFF)}" for p in range(0x10000, 0x110000, 0x10000))
+_NONCHARACTERS = "\ufdd0-\ufdef" + "".join(
+    f"{chr(p + 0xFFFE)}{chr(p + 0xFFFF)}" for p in range(0x10000, 0x110000, 0x10000)
+)
 _UNPUBLISHABLE = re.compile(
     f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffd\ufffe\uffff{_NONCHARACTERS}\U000f0080-\U000f009f]"
 )
@@ -59,7 +61,9 @@ _PLAIN_ODD = re.compile(r"[\x00-\x1f\x7f<&]")
 #: (A "%" must start an escape: checked apart, as one class scans much faster
 #: than an alternation tried at every character.)
 _URL_CHARS = r"A-Za-z0-9\-._~!$&'()*+,;=:@/%"
-_FAST_URL = re.compile(rf"(?P<scheme>https?)://(?P<host>[a-z0-9.-]+)(?P<path>/[{_URL_CHARS}]*)?(?:\?(?P<query>[{_URL_CHARS}?]+))?")
+_FAST_URL = re.compile(
+    rf"(?P<scheme>https?)://(?P<host>[a-z0-9.-]+)(?P<path>/[{_URL_CHARS}]*)?(?:\?(?P<query>[{_URL_CHARS}?]+))?"
+)
 #: Where a block element starts or ends, words on either side stay apart.
 _BLOCK_TAG = re.compile(
     r"<(?=/?(?:p|div|br|hr|li|ul|ol|dl|dt|dd|h[1-6]|tr|td|th|table|blockquote|section|article|header"

@@ -22,8 +22,8 @@ if os.environ.get("CI"):
 from flask import Flask
 
 from feedsvc.build import incremental
-from feedsvc.config import Config, load_config
 from feedsvc.build.write import publish
+from feedsvc.config import Config, load_config
 from feedsvc.formats.documents import Build, build
 from feedsvc.web.app import create_app
 
@@ -132,9 +132,9 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corpus]:
     """A few thousand synthetic records (feedsvc.synth) built with `feedsvc build`."""
     from click.testing import CliRunner
 
+    from feedsvc import synth
     from feedsvc.cli import main
 
-    from feedsvc import synth
     base = tmp_path_factory.mktemp("corpus")
     records_dir = base / "records"
     synth.write_corpus(records_dir, CORPUS_RECORDS, seed=1)

@@ -23,7 +23,6 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-
 from servers import Response, free_port, request
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -21,7 +21,7 @@ import re
 import statistics
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
@@ -29,19 +29,19 @@ from xml.etree import ElementTree
 
 import feedparser
 import pytest
-
 from conftest import rebuild, served_app
+from servers import Server, free_port, poll, write_config
+
 from feedsvc.build import incremental
-from feedsvc.feeds.archives import FIRST, Paging, Span, layout, mark, split, threshold
-from feedsvc.config import ArchivesConfig, Config
-from feedsvc.feeds.rules import select, topic_keys
-from feedsvc.model import FeedKind
-from feedsvc.formats.rss_atom import FH_NS
 from feedsvc.build.served import ARCHIVE_MAX_AGE
+from feedsvc.config import ArchivesConfig, Config
+from feedsvc.feeds.archives import FIRST, Paging, layout, mark, split, threshold
+from feedsvc.feeds.rules import select, topic_keys
 from feedsvc.formats.documents import build as build_in_memory
+from feedsvc.formats.rss_atom import FH_NS
+from feedsvc.model import FeedKind
 from feedsvc.records.read import load_records
 from feedsvc.synth import write_corpus
-from servers import Server, free_port, poll, write_config
 
 MAX_ENTRIES = 6
 PAGE_SIZE = 4
@@ -59,7 +59,9 @@ def entries(n: int, seed: int = 1) -> list[tuple[str, int]]:
     return [(f"urn:uuid:{rnd.getrandbits(128):032x}", start + i * 3_600 * 10**6) for i in range(n)]
 
 
-def pages_of_layout(items: list[tuple[str, int]], paging: Paging) -> dict[str, tuple[tuple[str, ...], str | None, str | None]]:
+def pages_of_layout(
+    items: list[tuple[str, int]], paging: Paging
+) -> dict[str, tuple[tuple[str, ...], str | None, str | None]]:
     """name → (entry ids, prev, next): what a page's bytes depend on."""
     return {s.name: (tuple(i for i, _ in items[s.start : s.stop]), s.prev, s.next) for s in layout(items, paging)}
 
@@ -78,7 +80,7 @@ def test_every_archived_entry_is_on_exactly_one_page_in_order(page_size: int, n:
     assert [s.next for s in spans[:-1]] == [s.name for s in spans[1:]]
     assert len({s.name for s in spans}) == len(spans) and all(NAME.match(s.name) for s in spans)
     for s in spans[1:]:  # named by the first entry: its date and 32 bits of its id's hash
-        day = datetime.fromtimestamp(items[s.start][1] / 1e6, timezone.utc).strftime("%Y%m%d")
+        day = datetime.fromtimestamp(items[s.start][1] / 1e6, UTC).strftime("%Y%m%d")
         assert s.name == f"{day}-{mark(items[s.start][0])[1]}"
     assert layout(items, paging) == spans  # a pure function
 
@@ -215,7 +217,9 @@ def is_archive(data: bytes) -> bool:
 
 
 def test_pages_and_the_subscription_document_link_up(records_dir: Path, tmp_path: Path) -> None:
-    config = small_config(records_dir, tmp_path / "out", websub=dataclasses.replace(Config().websub, hubs=("https://hub.example/",)))
+    config = small_config(
+        records_dir, tmp_path / "out", websub=dataclasses.replace(Config().websub, hubs=("https://hub.example/",))
+    )
     site = build_in_memory(config)
     docs = site.documents
     feed = next(f for f in site.feeds if f.key.kind is FeedKind.ALL)
@@ -239,7 +243,9 @@ def test_pages_and_the_subscription_document_link_up(records_dir: Path, tmp_path
                 assert links["prev-archive"] == f"{BASE}feeds/all/archive/{pages[k - 1].page}.{fmt}"
             else:
                 assert "prev-archive" not in links
-            newer = f"{BASE}feeds/all/archive/{pages[k + 1].page}.{fmt}" if k + 1 < len(pages) else f"{BASE}feeds/all.{fmt}"
+            newer = (
+                f"{BASE}feeds/all/archive/{pages[k + 1].page}.{fmt}" if k + 1 < len(pages) else f"{BASE}feeds/all.{fmt}"
+            )
             assert links["next-archive"] == newer
             parsed = feedparser.parse(doc.body)
             assert not parsed.bozo and len(parsed.entries) == len(page.entries)
@@ -247,7 +253,7 @@ def test_pages_and_the_subscription_document_link_up(records_dir: Path, tmp_path
             assert parsed.feed.link == f"{BASE}feeds/all.html"  # the feed's HTML page, as the feed has
             if fmt == "atom":  # one logical feed: the subscription document's id
                 assert parsed.feed.id == feedparser.parse(sub).feed.id == f"{BASE}feeds/all"
-                newest = max(datetime(*e.updated_parsed[:6], tzinfo=timezone.utc) for e in parsed.entries)
+                newest = max(datetime(*e.updated_parsed[:6], tzinfo=UTC) for e in parsed.entries)
                 assert doc.last_modified is not None and abs((doc.last_modified - newest).total_seconds()) < 1
     # JSON Feed and the HTML page show what the subscription documents show.
     sub_ids = [e.id for e in feedparser.parse(docs["feeds/all.atom"].body).entries]
@@ -314,7 +320,11 @@ def assert_every_record_once(fetch: Callable[[str], bytes], members: dict[str, s
             urls, got = walk(fetch, f"{BASE}{path}.{fmt}", "prev-archive")
             assert len(got) == len(set(got)) == len(ids), (path, fmt)
             assert set(got) == ids, (path, fmt)
-            assert all(re.fullmatch(rf"{re.escape(BASE + path)}/archive/[^/]+\.{fmt}", u) and NAME.match(u.rsplit("/", 1)[1][: -len(fmt) - 1]) for u in urls[1:])
+            assert all(
+                re.fullmatch(rf"{re.escape(BASE + path)}/archive/[^/]+\.{fmt}", u)
+                and NAME.match(u.rsplit("/", 1)[1][: -len(fmt) - 1])
+                for u in urls[1:]
+            )
             pages += len(urls) - 1
             if len(urls) > 1:  # and forward from the first page, then the subscription document
                 assert urls[-1] == f"{BASE}{path}/archive/{FIRST}.{fmt}"
@@ -359,7 +369,7 @@ def random_changes(records_dir: Path, rnd: random.Random, count: int, tag: str) 
     for n in range(count):
         files = sorted(records_dir.glob("*.txt"))
         op = rnd.choice(["add", "edit", "redate", "delete"])
-        when = datetime(2023, 1, 1, tzinfo=timezone.utc) + timedelta(minutes=rnd.randrange(2 * 365 * 24 * 60))
+        when = datetime(2023, 1, 1, tzinfo=UTC) + timedelta(minutes=rnd.randrange(2 * 365 * 24 * 60))
         if op == "add":
             add_record(records_dir, rnd.randrange(1000), when, rnd.choice(["Added", "Other"]))
         else:
@@ -370,14 +380,18 @@ def random_changes(records_dir: Path, rnd: random.Random, count: int, tag: str) 
             elif op == "edit":
                 path.write_text(_TITLE.sub(f'title: "Edited {tag} {n}"', text, count=1), encoding="utf-8")
             else:
-                path.write_text(_PUBLISHED.sub(f"publishedDateTime: {when:%Y-%m-%dT%H:%M:%SZ}", text, count=1), encoding="utf-8")
+                path.write_text(
+                    _PUBLISHED.sub(f"publishedDateTime: {when:%Y-%m-%dT%H:%M:%SZ}", text, count=1), encoding="utf-8"
+                )
             done.append(f"{op} {path.name}")
             continue
         done.append(op)
     return done
 
 
-def test_the_chain_in_the_static_files_holds_every_record_once_through_changes(records_dir: Path, tmp_path: Path) -> None:
+def test_the_chain_in_the_static_files_holds_every_record_once_through_changes(
+    records_dir: Path, tmp_path: Path
+) -> None:
     config = small_config(records_dir, tmp_path / "out")
     incremental.build(config)
     fetch = files_fetch(config.output_dir)
@@ -397,8 +411,14 @@ def test_the_chain_in_the_static_files_holds_every_record_once_through_changes(r
 @pytest.fixture
 def server(records_dir: Path, tmp_path: Path) -> Iterator[Server]:
     port = free_port()
-    settings = {"max_entries": MAX_ENTRIES, "archives": {"enabled": True, "page_size": PAGE_SIZE}, "site": {"title": "t", "base_url": BASE}}
-    config = write_config(tmp_path / "config.yaml", records_dir, settings=settings, port=port, workers=1, cache_max_age=60)
+    settings = {
+        "max_entries": MAX_ENTRIES,
+        "archives": {"enabled": True, "page_size": PAGE_SIZE},
+        "site": {"title": "t", "base_url": BASE},
+    }
+    config = write_config(
+        tmp_path / "config.yaml", records_dir, settings=settings, port=port, workers=1, cache_max_age=60
+    )
     server = Server(config, port, tmp_path).start()
     try:
         yield server
@@ -406,7 +426,9 @@ def server(records_dir: Path, tmp_path: Path) -> Iterator[Server]:
         server.stop()
 
 
-def test_the_chain_over_http_holds_every_record_once_through_changes(server: Server, records_dir: Path, tmp_path: Path) -> None:
+def test_the_chain_over_http_holds_every_record_once_through_changes(
+    server: Server, records_dir: Path, tmp_path: Path
+) -> None:
     seen: dict[str, str] = {}
 
     def fetch(url: str) -> bytes:
@@ -470,7 +492,7 @@ def test_newer_records_change_only_the_newest_page(records_dir: Path, tmp_path: 
     config = small_config(records_dir, tmp_path / "out")
     incremental.build(config)
     before = page_files(config.output_dir)
-    newest = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    newest = datetime(2030, 1, 1, tzinfo=UTC)
     for n in range(8):
         add_record(records_dir, n, newest + timedelta(hours=n))
         report = incremental.build(config)
@@ -478,13 +500,17 @@ def test_newer_records_change_only_the_newest_page(records_dir: Path, tmp_path: 
         changes = rewritten(before, after)
         assert all(len(names) <= 2 for names in changes.values()), changes
         # Only the pages written were rendered, and untouched pages keep their files (not even rewritten).
-        assert {p for p in report.changes.documents if "/archive/" in p} == {p for p in after if before.get(p) != after[p]}
+        assert {p for p in report.changes.documents if "/archive/" in p} == {
+            p for p in after if before.get(p) != after[p]
+        }
         assert all(after[p] == before[p] for p in before if p in after and p.rsplit("/archive/", 1)[0] not in changes)
         before = after
 
 
 @pytest.mark.parametrize("change", ["add-old", "edit", "redate", "delete", "unpublish"])
-def test_one_record_rewrites_few_pages_and_a_takedown_is_complete(change: str, records_dir: Path, tmp_path: Path) -> None:
+def test_one_record_rewrites_few_pages_and_a_takedown_is_complete(
+    change: str, records_dir: Path, tmp_path: Path
+) -> None:
     config = small_config(records_dir, tmp_path / "out", include_unpublished=False)
     incremental.build(config)
     before = page_files(config.output_dir)
@@ -511,7 +537,11 @@ def test_one_record_rewrites_few_pages_and_a_takedown_is_complete(change: str, r
     # The folder is exactly what a whole build in memory makes.
     expected = build_in_memory(config).documents
     assert {p for p in report.changes.documents} <= set(expected)
-    files = {p.relative_to(config.output_dir).as_posix(): p.read_bytes() for p in config.output_dir.rglob("*") if p.is_file() and p.suffix != ".gz" and not p.name.startswith(".")}
+    files = {
+        p.relative_to(config.output_dir).as_posix(): p.read_bytes()
+        for p in config.output_dir.rglob("*")
+        if p.is_file() and p.suffix != ".gz" and not p.name.startswith(".")
+    }
     assert files == {p: d.body for p, d in expected.items()}
     if change in ("delete", "unpublish"):
         # Gone from every document, archive pages included, and from their .gz copies.
@@ -551,8 +581,11 @@ def assert_page_served(client: Any, out: Path, path: str, body: bytes, last_modi
         assert r.headers["Cache-Control"] == ARCHIVE_CACHE and "immutable" not in r.headers["Cache-Control"]
         assert r.headers["Vary"] == "Accept-Encoding"
         assert r.headers["Content-Type"] == client.get("/" + feed).headers["Content-Type"]  # as its feed's
-        assert r.headers["Last-Modified"] == format_datetime(last_modified.astimezone(timezone.utc), usegmt=True)
-        again = client.get("/" + path, headers={"If-None-Match": r.headers["ETag"], "Accept-Encoding": r.headers.get("Content-Encoding", "")})
+        assert r.headers["Last-Modified"] == format_datetime(last_modified.astimezone(UTC), usegmt=True)
+        again = client.get(
+            "/" + path,
+            headers={"If-None-Match": r.headers["ETag"], "Accept-Encoding": r.headers.get("Content-Encoding", "")},
+        )
         assert again.status_code == 304 and again.data == b"" and again.headers["Cache-Control"] == ARCHIVE_CACHE
         assert again.headers["ETag"] == r.headers["ETag"]
         since = client.get("/" + path, headers={"If-Modified-Since": r.headers["Last-Modified"]})
@@ -572,7 +605,10 @@ def test_the_web_app_serves_pages_from_the_files_and_revalidates_them(records_di
     pages = sorted(p for p in expected if "/archive/" in p)
     assert len(pages) > 20
     with nothing_rendered():
-        etags = {p: assert_page_served(client, config.output_dir, p, expected[p].body, expected[p].last_modified) for p in pages}
+        etags = {
+            p: assert_page_served(client, config.output_dir, p, expected[p].body, expected[p].last_modified)
+            for p in pages
+        }
         assert client.get("/feeds/all/archive/999.atom").status_code == 404
     # A correction to an archived record: its page has new bytes at the same URL, so a
     # cache revalidating its copy gets them (a 200 with a new ETag), and nothing else moves.
@@ -580,7 +616,9 @@ def test_the_web_app_serves_pages_from_the_files_and_revalidates_them(records_di
     feed = next(f for f in site.feeds if f.key.kind is FeedKind.ALL)
     page = site.pages[(feed.key, feed.pages[1])]
     target = records_dir / page.entries[0].path
-    target.write_text(_TITLE.sub('title: "A corrected title"', target.read_text(encoding="utf-8"), count=1), encoding="utf-8")
+    target.write_text(
+        _TITLE.sub('title: "A corrected title"', target.read_text(encoding="utf-8"), count=1), encoding="utf-8"
+    )
     rebuild(config)
     reference = build_in_memory(config).documents
     path = f"{page.path}.atom"
@@ -615,7 +653,10 @@ def test_a_cache_with_numbered_pages_removes_them(records_dir: Path, tmp_path: P
     listed["feeds/all/archive/1.atom"] = hashlib.sha256(b"<feed/>").hexdigest()
     manifest.write_text(json.dumps(listed), encoding="utf-8")
     with sqlite3.connect(cache) as db:
-        db.execute("CREATE TABLE archive_pages (feed TEXT NOT NULL, page INTEGER NOT NULL, digest TEXT, staged TEXT, PRIMARY KEY (feed, page)) WITHOUT ROWID")
+        db.execute(
+            "CREATE TABLE archive_pages (feed TEXT NOT NULL, page INTEGER NOT NULL, digest TEXT, staged TEXT,"
+            " PRIMARY KEY (feed, page)) WITHOUT ROWID"
+        )
         db.execute("INSERT INTO archive_pages VALUES ('all/all', 1, 'x', NULL)")
         db.execute("UPDATE meta SET value='old' WHERE key='fingerprint'")  # an older codec.VERSION
     assert codec.VERSION >= 3

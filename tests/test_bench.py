@@ -38,10 +38,16 @@ REQUIRED_SERVING = {
     "change_over_build", "slow_clients_p99",
 }  # fmt: skip
 SETUPS = ("shipped", "defaults")
-TARGETS = {"ready", "startup_parsed", "pss", "pss_ratio", "idle_cpu", "pss_rebuild_peak", "change_over_build",
-           "slow_clients_p99"} | {
-    f"{kind}_{code}_p99" for kind in ("serve", "rebuild") for code in ("200", "304")
-}
+TARGETS = {
+    "ready",
+    "startup_parsed",
+    "pss",
+    "pss_ratio",
+    "idle_cpu",
+    "pss_rebuild_peak",
+    "change_over_build",
+    "slow_clients_p99",
+} | {f"{kind}_{code}_p99" for kind in ("serve", "rebuild") for code in ("200", "304")}
 
 
 def test_bench_runs_end_to_end_and_reports_every_row(tmp_path: Path) -> None:
@@ -64,9 +70,11 @@ def test_bench_runs_end_to_end_and_reports_every_row(tmp_path: Path) -> None:
     assert len(rows) == len(data["rows"])  # no row twice
     assert REQUIRED_BUILDS <= rows.keys()
     assert REQUIRED_ARCHIVES <= rows.keys()
-    for id in REQUIRED_ARCHIVES - {"archives_off_build", "archives_full_build"} - {
-        f"archives_{s}_build" for s in ARCHIVE_STEPS
-    }:
+    for id in (
+        REQUIRED_ARCHIVES
+        - {"archives_off_build", "archives_full_build"}
+        - {f"archives_{s}_build" for s in ARCHIVE_STEPS}
+    ):
         assert rows[id]["target"], id  # issue 12's targets are judged
     assert {f"{setup}_{metric}" for setup in SETUPS for metric in REQUIRED_SERVING} <= rows.keys()
     for metric in TARGETS:  # every target of issue 10 is judged, not just shown
@@ -99,7 +107,10 @@ def test_bench_runs_end_to_end_and_reports_every_row(tmp_path: Path) -> None:
         assert rows[f"archives_{step}_ratio"]["median"] == (
             rows[f"archives_{step}_build"]["median"] / rows["archives_full_build"]["median"]
         )
-        assert rows[f"archives_{step}_pages"]["median"] >= 0 and "pages written in" in rows[f"archives_{step}_pages"]["note"]
+        assert (
+            rows[f"archives_{step}_pages"]["median"] >= 0
+            and "pages written in" in rows[f"archives_{step}_pages"]["note"]
+        )
     # The server: its start-up build after `feedsvc build` parsed nothing, it served
     # the built feed to wrk, rebuilt while records changed and served a change.
     shipped = {metric: rows[f"shipped_{metric}"] for metric in REQUIRED_SERVING}

@@ -35,9 +35,9 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from servers import Server, free_port, write_config
 
 from feedsvc.synth import write_corpus
-from servers import Server, free_port, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
@@ -237,9 +237,7 @@ def open_page(driver: Any, url: str, width: int, *, expect_404: bool = False) ->
     driver.get_log("browser")  # drop what earlier pages logged
     driver.get(url)
     # The favicon is asked for after the load event: wait until it is settled.
-    driver.execute_async_script(
-        "const done = arguments[arguments.length - 1]; setTimeout(done, 300);"
-    )
+    driver.execute_async_script("const done = arguments[arguments.length - 1]; setTimeout(done, 300);")
     scroll_width, inner_width = driver.execute_script(
         "return [document.documentElement.scrollWidth, window.innerWidth]"
     )
@@ -252,7 +250,9 @@ def open_page(driver: Any, url: str, width: int, *, expect_404: bool = False) ->
     for entry in driver.get_log("browser"):
         if entry["level"] != "SEVERE":
             continue
-        if expect_404 and entry["message"].startswith(f"{url} - Failed to load resource: the server responded with a status of 404"):
+        if expect_404 and entry["message"].startswith(
+            f"{url} - Failed to load resource: the server responded with a status of 404"
+        ):
             continue  # the page itself, when it is the 404 page
         unreachable = _UNREACHABLE.match(entry["message"])
         if unreachable and urlsplit(unreachable[1]).hostname != "127.0.0.1":
@@ -328,9 +328,7 @@ def test_the_index_feed_links_lead_to_the_feed_page(browser: Any, corpus: Site) 
     # and in its autodiscovery links.
     check_page(browser, corpus, "feeds/all.html")
     raw = {corpus.base + f"feeds/all.{ext}" for ext in ("rss", "atom", "json")}
-    alternates = browser.execute_script(
-        "return [...document.querySelectorAll('link[rel=alternate]')].map(l => l.href)"
-    )
+    alternates = browser.execute_script("return [...document.querySelectorAll('link[rel=alternate]')].map(l => l.href)")
     assert set(alternates) == raw
     hrefs = set(browser.execute_script("return [...document.querySelectorAll('main a')].map(a => a.href)"))
     assert raw <= hrefs
@@ -338,9 +336,7 @@ def test_the_index_feed_links_lead_to_the_feed_page(browser: Any, corpus: Site) 
         assert not corpus.fetch(url)[1].startswith("text/html")
     # The index still announces the all-articles feed to feed readers.
     browser.get(corpus.base + "index.html")
-    alternates = browser.execute_script(
-        "return [...document.querySelectorAll('link[rel=alternate]')].map(l => l.href)"
-    )
+    alternates = browser.execute_script("return [...document.querySelectorAll('link[rel=alternate]')].map(l => l.href)")
     assert set(alternates) == raw
 
 

@@ -13,17 +13,18 @@ import click
 import pytest
 import yaml
 from click.testing import CliRunner, Result
-
 from conftest import SEEDS, copy_seeds
+
 from feedsvc import cli
+from feedsvc.build.write import files_for
 from feedsvc.cli import main
 from feedsvc.config import load_config
-from feedsvc.build.write import files_for
 from feedsvc.formats.documents import build
 
 SUMMARY = re.compile(
     r"^(?P<read>\d+) records read \((?P<parsed>\d+) parsed, (?P<cached>\d+) from cache\), "
-    r"(?P<rejected>\d+) rejected, (?P<left>\d+) left out(?: \([^)]*\))?; (?P<feeds>\d+) feeds \((?P<rendered>\d+) rendered, (?P<unchanged>\d+) unchanged\); "
+    r"(?P<rejected>\d+) rejected, (?P<left>\d+) left out(?: \([^)]*\))?; "
+    r"(?P<feeds>\d+) feeds \((?P<rendered>\d+) rendered, (?P<unchanged>\d+) unchanged\); "
     r"(?P<changed>\d+) files written, (?P<removed>\d+) removed in (?P<seconds>\d+\.\d\d)s → (?P<out>.+)$",
     re.MULTILINE,
 )
@@ -59,7 +60,12 @@ def test_build_publishes_and_reports_rejected_records(project: Path) -> None:
     summary = SUMMARY.search(result.stderr)
     assert summary, result.stderr
     files = set(files_for(build(load_config(project / "config.yaml")).documents))
-    assert (summary["read"], summary["rejected"], summary["feeds"], summary["changed"]) == ("3", "1", "5", str(len(files)))
+    assert (summary["read"], summary["rejected"], summary["feeds"], summary["changed"]) == (
+        "3",
+        "1",
+        "5",
+        str(len(files)),
+    )
     assert Path(summary["out"]) == project / "public"
     assert (project / "public/feeds/all.atom").is_file()
     assert "sEcReTvAlUe" not in result.output

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 import yaml
-
 from conftest import DATA, ROOT
+
 from feedsvc.config import (
     ENV_VAR,
     Config,
@@ -118,9 +118,7 @@ def test_a_missing_or_unreadable_file(tmp_path: Path) -> None:
         load_config(tmp_path / "latin1.yaml")
 
 
-def test_relative_paths_are_resolved_against_the_config_folder(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_relative_paths_are_resolved_against_the_config_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tmp_path / "conf"
     folder.mkdir()
     (folder / "config.yaml").write_text("records_dir: news\noutput_dir: ../site\n")

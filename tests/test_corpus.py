@@ -11,13 +11,12 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import feedparser
 import pytest
-
 from conftest import ATOM_SCHEMA, BAD_RECORDS, CORPUS_MAX_ENTRIES, CORPUS_RECORDS, Corpus, feed_files
 
 #: Secrets are searched for in pieces this long: any leak of at least twice
@@ -84,7 +83,7 @@ def test_no_feed_exceeds_max_entries(parsed_feeds: dict[Path, Any], corpus: Corp
 
 def test_every_feed_is_newest_first(parsed_feeds: dict[Path, Any]) -> None:
     for path, parsed in parsed_feeds.items():
-        keys = [(datetime(*e.published_parsed[:6], tzinfo=timezone.utc), e.id) for e in parsed.entries]
+        keys = [(datetime(*e.published_parsed[:6], tzinfo=UTC), e.id) for e in parsed.entries]
         # Newest first; entries published at the same second are in id order.
         assert keys == sorted(keys, key=lambda k: (-k[0].timestamp(), k[1])), path
 

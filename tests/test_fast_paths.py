@@ -18,13 +18,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from feedsvc.records import read as records
 from feedsvc import text
+from feedsvc.records import read as records
 from feedsvc.records.fields import entry_id
 from feedsvc.records.read import _BOUNDARY, _closing_boundary, read_bytes
 
 PROPERTY = settings(max_examples=300, deadline=None, database=None)
-LINES = st.lists(st.sampled_from(["---", "----", "--- ", "---x", "-- -", "a: b", "", " ---", "---\t", "x---"]), max_size=8)
+LINES = st.lists(
+    st.sampled_from(["---", "----", "--- ", "---x", "-- -", "a: b", "", " ---", "---\t", "x---"]), max_size=8
+)
 
 
 @PROPERTY
@@ -45,11 +47,17 @@ def test_the_control_byte_check_misses_nothing(value: str) -> None:
         assert data.translate(None, records._NOT_CONTROL_BYTES)
 
 
-URL_PARTS = st.sampled_from(["a", "B", "0", "-", ".", "/", "%", "%41", "%zz", "?", "&", "=", "#", ":", "@", "~", "é", " ", ":80"])
+URL_PARTS = st.sampled_from(
+    ["a", "B", "0", "-", ".", "/", "%", "%41", "%zz", "?", "&", "=", "#", ":", "@", "~", "é", " ", ":80"]
+)
 
 
 @PROPERTY
-@given(st.sampled_from(["http", "https", "HTTP"]), st.sampled_from(["example.org", "a-b.example", "EX.org", "x"]), st.lists(URL_PARTS, max_size=8))
+@given(
+    st.sampled_from(["http", "https", "HTTP"]),
+    st.sampled_from(["example.org", "a-b.example", "EX.org", "x"]),
+    st.lists(URL_PARTS, max_size=8),
+)
 def test_fast_urls_come_out_as_the_general_way_makes_them(scheme: str, host: str, parts: list[str]) -> None:
     url = f"{scheme}://{host}/{''.join(parts)}"
     got = text.http_url(url)

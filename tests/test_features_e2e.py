@@ -28,14 +28,14 @@ from typing import Any
 import feedparser
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
-
 from conftest import DATA
-from feedsvc.config import load_config
-from feedsvc.formats.documents import build
+from prometheus_client.parser import text_string_to_metric_families
 from servers import FEEDSVC, Server, free_port, poll, request
 from test_query import expected_links, stories
 from test_websub import BlackHole, Receiver
+
+from feedsvc.config import load_config
+from feedsvc.formats.documents import build
 
 QUERY_RECORDS = DATA / "queries" / "records"
 BASE_URL = "https://news.example.org/"
@@ -169,7 +169,7 @@ def test_refused_queries_over_http(site: Site) -> None:
 def test_raw_non_ascii_in_the_request_line_reads_as_utf8(site: Site) -> None:
     """Raw (unescaped) UTF-8 in a request target is read as the %-escaped form would be
     (granian hands the bytes on; the app reads them as UTF-8, test_query.py)."""
-    target = "/feeds/all.rss?topic=Künstliche+Intelligenz".encode("utf-8")
+    target = "/feeds/all.rss?topic=Künstliche+Intelligenz".encode()
     with socket.create_connection(("127.0.0.1", site.server.port), timeout=10) as sock:
         sock.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         raw = b""
@@ -224,7 +224,7 @@ def test_metrics_add_up_every_worker(workers: tuple[Worker, Worker]) -> None:
     before = samples(workers[0].get("/metrics")[2])
     sent = 0
     etag = ""
-    for w, fetches in zip(workers, (7, 4)):
+    for w, fetches in zip(workers, (7, 4), strict=True):
         for _ in range(fetches):
             status, headers, body = w.get(path)
             assert status == 200
@@ -337,7 +337,9 @@ def test_changes_made_while_the_server_was_down_are_announced(tmp_path: Path) ->
         shutil.copytree(QUERY_RECORDS, records)
         port = free_port()
         config = write_config(folder, records, port, websub={"hubs": [hub.url], "timeout": 5})
-        done = subprocess.run([str(FEEDSVC), "--config", str(config), "build"], capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [str(FEEDSVC), "--config", str(config), "build"], capture_output=True, text=True, timeout=120
+        )
         assert done.returncode == 0, done.stderr
         first = disk_feeds(folder / "public")
         hub.wait_for(len(first))

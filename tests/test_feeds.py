@@ -8,24 +8,33 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from conftest import DATA
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import DATA
-from feedsvc.feeds.archives import Paging
 from feedsvc.config import ArchivesConfig, Config
-from feedsvc.feeds.rules import ALL_NAME, build_feeds, build_feeds_and_archives, dedupe, display_name, newest_first, select, topic_keys
+from feedsvc.feeds.archives import Paging
+from feedsvc.feeds.rules import (
+    ALL_NAME,
+    build_feeds,
+    build_feeds_and_archives,
+    dedupe,
+    display_name,
+    newest_first,
+    select,
+    topic_keys,
+)
 from feedsvc.model import FeedKind, Provider, Record
 from feedsvc.records.read import load_records
 
 CASES = sorted((DATA / "feeds").glob("*.yaml"))
-UTC = timezone.utc
+UTC = UTC
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])

@@ -11,11 +11,10 @@ from pathlib import Path
 import feedparser
 import yaml
 from click.testing import CliRunner
-
-from feedsvc.cli import main
-
 from conftest import ROOT, SEEDS
 from servers import FEEDSVC, Server, free_port, write_config
+
+from feedsvc.cli import main
 
 
 def test_a_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:
@@ -119,7 +118,9 @@ def test_check_and_build_report_a_duplicate_the_same_way_with_its_line(tmp_path:
     copy = records / "zz_copy.txt"
     copy.write_text("---\n# a copy of the same article\n" + original.read_text(encoding="utf-8").split("---\n", 1)[1],
                     encoding="utf-8")  # fmt: skip
-    line = next(n for n, text in enumerate(copy.read_text(encoding="utf-8").splitlines(), 1) if text.startswith("originalUrl:"))
+    line = next(
+        n for n, text in enumerate(copy.read_text(encoding="utf-8").splitlines(), 1) if text.startswith("originalUrl:")
+    )
     config = write_config(tmp_path / "config.yaml", records)
     check = CliRunner().invoke(main, ["--config", str(config), "check"])
     build = CliRunner().invoke(main, ["--config", str(config), "build", "--warnings"])

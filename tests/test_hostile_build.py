@@ -23,17 +23,19 @@ import html5lib
 import pytest
 import yaml
 from click.testing import CliRunner
-
 from conftest import ATOM_SCHEMA, SEEDS, feed_files
-from feedsvc.cli import main
 from test_records import CASES, expectation
 from test_validity import check_feed
+
+from feedsvc.cli import main
 
 #: Rejected files the test writes itself (too big, too deep or too odd to commit).
 GENERATED = {
     "generated/huge.txt": b"---\ntitle: x\n" + b"excerpt: " + b"y" * (2 * 1024 * 1024) + b"\n---\n",
     "generated/deep.txt": b"---\ntitle: " + b"[" * 100_000 + b"]" * 100_000 + b"\n---\n",
-    "generated/bomb.md": b"---\na: &a [x, x]\n" + b"".join(f"b{i}: &b{i} [*a, *a]\n".encode() for i in range(30)) + b"---\n",
+    "generated/bomb.md": b"---\na: &a [x, x]\n"
+    + b"".join(f"b{i}: &b{i} [*a, *a]\n".encode() for i in range(30))
+    + b"---\n",
     "generated/garbage.txt": os.urandom(4096).replace(b"\n", b" "),
 }
 BASE_URL = "https://feeds.example.org/news/"
@@ -123,7 +125,9 @@ def test_the_build_succeeds_and_names_every_rejected_file(built: Built) -> None:
 
 
 def test_strict_build_exits_1(built: Built) -> None:
-    result = CliRunner().invoke(main, ["--config", str(built.base / "config.yaml"), "build", "--strict", "--out", str(built.base / "strict")])
+    result = CliRunner().invoke(
+        main, ["--config", str(built.base / "config.yaml"), "build", "--strict", "--out", str(built.base / "strict")]
+    )
     assert result.exit_code == 1
     assert "Traceback" not in result.output
 
@@ -193,9 +197,15 @@ def test_nothing_is_written_outside_the_output_folder(built: Built) -> None:
     made = {p.name for p in built.base.iterdir()}
     # Beside each output folder, only its build cache (SQLite and its journal files), its build
     # lock and the generation file servers watch.
-    caches = {f".{out}.feedsvc-cache.sqlite{suffix}" for out in ("public", "strict", "again") for suffix in ("", "-wal", "-shm")}
+    caches = {
+        f".{out}.feedsvc-cache.sqlite{suffix}"
+        for out in ("public", "strict", "again")
+        for suffix in ("", "-wal", "-shm")
+    }
     caches |= {f".{out}.feedsvc-{name}" for out in ("public", "strict", "again") for name in ("lock", "generation")}
-    assert {"config.yaml", "public", "records"} <= made <= {"config.yaml", "public", "records", "strict", "again"} | caches
+    assert (
+        {"config.yaml", "public", "records"} <= made <= {"config.yaml", "public", "records", "strict", "again"} | caches
+    )
     assert ".public.feedsvc-cache.sqlite" in made
     out = built.out.resolve()
     for path in built.out.rglob("*"):

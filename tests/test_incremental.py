@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from feedsvc.build import incremental
-from feedsvc.feeds.archives import FIRST
-from feedsvc.config import ArchivesConfig, Config
 from feedsvc.build.write import MANIFEST, files_for
+from feedsvc.config import ArchivesConfig, Config
+from feedsvc.feeds.archives import FIRST
 from feedsvc.formats.documents import build as build_in_memory
 from feedsvc.synth import write_corpus
 
@@ -91,7 +91,9 @@ def _move_topic(config: Config) -> None:
     text = path.read_text(encoding="utf-8")
     head, rest = text.split("topics:\n", 1)
     items = rest.split("\n\n", 1)
-    path.write_text(head + 'topics:\n  - "A Brand New Topic"\n' + ("\n\n" + items[1] if len(items) > 1 else ""), encoding="utf-8")
+    path.write_text(
+        head + 'topics:\n  - "A Brand New Topic"\n' + ("\n\n" + items[1] if len(items) > 1 else ""), encoding="utf-8"
+    )
 
 
 def _unpublish(config: Config) -> None:
@@ -240,7 +242,9 @@ def test_a_touched_file_is_recognised_by_its_content(config: Config) -> None:
     assert mtimes(config.output_dir) == before
 
 
-def test_a_build_that_dies_half_way_is_done_again(config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_build_that_dies_half_way_is_done_again(
+    config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     incremental.build(config)
     _change_title(config)
     _build_dies_before_writing(config, monkeypatch)
@@ -277,7 +281,9 @@ def test_a_deleted_output_folder_is_written_again(config: Config, tmp_path: Path
     assert snapshot(config.output_dir) == full_build(config, tmp_path / "fresh")
 
 
-def test_parallel_parsing_gives_the_same_output(config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_parallel_parsing_gives_the_same_output(
+    config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(incremental, "PARALLEL_MIN", 1)
     report = incremental.build(config, tmp_path / "parallel", cache=tmp_path / "p.sqlite", workers=2)
     assert report.changes.parsed == RECORDS

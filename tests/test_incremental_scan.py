@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from feedsvc.build import incremental
-from feedsvc.config import Config
 from feedsvc.build.store import Stamp
+from feedsvc.config import Config
 from feedsvc.synth import write_corpus
 
 
@@ -42,7 +42,9 @@ def change_some(config: Config) -> None:
     paths[0].unlink()
     text = paths[1].read_text(encoding="utf-8")
     paths[1].write_text(text.replace('title: "', 'title: "Changed: ', 1), encoding="utf-8")
-    (config.records_dir / "zz_copy.txt").write_text(paths[2].read_text(encoding="utf-8").replace("https://", "https://copy.", 2), encoding="utf-8")
+    (config.records_dir / "zz_copy.txt").write_text(
+        paths[2].read_text(encoding="utf-8").replace("https://", "https://copy.", 2), encoding="utf-8"
+    )
     os.utime(paths[3], ns=(paths[3].stat().st_atime_ns, paths[3].stat().st_mtime_ns + 10**9))  # touched only
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +22,15 @@ import feedparser
 import jsonschema
 import pytest
 import yaml
-from lxml import etree
-
 from conftest import DATA, Corpus
-from feedsvc.config import Config
-from feedsvc.formats.jsonfeed import render_json
-from feedsvc.model import Feed, FeedKey, FeedKind
-from feedsvc.formats.rss_atom import Site
-from feedsvc.formats.documents import Build
+from lxml import etree
 from test_validity import _hostile_record, _html
+
+from feedsvc.config import Config
+from feedsvc.formats.documents import Build
+from feedsvc.formats.jsonfeed import render_json
+from feedsvc.formats.rss_atom import Site
+from feedsvc.model import Feed, FeedKey, FeedKind
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / "jsonfeed-1.1.schema.json"
 SCHEMA = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
@@ -111,7 +111,7 @@ def assert_same_as_atom(atom: bytes, feed_json: bytes, where: str) -> None:
     assert doc["home_page_url"] == links["alternate"], where
     assert doc["language"] == parsed.feed.language, where
     assert [item["id"] for item in doc["items"]] == [e.id for e in parsed.entries], where
-    for item, entry, (summary, content) in zip(doc["items"], parsed.entries, _atom_content(atom)):
+    for item, entry, (summary, content) in zip(doc["items"], parsed.entries, _atom_content(atom), strict=True):
         at = f"{where} {entry.id}"
         assert item["url"] == entry.link, at
         assert item["title"] == entry.title, at
@@ -160,7 +160,7 @@ def _site() -> Site:
 
 
 def _hostile_feed() -> Feed:
-    when = datetime(2023, 5, 1, 12, 0, tzinfo=timezone.utc)
+    when = datetime(2023, 5, 1, 12, 0, tzinfo=UTC)
     records = tuple(_hostile_record(n, when + timedelta(seconds=n // 3)) for n in range(6))
     return Feed(FeedKey(FeedKind.TOPIC, "c-rust"), "C++ & <Rust> &copy", records, len(records))
 

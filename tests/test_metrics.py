@@ -19,17 +19,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import rebuild, served_app
 from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import rebuild, served_app
-from feedsvc.web import builder
 from feedsvc.config import Config, PoliteConfig
-from feedsvc.web.metrics import ENV_VAR, kind_of
+from feedsvc.web import builder
 from feedsvc.web.app import create_app
+from feedsvc.web.metrics import ENV_VAR, kind_of
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -156,7 +156,8 @@ def test_the_304_ratio_is_a_division_away(client: FlaskClient) -> None:
     assert client.get("/feeds/providers/jalopnik.com.atom", headers={"If-None-Match": etag}).status_code == 304
     after = scrape(client)
     total = sum(
-        delta(before, after, "feedsvc_http_requests_total", kind="providers", status=s) for s in ("200", "304", "429", "404", "400")
+        delta(before, after, "feedsvc_http_requests_total", kind="providers", status=s)
+        for s in ("200", "304", "429", "404", "400")
     )
     assert delta(before, after, "feedsvc_http_not_modified_total", kind="providers") / total == 0.5
 

@@ -26,13 +26,13 @@ from pathlib import Path
 
 import feedparser
 import pytest
+from nginx import ROOT, Nginx, nginx_binary, start_proxy, start_static
+from servers import FEEDSVC, Response, Server, free_port, poll, write_config
 
 from feedsvc.build.served import ARCHIVE_MAX_AGE
 from feedsvc.formats.registry import FORMATS as APP_FORMATS
 from feedsvc.synth import write_corpus
 from feedsvc.web.app import CSP
-from nginx import ROOT, Nginx, nginx_binary, render, start_proxy, start_static
-from servers import FEEDSVC, Response, Server, free_port, poll, write_config
 
 SEEDS = ROOT / "seeds"
 #: An odd max-age, so a default could not pass for it.
@@ -425,7 +425,9 @@ def test_a_corrected_archive_page_is_fetched_again(tmp_path: Path) -> None:
         path = "feeds/all/archive/first.atom"
         old = site.get(path)
         title = feedparser.parse(old.body).entries[0].title
-        record = next(p for p in sorted(site.records.glob("*.txt")) if f'title: "{title}"' in p.read_text(encoding="utf-8"))
+        record = next(
+            p for p in sorted(site.records.glob("*.txt")) if f'title: "{title}"' in p.read_text(encoding="utf-8")
+        )
         time.sleep(CLOCK_STEP)
         retitle(record, NEW_TITLE)
         feedsvc_build(site.config, site.out)

@@ -24,12 +24,11 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from servers import FEEDSVC, Server, free_port, poll, request, write_config
 
 from feedsvc.build import incremental
-from feedsvc.config import load_config
 from feedsvc.build.served import etag_of
-
-from servers import FEEDSVC, Server, free_port, poll, request, write_config
+from feedsvc.config import load_config
 
 #: Documents the clients fetch: feeds in every format, a page, the index.
 PATHS = ("/feeds/all.atom", "/feeds/all.rss", "/feeds/all.json", "/feeds/topics/racing.atom", "/index.html")

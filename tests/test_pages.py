@@ -8,20 +8,20 @@ from __future__ import annotations
 import dataclasses
 import email.utils
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import html5lib
 from lxml import etree
 
-from feedsvc.config import Config, base_url
-from feedsvc.model import Feed, FeedKey, FeedKind, Image, Provider, Record
-from feedsvc.formats.html import render_feed_page
 from feedsvc.build.write import publish
-from feedsvc.formats.rss_atom import Site
+from feedsvc.config import Config, base_url
 from feedsvc.formats.documents import Build, build
+from feedsvc.formats.html import render_feed_page
 from feedsvc.formats.registry import HTML, ICO
+from feedsvc.formats.rss_atom import Site
+from feedsvc.model import Feed, FeedKey, FeedKind, Image, Provider, Record
 
 
 def _html(path: Path) -> Any:
@@ -70,7 +70,12 @@ def test_the_index_format_links_lead_to_the_feed_page(seed_site: Build, config: 
     rows = _feed_rows(page)
     for name, (html_url, rss_url, atom_url, json_url) in urls.items():
         links = {"".join(a.itertext()): a.get("href") for a in rows[name].iter("a")}
-        assert links == {name: html_url, "RSS": f"{html_url}#rss", "Atom": f"{html_url}#atom", "JSON": f"{html_url}#json"}
+        assert links == {
+            name: html_url,
+            "RSS": f"{html_url}#rss",
+            "Atom": f"{html_url}#atom",
+            "JSON": f"{html_url}#json",
+        }
         target = _html(config.output_dir / html_url.removeprefix(base_url(config)))
         for fragment, raw in (("rss", rss_url), ("atom", atom_url), ("json", json_url)):
             (item,) = [el for el in target.iter() if el.get("id") == fragment]
@@ -96,11 +101,7 @@ def test_format_links_are_named_after_their_feed(seed_site: Build, config: Confi
 
 def test_the_index_has_autodiscovery_for_the_all_feeds(seed_site: Build, config: Config) -> None:
     page = _html(config.output_dir / "index.html")
-    alternates = {
-        (link.get("type"), link.get("href"))
-        for link in page.iter("link")
-        if link.get("rel") == "alternate"
-    }
+    alternates = {(link.get("type"), link.get("href")) for link in page.iter("link") if link.get("rel") == "alternate"}
     base = base_url(config)
     assert alternates == {
         ("application/rss+xml", f"{base}feeds/all.rss"),
@@ -141,17 +142,15 @@ def test_the_opml_lists_every_feed(seed_site: Build, config: Config) -> None:
     assert sorted(o.get("text") for o in feeds) == sorted(f.name for f in seed_site.feeds)
 
 
-def test_names_from_records_are_escaped(
-    config: Config, write_records: Callable[[dict[str, Any]], Path]
-) -> None:
+def test_names_from_records_are_escaped(config: Config, write_records: Callable[[dict[str, Any]], Path]) -> None:
     records = write_records(
         {
             "evil.txt": {
                 "title": "Evil",
                 "webUrl": "https://evil.example/1",
                 "publishedDateTime": "2023-01-01T00:00:00Z",
-                "provider": {"name": "Evil \"quoted\" & <co>", "domain": "evil.example"},
-                "topics": ["Tom & Jerry's \"show\""],
+                "provider": {"name": 'Evil "quoted" & <co>', "domain": "evil.example"},
+                "topics": ['Tom & Jerry\'s "show"'],
             }
         }
     )
@@ -178,7 +177,7 @@ def _text(el: Any) -> str:
 
 
 def _record(n: int, **changes: Any) -> Record:
-    when = datetime(2024, 1, 1, tzinfo=timezone.utc) + timedelta(hours=n)
+    when = datetime(2024, 1, 1, tzinfo=UTC) + timedelta(hours=n)
     fields: dict[str, Any] = {
         "path": f"r{n}.txt",
         "id": f"urn:uuid:00000000-0000-0000-0000-{n:012d}",

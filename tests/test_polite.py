@@ -19,12 +19,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from conftest import served_app
 from flask import Flask
 from flask.testing import FlaskClient
 
 from feedsvc.config import Config, ConfigError, PoliteConfig, check
 from feedsvc.web.polite import COST_FULL, COST_NOT_MODIFIED, AddressSet, Limiter, client_address, networks
-from conftest import served_app
 
 FEED = "feeds/all.atom"
 OTHER = "feeds/all.rss"

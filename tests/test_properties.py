@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +21,14 @@ import feedparser
 import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-
-from feedsvc.config import Config
-from feedsvc.records.fields import Settings, record_from_mapping
-from feedsvc.model import Record
-from feedsvc.build.write import publish
-from feedsvc.records.read import LoadResult, Loaded, _maybe_alias, nesting_openers, parse_bytes
-from feedsvc.formats.documents import assemble
 from test_validity import check_feed
+
+from feedsvc.build.write import publish
+from feedsvc.config import Config
+from feedsvc.formats.documents import assemble
+from feedsvc.model import Record
+from feedsvc.records.fields import Settings, record_from_mapping
+from feedsvc.records.read import Loaded, LoadResult, _maybe_alias, nesting_openers, parse_bytes
 
 SETTINGS = Settings()
 CONFIG = dataclasses.replace(Config(), include_unpublished=True)
@@ -38,19 +38,36 @@ GOOD = (Path(__file__).resolve().parent / "data" / "records" / "ok_full.txt").re
 #: Pieces of YAML, so random text often is YAML (with anchors, aliases, tags).
 YAML_TOKENS = st.sampled_from(
     list("-:[]{},&*!?|>'\"#%@` \n\n\t abcxyz019.")
-    + ["\x85", "\u2028", "é", "\ufeff", "\x00", "\x9d", "a: ", "- ", "? ", "&a ", "*a", "!!str ", "<<: ", "---\n", "\n  "]
+    + [
+        "\x85",
+        "\u2028",
+        "é",
+        "\ufeff",
+        "\x00",
+        "\x9d",
+        "a: ",
+        "- ",
+        "? ",
+        "&a ",
+        "*a",
+        "!!str ",
+        "<<: ",
+        "---\n",
+        "\n  ",
+    ]
 )
 yamlish = st.lists(YAML_TOKENS, max_size=120).map("".join)
 #: What breaks XML, HTML, feeds or the validator's rules, to be drawn often.
 TRICKY = (
     [chr(c) for c in [*range(0x00, 0x20), *range(0x7F, 0xA0)]]
     + ["\ud800", "\udfff", "\ufffd", "\ufffe", "\uffff", "\ufdd0", "\U0001fffe", "\U0010ffff", "\u2028", "\u202e"]
-    + list("<>&;#/\"'=]![?-: ") + ["]]>", "<script>", "</", "&amp;", "&lt;b&gt;", "&#0;", "&copy", "onerror=", "â€", "Ã©"]
+    + list("<>&;#/\"'=]![?-: ")
+    + ["]]>", "<script>", "</", "&amp;", "&lt;b&gt;", "&#0;", "&copy", "onerror=", "â€", "Ã©"]
 )
 #: Any code point, surrogates and controls included, tricky ones often.
-any_text = st.lists(
-    st.one_of(st.sampled_from(TRICKY), st.characters(codec=None, categories=None)), max_size=40
-).map("".join)
+any_text = st.lists(st.one_of(st.sampled_from(TRICKY), st.characters(codec=None, categories=None)), max_size=40).map(
+    "".join
+)
 
 
 def _assert_loaded(loaded: Loaded) -> None:
@@ -163,7 +180,7 @@ def test_any_text_in_any_field_renders_valid_feeds(
         {
             "title": "T " + title,
             "webUrl": "https://example.org/story",
-            "publishedDateTime": datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc),
+            "publishedDateTime": datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC),
             "excerpt": excerpt,
             "provider": {"name": provider, "domain": domain},
             "topics": topics,
@@ -179,7 +196,12 @@ def test_any_text_in_any_field_renders_valid_feeds(
 @given(st.text(max_size=200), st.text(max_size=200))
 def test_any_text_through_yaml_renders_valid_feeds(title: str, excerpt: str) -> None:
     front = yaml.safe_dump(
-        {"title": title, "excerpt": excerpt, "webUrl": "https://example.org/y", "publishedDateTime": "2024-01-02T03:04:05Z"},
+        {
+            "title": title,
+            "excerpt": excerpt,
+            "webUrl": "https://example.org/y",
+            "publishedDateTime": "2024-01-02T03:04:05Z",
+        },
         allow_unicode=True,
     )
     loaded = parse_bytes("x.txt", f"---\n{front}---\n".encode("utf-8", "surrogatepass"), SETTINGS)

@@ -8,10 +8,10 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import feed_files
-from feedsvc.config import Config
+
 from feedsvc.build.write import MANIFEST, UnsafePath, files_for, publish, safe_target
+from feedsvc.config import Config
 from feedsvc.formats.documents import Document, build
 
 OLD = 1_000_000_000  # 2001-09-09: a modification time no write of ours can produce
@@ -133,7 +133,9 @@ def test_one_changed_record_rewrites_only_what_shows_it(config: Config) -> None:
     before = _snapshot(out)
     seed = next(p for p in sorted(config.records_dir.iterdir()) if "jalopnik" in p.read_text(encoding="utf-8"))
     seed.chmod(0o644)
-    seed.write_text(seed.read_text(encoding="utf-8").replace("UK Police Can Now", "UK Police Can Soon"), encoding="utf-8")
+    seed.write_text(
+        seed.read_text(encoding="utf-8").replace("UK Police Can Now", "UK Police Can Soon"), encoding="utf-8"
+    )
     result = publish(build(config).documents, out)
     after = _snapshot(out)
     changed = {k for k in after if after[k] != before.get(k)}

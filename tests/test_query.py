@@ -27,18 +27,18 @@ from typing import Any
 import feedparser
 import pytest
 import yaml
+from conftest import ATOM_SCHEMA, DATA, rebuild, served_app
 from flask import Flask
 from flask.testing import FlaskClient
-
-from conftest import ATOM_SCHEMA, DATA, rebuild, served_app
-from feedsvc.build import incremental
-from feedsvc.config import Config, PoliteConfig, QueriesConfig, SiteConfig
-from feedsvc.model import FeedKind
-from feedsvc.web.custom import MAX_PARAMS, Query, QueryError, parse
-from feedsvc.formats.documents import build as build_in_memory
-from feedsvc.web.app import create_app
 from test_jsonfeed import schema_errors
 from test_validity import check_feed
+
+from feedsvc.build import incremental
+from feedsvc.config import Config, PoliteConfig, QueriesConfig, SiteConfig
+from feedsvc.formats.documents import build as build_in_memory
+from feedsvc.model import FeedKind
+from feedsvc.web.app import create_app
+from feedsvc.web.custom import MAX_PARAMS, Query, QueryError, parse
 
 QUERIES = DATA / "queries"
 GOOD = yaml.safe_load((QUERIES / "good.yaml").read_text(encoding="utf-8"))
@@ -244,7 +244,11 @@ def test_a_query_only_narrows_a_feed(client: FlaskClient, records: Path) -> None
     """Unpublished and below-min_quality records stay out, whatever the query asks."""
     hidden = {s.link for s in stories(records) if not s.is_published or s.quality < MIN_QUALITY}
     assert len(hidden) == 2
-    for target in ("/feeds/all.atom?min_quality=0", "/feeds/topics/ai.atom?provider=alpha.example", "/feeds/all.rss?topic=ai"):
+    for target in (
+        "/feeds/all.atom?min_quality=0",
+        "/feeds/topics/ai.atom?provider=alpha.example",
+        "/feeds/all.rss?topic=ai",
+    ):
         links, _, _ = read_feed(target.split("?")[0], client.get(target).data)
         assert links and not hidden & set(links), target
 
@@ -252,7 +256,9 @@ def test_a_query_only_narrows_a_feed(client: FlaskClient, records: Path) -> None
 def test_titles_say_what_a_custom_feed_is(client: FlaskClient) -> None:
     _, _, title = read_feed("/feeds/all.atom", client.get("/feeds/all.atom?topic=robotics&topic=AI").data)
     assert title == "Query test: AI + Robotics"
-    _, _, title = read_feed("/feeds/topics/ai.rss", client.get("/feeds/topics/ai.rss?provider=beta.example&min_quality=40").data)
+    _, _, title = read_feed(
+        "/feeds/topics/ai.rss", client.get("/feeds/topics/ai.rss?provider=beta.example&min_quality=40").data
+    )
     assert title == "Query test: AI from Beta (quality 40 and up)"
 
 
@@ -300,7 +306,7 @@ def test_a_bad_query_is_400_with_a_clear_message(client: FlaskClient, app: Flask
         (FeedKind.ALL, "topic=B&topic=a&limit=05", Query(topics=("a", "b"), limit=5)),
         (FeedKind.TOPIC, "provider=WWW.Example.COM.&min_quality=000", Query(provider="example.com", min_quality=0)),
         # Raw UTF-8 bytes, as a WSGI server hands them over (Latin-1 text), read as UTF-8.
-        (FeedKind.ALL, "topic=Künstliche".encode("utf-8").decode("latin-1"), Query(topics=("kunstliche",))),
+        (FeedKind.ALL, "topic=Künstliche".encode().decode("latin-1"), Query(topics=("kunstliche",))),
         (FeedKind.ALL, "topic=Robotics+%26+AI", Query(topics=("robotics-ai",))),
     ],
 )
@@ -360,7 +366,12 @@ def test_a_custom_feed_has_the_caching_headers_of_every_feed(client: FlaskClient
         assert again.headers["ETag"] == r.headers["ETag"]
         assert again.headers["Vary"] == "Accept-Encoding"
     # The same tag with another spelling of the query: one resource, one validator.
-    assert client.get("/feeds/topics/ai.rss?provider=www.alpha.example", headers={"If-None-Match": plain.headers["ETag"]}).status_code == 304
+    assert (
+        client.get(
+            "/feeds/topics/ai.rss?provider=www.alpha.example", headers={"If-None-Match": plain.headers["ETag"]}
+        ).status_code
+        == 304
+    )
     assert client.get(target, headers={"If-Modified-Since": plain.headers["Last-Modified"]}).status_code == 304
     assert client.get(target, headers={"If-None-Match": '"other"'}).status_code == 200
     head = client.head(target)

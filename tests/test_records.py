@@ -31,8 +31,8 @@ from click.testing import CliRunner
 
 from feedsvc.cli import main
 from feedsvc.config import Config
-from feedsvc.records.fields import Settings
 from feedsvc.model import Record
+from feedsvc.records.fields import Settings
 from feedsvc.records.read import Loaded, load_file, load_records, parse_bytes, record_files, settings_for
 
 CASES_DIR = Path(__file__).resolve().parent / "data" / "records"
@@ -197,18 +197,38 @@ def _generated() -> dict[str, tuple[bytes, dict[str, Any]]]:
         # no slower: the field rules read only the first few items.
         "wide_flow_1mb": (
             HEAD + b"topics: [" + b"AI, " * 250_000 + b"AI]\n---\n",
-            {"status": "ok", "warnings": ["topics"], "url": "https://example.org/big", "record": {"topics": ["AI"]}, "seconds": 4},
+            {
+                "status": "ok",
+                "warnings": ["topics"],
+                "url": "https://example.org/big",
+                "record": {"topics": ["AI"]},
+                "seconds": 4,
+            },
         ),
         "many_images_1mb": (
             HEAD + b"images:\n" + b'  - {url: "https://i.example.com/a.jpg"}\n' * 24_000 + b"---\n",
-            {"status": "ok", "warnings": ["images"], "url": "https://example.org/big", "record": {"images_count": 10}, "seconds": 4},
+            {
+                "status": "ok",
+                "warnings": ["images"],
+                "url": "https://example.org/big",
+                "record": {"images_count": 10},
+                "seconds": 4,
+            },
         ),
         "huge_markup_excerpt": (
             HEAD + b'excerpt: "' + b"<b>x</b> " * 60_000 + b'"\n---\n',
-            {"status": "ok", "warnings": ["excerpt"], "url": "https://example.org/big", "record": {"excerpt_max": 2000}},
+            {
+                "status": "ok",
+                "warnings": ["excerpt"],
+                "url": "https://example.org/big",
+                "record": {"excerpt_max": 2000},
+            },
         ),
         "alias_bomb_deep": (
-            HEAD + b'a0: &a0 ["lol"]\n' + b"".join(f"a{i}: &a{i} [*a{i-1}, *a{i-1}]\n".encode() for i in range(1, 200)) + b"---\n",
+            HEAD
+            + b'a0: &a0 ["lol"]\n'
+            + b"".join(f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}]\n".encode() for i in range(1, 200))
+            + b"---\n",
             {"status": "rejected", "field": "-", "reason": "anchors and aliases", "line": 5},
         ),
     }

@@ -18,13 +18,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from servers import write_config
 
-from feedsvc.build import incremental
 from feedsvc import synth
+from feedsvc.build import incremental
 from feedsvc.cli import main
 from feedsvc.config import load_config
-
-from servers import write_config
 
 
 def tree(root: Path) -> dict[str, str]:
@@ -89,7 +88,9 @@ SQL_DAMAGE: dict[str, Callable[[sqlite3.Connection], None]] = {
 def site(tmp_path: Path) -> tuple[Path, Path]:
     records = tmp_path / "records"
     synth.write_corpus(records, 120, seed=3)
-    config_path = write_config(tmp_path / "config.yaml", records, settings={"archives": {"enabled": True, "page_size": 5}, "max_entries": 10})
+    config_path = write_config(
+        tmp_path / "config.yaml", records, settings={"archives": {"enabled": True, "page_size": 5}, "max_entries": 10}
+    )
     assert CliRunner().invoke(main, ["--config", str(config_path), "build"]).exit_code == 0
     return config_path, records
 
@@ -132,7 +133,9 @@ def test_a_damaged_cache_is_set_aside_and_the_build_is_full(tmp_path: Path, site
 
 
 @pytest.mark.parametrize("seed", range(12))
-def test_random_damage_to_the_file_never_ends_in_a_traceback(tmp_path: Path, site: tuple[Path, Path], seed: int) -> None:
+def test_random_damage_to_the_file_never_ends_in_a_traceback(
+    tmp_path: Path, site: tuple[Path, Path], seed: int
+) -> None:
     config_path, records = site
     cache = incremental.default_cache_path(load_config(config_path).output_dir)
     for suffix in ("-wal", "-shm"):

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner, Result
+from conftest import SEEDS
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import SEEDS
 from feedsvc.cli import main
 from feedsvc.config import Config
 from feedsvc.errors import RecordError
@@ -31,9 +31,11 @@ from feedsvc.text import printable_name
 #: The file may hold anything printable but a raw line break or escape.
 REPORT = re.compile(r"^(?P<file>[^\x00-\x1f\x7f]+?)(?::(?P<line>\d+))?: (?P<field>[\w.\[\]-]+): (?P<reason>.+)$")
 BUILD_SUMMARY = re.compile(r"^\d+ records read \(.*\), (?P<rejected>\d+) rejected, .* → .+$")
-CHECK_SUMMARY = re.compile(r"^(?P<files>\d+) records checked: (?P<usable>\d+) usable, (?P<rejected>\d+) rejected, \d+ warnings(?:; .*)?$")
+CHECK_SUMMARY = re.compile(
+    r"^(?P<files>\d+) records checked: (?P<usable>\d+) usable, (?P<rejected>\d+) rejected, \d+ warnings(?:; .*)?$"
+)
 RECORD = (
-    "---\ntitle: \"{title}\"\nwebUrl: \"https://example.org/{slug}\"\n"
+    '---\ntitle: "{title}"\nwebUrl: "https://example.org/{slug}"\n'
     "publishedDateTime: 2024-03-01T10:00:00Z\ntopics: [Names]\n---\n"
 )
 
@@ -145,9 +147,7 @@ def test_a_real_file_named_like_the_escape_is_a_different_file(tmp_path: Path) -
     (records / "bad\\xff.txt").write_text(RECORD.format(title="Backslash", slug="b"), encoding="utf-8")
     result = run(base, "build")
     assert result.exit_code == 0, result.output
-    assert [(m["file"], m["reason"]) for m in report_lines(result.stderr)] == [
-        ("bad\\xff.txt", NOT_UTF8)
-    ]
+    assert [(m["file"], m["reason"]) for m in report_lines(result.stderr)] == [("bad\\xff.txt", NOT_UTF8)]
     assert "Backslash" in (base / "public/feeds/all.atom").read_text(encoding="utf-8")
 
 
@@ -258,8 +258,8 @@ def test_a_record_error_shows_path_field_and_reason_on_one_line() -> None:
 
 def test_the_server_log_shows_names_escaped(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """`feedsvc serve`'s builder logs each rejected file as `build` reports it: one escaped line each."""
-    from feedsvc.web import builder
     from feedsvc.config import load_config
+    from feedsvc.web import builder
 
     base = project(tmp_path)
     write_bytes_name(base / "records", b"bad\xff.txt", RECORD.format(title="Bad name", slug="bad-name"))

@@ -12,11 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-
-from feedsvc.cli import main
-
 from conftest import SEEDS
 from servers import Server, free_port, write_config
+
+from feedsvc.cli import main
 
 
 def _config(tmp_path: Path, output_dir: str, records: Path | None = None) -> Path:
@@ -59,7 +58,11 @@ def test_a_users_own_files_are_never_replaced_without_asking(tmp_path: Path) -> 
     config = _config(tmp_path, "site")
     site = tmp_path / "site"
     (site / "feeds").mkdir(parents=True)
-    mine = {"index.html": b"<p>my own front page</p>\n", "feeds/all.atom": b"<feed>my own</feed>\n", "about.html": b"hi"}
+    mine = {
+        "index.html": b"<p>my own front page</p>\n",
+        "feeds/all.atom": b"<feed>my own</feed>\n",
+        "about.html": b"hi",
+    }
     for rel, body in mine.items():
         (site / rel).write_bytes(body)
     result = CliRunner().invoke(main, ["--config", str(config), "build"])

@@ -10,14 +10,11 @@ on each, never pushes out a budget the client has spent.
 
 from __future__ import annotations
 
+from test_polite import Clock, limiter
 
 from feedsvc.web.polite import COST_FULL, COST_NOT_MODIFIED, PROBES, Limiter
 
-from test_polite import Clock, limiter
-
 FEED = "feeds/all.atom"
-
-
 
 
 def exhaust(lim: Limiter, client: str, path: str = FEED) -> int:
@@ -81,7 +78,7 @@ def test_an_expired_budget_is_evicted_before_a_live_one() -> None:
 
 
 def test_a_full_table_still_serves_and_limits_newcomers() -> None:
-    """Eviction never refuses a new client: the table is full of spent budgets, and a newcomer is served, then limited."""
+    """Eviction never refuses a new client: the table is full of spent budgets; a newcomer is served, then limited."""
     clock = Clock()
     lim = limiter(clock, max_clients=PROBES, max_requests=1)
     for n in range(PROBES):

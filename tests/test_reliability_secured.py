@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner, Result
-
 from conftest import copy_seeds
+
 from feedsvc.cli import main
 from feedsvc.config import Config
 from feedsvc.records.read import load_records, parse_bytes, settings_for
@@ -36,7 +36,11 @@ CASES = {
     "deep": (f"secured:\n  outer:\n    {MARKER}d: 1\n    {MARKER}d: 2\n", 8, f"{DUPLICATE} (first on line 7)"),
     "odd_key": (f'secured:\n  "{MARKER} e!": 1\n  "{MARKER} e!": 2\n', 7, f"{DUPLICATE} (first on line 6)"),
     "tag": (f"secured: !{MARKER}f abc\n", 5, "YAML error inside it: could not determine a constructor for the tag"),
-    "nested_tag": (f"secured:\n  k: !{MARKER}g abc\n", 6, "YAML error inside it: could not determine a constructor for the tag"),
+    "nested_tag": (
+        f"secured:\n  k: !{MARKER}g abc\n",
+        6,
+        "YAML error inside it: could not determine a constructor for the tag",
+    ),
 }
 
 
@@ -106,14 +110,17 @@ def test_check_and_build_name_only_the_secured_field(project: Path) -> None:
     assert MARKER not in check.output
     loaded = load_records(project / "records", Config(records_dir=project / "records"))
     assert MARKER not in "\n".join(str(p) for p in loaded.problems)
-    assert not any(p.is_file() and MARKER in p.read_text(encoding="utf-8", errors="replace")
-                   for p in (project / "public").rglob("*") if p.suffix != ".gz")
+    assert not any(
+        p.is_file() and MARKER in p.read_text(encoding="utf-8", errors="replace")
+        for p in (project / "public").rglob("*")
+        if p.suffix != ".gz"
+    )
 
 
 def test_the_server_log_names_only_the_secured_field(project: Path, caplog: pytest.LogCaptureFixture) -> None:
     """`feedsvc serve`'s builder logs each rejected file's problem: the same words, nothing from inside."""
-    from feedsvc.web import builder
     from feedsvc.config import load_config
+    from feedsvc.web import builder
 
     caplog.set_level(logging.DEBUG)
     config = load_config(project / "config.yaml")

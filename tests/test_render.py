@@ -10,7 +10,7 @@ import dataclasses
 import html
 import shutil
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,23 +20,30 @@ import feedparser
 import html5lib
 import pytest
 import yaml
+from conftest import DATA, feed_files
 from lxml import etree
 
-from conftest import DATA, feed_files
 from feedsvc import synth
 from feedsvc.config import ArchivesConfig, Config
-from feedsvc.model import ArchivePage, Feed, FeedKey, FeedKind, Image, Provider, Record, Related
-from feedsvc.formats.rss_atom import (
-    EMPTY_FEED_DATE, Site, entry_updated_times, keep_fragments, plain, render_archive, render_feed, safe_url,
-)  # fmt: skip
 from feedsvc.formats.documents import Build
 from feedsvc.formats.documents import build as site_build
+from feedsvc.formats.rss_atom import (
+    EMPTY_FEED_DATE,
+    Site,
+    entry_updated_times,
+    keep_fragments,
+    plain,
+    render_archive,
+    render_feed,
+    safe_url,
+)  # fmt: skip
+from feedsvc.model import ArchivePage, Feed, FeedKey, FeedKind, Image, Provider, Record, Related
 
 EXPECTED = yaml.safe_load((DATA / "seeds_expected.yaml").read_text(encoding="utf-8"))
 SITE = EXPECTED["site"]
 FEED_CASES = [(path, fmt) for path in EXPECTED["feeds"] for fmt in ("rss", "atom")]
 JOINER = "\u2060"
-UTC = timezone.utc
+UTC = UTC
 
 
 def _when(struct: time.struct_time) -> datetime:
@@ -132,9 +139,8 @@ def _check_content(markup: str, want: dict[str, Any]) -> None:
     assert [(li.find("a").get("href"), li.find("a").text) for li in items] == [
         (r["url"], r["title"]) for r in want["related"]
     ]
-    assert ["".join(li.itertext()).endswith(f"({r['provider']})") for li, r in zip(items, want["related"])] == [
-        True
-    ] * len(items)
+    for li, r in zip(items, want["related"], strict=True):
+        assert "".join(li.itertext()).endswith(f"({r['provider']})")
     last = list(fragment.iter("a"))[-1]
     assert last.get("href") == want["link"]
     assert last.text == f"Read the article at {want['author']['name']}"
@@ -317,12 +323,17 @@ from feedsvc.formats import rss_atom as _render  # noqa: E402
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.sampled_from(["https://", "http://", "HTTP://"]), st.text(alphabet="abcXYZ09-._~!#$&'()*+,/:;=?@%[] \"<>^`{|}é", max_size=40))
+@given(
+    st.sampled_from(["https://", "http://", "HTTP://"]),
+    st.text(alphabet="abcXYZ09-._~!#$&'()*+,/:;=?@%[] \"<>^`{|}é", max_size=40),
+)
 def test_safe_url_fast_path_agrees_with_encoding(scheme: str, rest: str) -> None:
     url = scheme + "example.com/" + rest
     parts = _render.urlsplit(url)
     encode = lambda part: _render.quote(_render._BARE_PERCENT.sub("%25", part), safe=_render._URL_SAFE)  # noqa: E731
-    general = _render.urlunsplit((parts.scheme, parts.netloc, encode(parts.path), encode(parts.query), encode(parts.fragment)))
+    general = _render.urlunsplit(
+        (parts.scheme, parts.netloc, encode(parts.path), encode(parts.query), encode(parts.fragment))
+    )
     assert _render.safe_url(url) == general
 
 

@@ -11,7 +11,6 @@ percent-decoding and in the lower-case, punctuation-free form a slug has.
 from __future__ import annotations
 
 import gzip
-
 import logging
 import re
 import shutil
@@ -22,13 +21,13 @@ from urllib.parse import unquote
 import pytest
 import yaml
 from click.testing import CliRunner
-
 from conftest import SEEDS
+from test_records import CASES, secured_of
+
 from feedsvc.cli import main
 from feedsvc.config import load_config
-from feedsvc.records.read import load_records
 from feedsvc.formats.documents import assemble
-from test_records import CASES, secured_of
+from feedsvc.records.read import load_records
 
 SYNTH_RECORDS = 300
 WINDOW = 24
@@ -60,10 +59,14 @@ class Detector:
         found = []
         for haystack in (text, unquote(text)):
             for run in _BASE64_RUN.findall(haystack):
-                found += [run[i : i + WINDOW] for i in range(len(run) - WINDOW + 1) if run[i : i + WINDOW] in self.exact]
+                found += [
+                    run[i : i + WINDOW] for i in range(len(run) - WINDOW + 1) if run[i : i + WINDOW] in self.exact
+                ]
             for run in _SLUG_RUN.findall(haystack.lower()):
                 flat = run.replace("-", "")
-                found += [flat[i : i + WINDOW] for i in range(len(flat) - WINDOW + 1) if flat[i : i + WINDOW] in self.folded]
+                found += [
+                    flat[i : i + WINDOW] for i in range(len(flat) - WINDOW + 1) if flat[i : i + WINDOW] in self.folded
+                ]
             found += [piece for piece in self.short if piece in haystack]
         return found
 

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import feedparser
 import pytest
-
 from servers import FEEDSVC, Server, free_port, poll, request, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -262,7 +261,7 @@ def test_access_log_goes_to_stderr_without_query_strings(site: Site) -> None:
     assert site.server.get("/feeds/topics/ai.rss?session=QUERYSECRET-2").status == 400
     for status in (200, 400):
         line = re.compile(rf'.*"GET /feeds/topics/ai\.rss HTTP/1\.1" {status} \d+ \d+\.\d+ -$', re.MULTILINE)
-        assert poll(lambda: line.search(site.server.stderr()), timeout=5)
+        assert poll(lambda line=line: line.search(site.server.stderr()), timeout=5)
     assert "QUERYSECRET" not in site.server.stderr()
 
 

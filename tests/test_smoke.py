@@ -6,8 +6,8 @@ from pathlib import Path
 
 import feedparser
 
-from feedsvc.config import Config
 from feedsvc.build.write import publish
+from feedsvc.config import Config
 from feedsvc.formats.documents import build
 
 

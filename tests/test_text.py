@@ -67,7 +67,7 @@ def test_correct_text_is_unchanged(text: str, repair: bool) -> None:
 
 
 def test_c1_controls_survive_the_file_reader_for_the_repair() -> None:
-    raw = "title: \"â€œquotesâ€\x9d\"\x07\n"
+    raw = 'title: "â€œquotesâ€\x9d"\x07\n'
     cleaned, line = clean_file_text(raw)
     assert line == 1 and "\x07" not in cleaned
     assert not re.search("[\x80-\x9f]", cleaned)  # YAML would refuse them
@@ -314,13 +314,17 @@ def test_image_media_type(url: str, media_type: str | None) -> None:
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from feedsvc.text import _general_http_url, _plain_text, http_url, plain_text  # noqa: E402
+from feedsvc.text import _general_http_url, _plain_text  # noqa: E402
 
 _URLISH = st.text(alphabet="abcAZ019-._~!$&'()*+,;=:@/?#%[] \t\"<>^`{|}\\é", max_size=40)
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.sampled_from(["http://", "https://", "HTTP://", "ftp://", ""]), st.text(alphabet="abcxyz09.-", max_size=20), _URLISH)
+@given(
+    st.sampled_from(["http://", "https://", "HTTP://", "ftp://", ""]),
+    st.text(alphabet="abcxyz09.-", max_size=20),
+    _URLISH,
+)
 def test_fast_url_path_agrees_with_the_general_one(scheme: str, host: str, rest: str) -> None:
     url = scheme + host + rest
     assert http_url(url) == _general_http_url(url.strip())

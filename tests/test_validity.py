@@ -33,7 +33,7 @@ import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from html.entities import name2codepoint
 from pathlib import Path
 from typing import Any
@@ -42,14 +42,14 @@ from urllib.parse import urlsplit
 import html5lib
 import pytest
 import yaml
+from conftest import ATOM_SCHEMA, DATA, Corpus, feed_files
 from html5lib.html5parser import ParseError
 from lxml import etree
 
-from conftest import ATOM_SCHEMA, DATA, Corpus, feed_files
 from feedsvc.config import Config
-from feedsvc.model import ArchivePage, Feed, FeedKey, FeedKind, Image, Provider, Record, Related
-from feedsvc.formats.rss_atom import Site, render_archive, render_feed
 from feedsvc.formats.documents import Build
+from feedsvc.formats.rss_atom import Site, render_archive, render_feed
+from feedsvc.model import ArchivePage, Feed, FeedKey, FeedKind, Image, Provider, Record, Related
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 MEDIA = "{http://search.yahoo.com/mrss/}"
@@ -119,8 +119,8 @@ _URI = re.compile(r"^[a-zA-Z][0-9a-zA-Z+\-.]*:(//)?[0-9a-zA-Z;/?:@&=+$.\-_!~*'()
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _UUID_URN = re.compile(r"^urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")  # case-insensitive, as BCP 47
-_EARLIEST = datetime(1990, 1, 1, tzinfo=timezone.utc)
-_LATEST = datetime(2100, 1, 1, tzinfo=timezone.utc)
+_EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)
+_LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -478,7 +478,7 @@ def test_every_check_has_a_bad_document() -> None:
 def test_an_empty_atom_feed_needs_an_author() -> None:
     doc = GOOD["atom"]
     start, end = doc.index("  <author>"), doc.index("  </author>") + len("  </author>")
-    empty = doc[:start] + doc[end:doc.index("  <entry>")] + "</feed>\n"
+    empty = doc[:start] + doc[end : doc.index("  <entry>")] + "</feed>\n"
     assert [p.check for p in check_feed(empty.encode("utf-8"))] == ["required"]
 
 
@@ -524,7 +524,7 @@ def _hostile_record(n: int, when: datetime) -> Record:
 
 def test_hostile_records_still_give_valid_feeds() -> None:
     """Text the loader should have cleaned, given to the renderer raw: still valid."""
-    when = datetime(2023, 5, 1, 12, 0, tzinfo=timezone.utc)
+    when = datetime(2023, 5, 1, 12, 0, tzinfo=UTC)
     records = tuple(_hostile_record(n, when + timedelta(seconds=n // 3)) for n in range(6))
     feed = Feed(FeedKey(FeedKind.TOPIC, "c-rust"), "C++ & <Rust> &copy", records, len(records))
     paged = Feed(feed.key, feed.name, records, 30, archives=2, pages=("first", "20230501-0a1b2c3d"))
@@ -539,17 +539,21 @@ def test_hostile_records_still_give_valid_feeds() -> None:
 
 def test_seed_hostile_and_empty_atom_feeds_match_the_schema(seed_site: Build, config: Config, tmp_path: Path) -> None:
     assert shutil.which("jing"), "jing is not installed: run scripts/setup --system (as root, it uses apt)"
-    when = datetime(2023, 5, 1, 12, 0, tzinfo=timezone.utc)
+    when = datetime(2023, 5, 1, 12, 0, tzinfo=UTC)
     site = Site.from_config(Config())
     hostile = tuple(_hostile_record(n, when) for n in range(3))
     extra = {
         "hostile.atom": Feed(FeedKey(FeedKind.TOPIC, "x"), "X & <y>", hostile, 3),
         "empty.atom": Feed(FeedKey(FeedKind.ALL, "all"), "All articles", (), 0),
-        "paged.atom": Feed(FeedKey(FeedKind.TOPIC, "x"), "X & <y>", hostile, 9, archives=2, pages=("first", "20230501-0a1b2c3d")),
+        "paged.atom": Feed(
+            FeedKey(FeedKind.TOPIC, "x"), "X & <y>", hostile, 9, archives=2, pages=("first", "20230501-0a1b2c3d")
+        ),
     }
     for name, feed in extra.items():
         (tmp_path / name).write_bytes(render_feed(feed, site, "atom"))
-    (tmp_path / "archive.atom").write_bytes(render_archive(ArchivePage(FeedKey(FeedKind.TOPIC, "x"), "X & <y>", "first", hostile), site, "atom"))
+    (tmp_path / "archive.atom").write_bytes(
+        render_archive(ArchivePage(FeedKey(FeedKind.TOPIC, "x"), "X & <y>", "first", hostile), site, "atom")
+    )
     extra["archive.atom"] = extra["paged.atom"]
     atoms = [p for p in feed_files(config.output_dir) if p.suffix == ".atom"] + [tmp_path / n for n in extra]
     done = subprocess.run(

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from html.parser import HTMLParser
 from pathlib import Path
@@ -32,21 +32,21 @@ from urllib.parse import quote
 
 import feedparser
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from conftest import rebuild, served_app
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from conftest import rebuild, served_app
-from feedsvc.web import builder
 from feedsvc.build import incremental
-from feedsvc.config import Config, load_config
-from feedsvc.model import Record
-from feedsvc.web.output import Output
 from feedsvc.build.served import etag_of
-from feedsvc.formats.documents import Build, build
 from feedsvc.build.store import Store
+from feedsvc.config import Config, load_config
+from feedsvc.formats.documents import Build, build
+from feedsvc.model import Record
+from feedsvc.web import builder
 from feedsvc.web.app import create_app
+from feedsvc.web.output import Output
 
 MEDIA_TYPES = {
     ".rss": "application/rss+xml; charset=utf-8",
@@ -256,7 +256,7 @@ def test_last_modified_is_the_newest_entry(client: FlaskClient, expected: Build)
             newest = max(e.updated_parsed for e in parsed.entries)
         else:
             newest = parsed.feed.updated_parsed
-        when = datetime(*newest[:6]).replace(tzinfo=timezone.utc)
+        when = datetime(*newest[:6]).replace(tzinfo=UTC)
         assert r.headers["Last-Modified"] == format_datetime(when, usegmt=True), path
     assert "Last-Modified" not in client.get("/style.css").headers
 
@@ -274,9 +274,7 @@ def elsewhere(config: Config, name: str) -> Config:
     return dataclasses.replace(config, output_dir=Path(config.output_dir).parent / name)
 
 
-def test_same_records_give_the_same_validators_in_every_app(
-    app: Flask, web_config: Config, expected: Build
-) -> None:
+def test_same_records_give_the_same_validators_in_every_app(app: Flask, web_config: Config, expected: Build) -> None:
     """Validators come from the bytes alone: a restarted app and an independent build agree."""
     paths = sorted(expected.documents)
     apps = [app, create_app(web_config), served_app(elsewhere(web_config, "second-machine"))]
@@ -390,7 +388,7 @@ def validators(client: FlaskClient) -> Validators:
     r = client.get("/feeds/all.atom")
     newest = max(e.updated_parsed for e in parse(r.data).entries)
     zipped = client.get("/feeds/all.atom", headers={"Accept-Encoding": "gzip"})
-    modified = datetime(*newest[:6]).replace(tzinfo=timezone.utc)
+    modified = datetime(*newest[:6]).replace(tzinfo=UTC)
     return Validators(r.headers["ETag"], zipped.headers["ETag"], modified)
 
 
@@ -434,7 +432,9 @@ def test_if_modified_since_without_a_date_to_compare(client: FlaskClient) -> Non
 # -- methods ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/feeds/all.rss", "/feeds/topics/ai.atom", "/index.html", "/style.css", "/feeds.opml"])
+@pytest.mark.parametrize(
+    "path", ["/feeds/all.rss", "/feeds/topics/ai.atom", "/index.html", "/style.css", "/feeds.opml"]
+)
 @pytest.mark.parametrize("accept", [None, "gzip"])
 def test_head_has_gets_headers_and_no_body(client: FlaskClient, path: str, accept: str | None) -> None:
     headers = {"Accept-Encoding": accept} if accept else {}
@@ -578,7 +578,14 @@ def test_healthz(web_config: Config, expected: Build) -> None:
     assert r.headers["X-Content-Type-Options"] == "nosniff"
     status = json.loads(r.data)
     assert set(status) == {
-        "status", "records_loaded", "records_rejected", "feeds", "documents", "generation", "pid", "last_build"
+        "status",
+        "records_loaded",
+        "records_rejected",
+        "feeds",
+        "documents",
+        "generation",
+        "pid",
+        "last_build",
     }
     assert status["status"] == "ok"
     assert status["records_loaded"] == len(expected.loaded.records) == 2
@@ -588,7 +595,7 @@ def test_healthz(web_config: Config, expected: Build) -> None:
     assert status["pid"] == os.getpid()
     assert status["generation"] >= 1
     last = datetime.fromisoformat(status["last_build"])
-    assert abs((datetime.now(timezone.utc) - last).total_seconds()) < 60
+    assert abs((datetime.now(UTC) - last).total_seconds()) < 60
     assert client.head("/healthz").status_code == 200
 
     # A build that changes documents is the next generation, and says when it was.
@@ -1058,7 +1065,7 @@ def test_a_worker_holds_no_records(web_config: Config) -> None:
 # -- access log and secrets ----------------------------------------------------------------
 
 ACCESS = re.compile(
-    r'(?P<addr>\S+) - - \[\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}:\d{2} \+0000\] '
+    r"(?P<addr>\S+) - - \[\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}:\d{2} \+0000\] "
     r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/1\.1" (?P<status>\d{3}) (?P<bytes>\d+) (?P<secs>\d+\.\d{6}) (?P<flag>\S+)'
 )
 

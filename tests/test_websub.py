@@ -31,17 +31,17 @@ from urllib.parse import parse_qs
 import feedparser
 import pytest
 import yaml
-from flask.testing import FlaskClient
-
 from conftest import served_app
-from feedsvc.web import builder
+from flask.testing import FlaskClient
+from servers import FEEDSVC, poll
+from test_validity import check_feed
+
 from feedsvc.build import incremental
 from feedsvc.config import ArchivesConfig, Config, WebSubConfig, base_url
 from feedsvc.formats.documents import build
+from feedsvc.web import builder
 from feedsvc.web.app import create_app
 from feedsvc.web.websub import Delivery, Notifier, feed_urls, hub_name, post_publish
-from servers import FEEDSVC, poll
-from test_validity import check_feed
 
 FEED_SUFFIXES = (".rss", ".atom", ".json")
 
@@ -173,7 +173,9 @@ def test_every_feed_names_its_hubs_and_itself(config: Config) -> None:
     for path in feeds:
         r = client.get("/" + path)
         self_url = base_url(config) + path
-        assert r.data == documents[path].body == (config.output_dir / path).read_bytes()  # the static file says the same
+        assert (
+            r.data == documents[path].body == (config.output_dir / path).read_bytes()
+        )  # the static file says the same
         if path.endswith(".json"):
             doc = json.loads(r.data)
             assert doc["hubs"] == [{"type": "WebSub", "url": hub} for hub in HUBS]
@@ -193,9 +195,9 @@ def test_every_feed_names_its_hubs_and_itself(config: Config) -> None:
     custom = client.get("/feeds/topics/ai.atom?provider=www.jalopnik.com&limit=1")
     canonical = base_url(config) + "feeds/topics/ai.atom?limit=1&provider=jalopnik.com"
     assert "Link" not in custom.headers
-    assert [(link.rel, link.href) for link in feedparser.parse(custom.data).feed.links if link.rel in ("hub", "self")] == [
-        ("self", canonical)
-    ]
+    assert [
+        (link.rel, link.href) for link in feedparser.parse(custom.data).feed.links if link.rel in ("hub", "self")
+    ] == [("self", canonical)]
     assert "hubs" not in json.loads(client.get("/feeds/all.json?limit=1").data)
 
 
@@ -337,7 +339,9 @@ def changed_record(config: Config) -> None:
     """Change one seed record so that some feeds' bytes change (a title) and not all."""
     record = sorted(Path(config.records_dir).glob("*.txt"))[1]
     text = record.read_text(encoding="utf-8")
-    record.write_text(text.replace("quality: 30", "quality: 31").replace("title: \"", "title: \"Updated: ", 1), encoding="utf-8")
+    record.write_text(
+        text.replace("quality: 30", "quality: 31").replace('title: "', 'title: "Updated: ', 1), encoding="utf-8"
+    )
 
 
 def quiet(receiver: Receiver, count: int, seconds: float = 0.3) -> None:
@@ -368,7 +372,7 @@ def test_a_build_notifies_the_feeds_whose_bytes_changed(config: Config, receiver
     after = feed_bodies(client, feeds)  # what the app serves now: the new build
     changed = sorted(base_url(config) + p for p in feeds if before[p] != after[p])
     assert 0 < len(changed) < len(feeds)
-    assert sorted(receiver.wait_for(len(feeds) + len(changed))[len(feeds):]) == changed  # each exactly once
+    assert sorted(receiver.wait_for(len(feeds) + len(changed))[len(feeds) :]) == changed  # each exactly once
     quiet(receiver, len(feeds) + len(changed))
     assert b.build().changed_paths == ()
     quiet(receiver, len(feeds) + len(changed))
@@ -439,7 +443,7 @@ def test_the_builder_rebuilds_on_a_file_event_and_notifies(config: Config, recei
         after = feed_bodies(client, feeds)
         changed = sorted(base_url(config) + p for p in feeds if before[p] != after[p])
         assert changed
-        assert sorted(receiver.wait_for(len(feeds) + len(changed))[len(feeds):]) == changed
+        assert sorted(receiver.wait_for(len(feeds) + len(changed))[len(feeds) :]) == changed
         quiet(receiver, len(feeds) + len(changed))
         assert len(outcomes) == 2  # one build for one change
     finally:
@@ -491,7 +495,9 @@ def test_feedsvc_build_notifies_the_feeds_it_changed(seeds_dir: Path, tmp_path: 
         record = sorted(seeds_dir.glob("*.txt"))[0]
         record.write_text(record.read_text(encoding="utf-8").replace("quality: 34", "quality: 35"), encoding="utf-8")
         # …and a title, so the feed bytes change (quality is not published).
-        record.write_text(record.read_text(encoding="utf-8").replace('title: "UK', 'title: "Now: UK', 1), encoding="utf-8")
+        record.write_text(
+            record.read_text(encoding="utf-8").replace('title: "UK', 'title: "Now: UK', 1), encoding="utf-8"
+        )
         count = len(hub.requests)
         done, _ = run_build(config)
         assert done.returncode == 0, done.stderr

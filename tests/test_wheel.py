@@ -34,7 +34,6 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
-
 from servers import free_port, request, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +42,9 @@ START_TIMEOUT = 30.0
 PACKAGE_FILES = ("base.html", "feed.html", "index.html", "feeds.opml", "style.css")
 
 
-def run(args: list[str | Path], *, cwd: Path, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run(
+    args: list[str | Path], *, cwd: Path, timeout: float = 300, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     """Run a command to its end; unless `check` is false, fail the test with its output if it exits non-zero."""
     proc = subprocess.run(
         [str(a) for a in args],
@@ -84,7 +85,9 @@ class Wheel:
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Wheel:
     """The checkout's wheel, built from a copy of its files (setuptools' build/ would carry stale ones)."""
     setuptools = tuple(int(p) for p in version("setuptools").split(".")[:2])
-    assert setuptools >= (70, 1), f"setuptools {version('setuptools')} cannot build the wheel offline: run scripts/setup"
+    assert setuptools >= (70, 1), (
+        f"setuptools {version('setuptools')} cannot build the wheel offline: run scripts/setup"
+    )
     src = tmp_path_factory.mktemp("src")
     files = checkout_files()
     for rel in files:
@@ -173,7 +176,12 @@ def test_installed_wheel_builds_and_serves_the_seeds(venv: Path, site: Path, tmp
     with open(stdout, "wb") as o, open(stderr, "wb") as e:
         proc = subprocess.Popen(
             [str(feedsvc), "--config", str(config), "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=work, env=clean_env(), stdout=o, stderr=e, stdin=subprocess.DEVNULL, start_new_session=True,
+            cwd=work,
+            env=clean_env(),
+            stdout=o,
+            stderr=e,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
     try:
         deadline = time.monotonic() + START_TIMEOUT

@@ -13,14 +13,13 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_records import CASES
 
+from feedsvc.config import Config
 from feedsvc.records import read as records
 from feedsvc.records import yamlfast
-from feedsvc.config import Config
 from feedsvc.records.read import Loaded, parse_bytes, settings_for
 from feedsvc.synth import record_text
-
-from test_records import CASES
 
 SETTINGS = settings_for(Config())
 SEEDS = sorted((Path(__file__).resolve().parent.parent / "seeds").glob("*.txt"))
@@ -70,11 +69,28 @@ def test_the_fast_path_is_really_yaml_rs(monkeypatch: pytest.MonkeyPatch) -> Non
 @pytest.mark.parametrize(
     "text",
     [
-        "published: yes", "published: Off", "quality: 010", "quality: 0o10", "quality: 1e3",
-        "quality: 3.10", "title: 1:20", "title: 2023-12-21", "title: 2023-12-21T17:35:00Z",
-        "title: !!str 12", "a: &x 1\nb: *x", "<<: {title: x}", "? [1, 2]\n: x", "title: 1_000",
-        "title: 123456789012345678901234567890123456789012345", "a: 1\na: 2", "title: ~", "title: .inf",
-        "title: 2023-02-30", "topics: [yes, no, 007]", "published: TRUE", "title: '2023-12-21'",
+        "published: yes",
+        "published: Off",
+        "quality: 010",
+        "quality: 0o10",
+        "quality: 1e3",
+        "quality: 3.10",
+        "title: 1:20",
+        "title: 2023-12-21",
+        "title: 2023-12-21T17:35:00Z",
+        "title: !!str 12",
+        "a: &x 1\nb: *x",
+        "<<: {title: x}",
+        "? [1, 2]\n: x",
+        "title: 1_000",
+        "title: 123456789012345678901234567890123456789012345",
+        "a: 1\na: 2",
+        "title: ~",
+        "title: .inf",
+        "title: 2023-02-30",
+        "topics: [yes, no, 007]",
+        "published: TRUE",
+        "title: '2023-12-21'",
     ],
 )
 def test_scalars_yaml_11_and_12_read_differently_go_to_pyyaml(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -84,16 +100,67 @@ def test_scalars_yaml_11_and_12_read_differently_go_to_pyyaml(text: str, monkeyp
 
 
 _SCALARS = st.sampled_from(
-    ["yes", "No", "on", "~", "null", "Null", "true", "True", "010", "0o7", "0x1F", "1e3", "1.0e+3", "3.10", ".5",
-     "-.inf", ".NaN", "1:20", "1_000", "2023-12-21", "2023-12-21T17:35:00Z", "2023-12-21 17:35:00",
-     "2023-1-5", "'quoted'", '"dq \\u00e9"', "plain words", "a: b", "x # c", "=", "<<", "-1", "+1", "0"]
+    [
+        "yes",
+        "No",
+        "on",
+        "~",
+        "null",
+        "Null",
+        "true",
+        "True",
+        "010",
+        "0o7",
+        "0x1F",
+        "1e3",
+        "1.0e+3",
+        "3.10",
+        ".5",
+        "-.inf",
+        ".NaN",
+        "1:20",
+        "1_000",
+        "2023-12-21",
+        "2023-12-21T17:35:00Z",
+        "2023-12-21 17:35:00",
+        "2023-1-5",
+        "'quoted'",
+        '"dq \\u00e9"',
+        "plain words",
+        "a: b",
+        "x # c",
+        "=",
+        "<<",
+        "-1",
+        "+1",
+        "0",
+    ]
 )
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(st.sampled_from(["title", "excerpt", "quality", "heat", "published", "topics", "type",
-                                           "publishedDateTime", "updatedDateTime", "category"]), _SCALARS),
-                max_size=8))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(
+                [
+                    "title",
+                    "excerpt",
+                    "quality",
+                    "heat",
+                    "published",
+                    "topics",
+                    "type",
+                    "publishedDateTime",
+                    "updatedDateTime",
+                    "category",
+                ]
+            ),
+            _SCALARS,
+        ),
+        max_size=8,
+    )
+)
 def test_any_mix_of_tricky_scalars_reads_alike(pairs: list[tuple[str, str]]) -> None:
     lines = ["---", "webUrl: https://example.com/a"]
     lines += [f"{k}: [{v}]" if k == "topics" else f"{k}: {v}" for k, v in pairs]

@@ -16,42 +16,50 @@ any sequence of incremental ones give the same bytes (tests/test_incremental.py)
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
-import functools
 import hashlib
 import marshal
 import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from typing import Any
 from concurrent.futures import ProcessPoolExecutor
-import dataclasses
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from operator import itemgetter
 from pathlib import Path
+from typing import Any
 
 from feedsvc import __version__
-from feedsvc.records import codec
-from feedsvc.formats import compress
-from feedsvc.config import Config, check_output_dir
-from feedsvc.records.fields import Settings
-from feedsvc.errors import FeedsvcError, RecordError
+from feedsvc.build.served import ARCHIVE, REVALIDATE, Served, etag_of_digest
+from feedsvc.build.store import (
+    CacheDamaged,
+    PageRef,
+    Parsed,
+    Stamp,
+    Store,
+    archive_pages,
+    feed_key,
+    memberships,
+    paged_feeds,
+    plan_pages,
+    use_page_size,
+)  # fmt: skip
 from feedsvc.build.write import MANIFEST, PublishResult, publish, write_atomic
-from feedsvc.records.read import Loaded, load_bytes, read_record, settings_for, with_identity_lines, walk_folders
+from feedsvc.config import Config, check_output_dir
+from feedsvc.errors import FeedsvcError, RecordError
 from feedsvc.feeds.archives import Paging
+from feedsvc.formats import compress
+from feedsvc.formats.documents import Document, archive_documents, feed_documents, site_documents, with_gzip
 from feedsvc.formats.html import templates_digest
 from feedsvc.formats.registry import ARCHIVE_FORMATS
 from feedsvc.formats.rss_atom import Site, keep_fragments
-from feedsvc.formats.documents import Document, archive_documents, feed_documents, site_documents, with_gzip
 from feedsvc.model import Feed, FeedSummary, archive_path
-from feedsvc.build.served import ARCHIVE, REVALIDATE, Served, etag_of_digest
-from feedsvc.build.store import (
-    CacheDamaged, PageRef, Parsed, Stamp, Store, archive_pages, feed_key, memberships, paged_feeds, plan_pages,
-    use_page_size,
-)  # fmt: skip
+from feedsvc.records import codec
+from feedsvc.records.fields import Settings
+from feedsvc.records.read import Loaded, load_bytes, read_record, settings_for, walk_folders, with_identity_lines
 
 #: Below this many changed files, parsing stays in this process.
 PARALLEL_MIN = 400
@@ -348,7 +356,6 @@ def fingerprint(config: Config) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-
 def default_cache_path(out: Path) -> Path:
     """Beside the output folder, never in it: a web server must not publish it."""
     return out.parent / f".{out.name}.feedsvc-cache.sqlite"
@@ -365,7 +372,7 @@ def scan_rows(root: Path) -> list[tuple[str, int, int, int]]:
     Plain tuples, compared as they are: at 100,000 files, an object per file
     costs as much as the stat.
     """
-    rows = []
+    rows: list[tuple[str, int, int, int]] = []
     append = rows.append
     for prefix, entries in walk_folders(root):
         for entry in entries:
@@ -395,7 +402,9 @@ def _changed(
     return [(rel, Stamp(size, mtime, ino), known.get(rel)) for rel, size, mtime, ino in new], removed
 
 
-def parse_one(root: Path, rel: str, stamp: Stamp, known: str | None, settings: Settings, filters: Filters) -> Parsed | str:
+def parse_one(
+    root: Path, rel: str, stamp: Stamp, known: str | None, settings: Settings, filters: Filters
+) -> Parsed | str:
     """Parse one file for the cache; the bare digest if its bytes are `known` already."""
     data = read_record(root, rel, settings)
     if isinstance(data, Loaded):  # rejected unread: never trust a digest for it
@@ -432,7 +441,21 @@ def _as_row(result: Parsed | str) -> str | tuple[object, ...]:
         return result
     p = result
     problems = tuple((e.path, e.field, e.reason, e.line, e.severity) for e in p.problems)
-    return (p.rel, p.stamp.size, p.stamp.mtime_ns, p.stamp.ino, p.digest, p.rec, p.id, p.updated, p.published, p.selected, p.feeds, problems, p.left_out)
+    return (
+        p.rel,
+        p.stamp.size,
+        p.stamp.mtime_ns,
+        p.stamp.ino,
+        p.digest,
+        p.rec,
+        p.id,
+        p.updated,
+        p.published,
+        p.selected,
+        p.feeds,
+        problems,
+        p.left_out,
+    )
 
 
 def _from_row(row: str | tuple[Any, ...]) -> Parsed | str:
@@ -462,9 +485,12 @@ def parse_many(
                 progress(len(chunk))
             yield from results
         return
-    jobs = [(root, marshal.dumps([(rel, st.size, st.mtime_ns, st.ino, known) for rel, st, known in c]), settings, filters) for c in chunks]
+    jobs = [
+        (root, marshal.dumps([(rel, st.size, st.mtime_ns, st.ino, known) for rel, st, known in c]), settings, filters)
+        for c in chunks
+    ]
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork")) as pool:
-        for chunk, blob in zip(chunks, pool.map(_parse_chunk, jobs)):
+        for chunk, blob in zip(chunks, pool.map(_parse_chunk, jobs), strict=True):
             if progress:
                 progress(len(chunk))
             yield from map(_from_row, marshal.loads(blob))
@@ -506,7 +532,9 @@ def refresh(
     affected: set[str] = set()
     parsed = 0
     batch: list[Parsed] = []
-    for item, result in zip(todo, parse_many(root, todo, settings_for(config), filters_for(config), workers or cores(), tick)):
+    for item, result in zip(
+        todo, parse_many(root, todo, settings_for(config), filters_for(config), workers or cores(), tick), strict=True
+    ):
         if isinstance(result, str):
             store.touch(item[0], item[1])
             continue
@@ -560,7 +588,7 @@ def render(
     runs, names, gone = _plan_archives(store, plan, paging, site, everything)
     documents: dict[str, Document] = {}
     feeds = [(text, names.get(text, ())) for text in plan.feeds]
-    jobs = [(feeds[i : i + 16], [], paging, site) for i in range(0, len(feeds), 16)]
+    jobs: list[_Job] = [(feeds[i : i + 16], [], paging, site) for i in range(0, len(feeds), 16)]
     # Newest pages first, across feeds: the pages that share an entry (one per
     # feed the record is in) come close together, while its fragment is kept.
     runs.sort(key=lambda run: run[1][0].name.replace("first", "0"), reverse=True)
@@ -645,7 +673,11 @@ def _open_reader(cache: Path) -> None:
     keep_fragments(FRAGMENTS_KEPT)
 
 
-def _render_chunk(args: tuple[list[tuple[str, tuple[str, ...]]], list[_Run], Paging, Site]) -> list[Document]:
+#: A render job: feeds (each with its page names) and runs of archive pages.
+_Job = tuple[list[tuple[str, tuple[str, ...]]], list[_Run], Paging, Site]
+
+
+def _render_chunk(args: _Job) -> list[Document]:
     assert _READER is not None
     return _render_with(_READER, *args)
 

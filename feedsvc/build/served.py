@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from email.utils import formatdate
 from functools import lru_cache
-
-from werkzeug.http import http_date
 
 #: Cache policies a document can have. Every document is revalidated once
 #: its max-age is over (ETag, Last-Modified, 304): no URL is ever `immutable`,
@@ -48,8 +47,8 @@ def etag_of(body: bytes) -> str:
 
 @lru_cache(maxsize=8192)
 def http_date_of(epoch: int) -> str:
-    """An HTTP date (RFC 9110 5.6.7) for whole seconds since the epoch; many documents share one."""
-    return http_date(epoch)
+    """An HTTP date (RFC 9110 5.6.7, IMF-fixdate) for whole seconds since the epoch; many documents share one."""
+    return formatdate(epoch, usegmt=True)
 
 
 @dataclass(frozen=True, slots=True)

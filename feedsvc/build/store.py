@@ -25,12 +25,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from feedsvc.records import codec
-from feedsvc.errors import FeedsvcError, RecordError
-from feedsvc.feeds.rules import ALL_NAME, display_name, topic_keys
-from feedsvc.feeds.archives import Paging, layout
-from feedsvc.model import ArchivePage, Feed, FeedKey, FeedKind, FeedSummary, Record
 from feedsvc.build.served import Served
+from feedsvc.errors import FeedsvcError, RecordError
+from feedsvc.feeds.archives import Paging, layout
+from feedsvc.feeds.rules import ALL_NAME, display_name, topic_keys
+from feedsvc.model import ArchivePage, Feed, FeedKey, FeedKind, FeedSummary, Record
+from feedsvc.records import codec
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -189,19 +189,23 @@ class Store:
         """Store new parses and forget removed files; return the feeds whose entries may differ."""
         removed = list(removed)
         gone = [p.rel for p in parsed] + removed
-        affected_ids = set()
+        affected_ids: set[str] = set()
         affected: set[str] = set()
         for chunk in _chunks(gone):
             marks = ",".join("?" * len(chunk))
-            affected.update(f for (f,) in self.db.execute(f"SELECT DISTINCT feed FROM members WHERE rel IN ({marks})", chunk))
-            affected_ids.update(i for (i,) in self.db.execute(f"SELECT id FROM files WHERE rel IN ({marks}) AND id IS NOT NULL", chunk))
+            affected.update(
+                f for (f,) in self.db.execute(f"SELECT DISTINCT feed FROM members WHERE rel IN ({marks})", chunk)
+            )
+            affected_ids.update(
+                i for (i,) in self.db.execute(f"SELECT id FROM files WHERE rel IN ({marks}) AND id IS NOT NULL", chunk)
+            )
             self.db.execute(f"DELETE FROM members WHERE rel IN ({marks})", chunk)
             self.db.execute(f"DELETE FROM files WHERE rel IN ({marks})", chunk)
         # A new record goes in as its article's file (best=1); `_elect` clears
         # the flag of those that lose, usually none, instead of setting it on all.
         self.db.executemany(
-            "INSERT INTO files (rel, size, mtime_ns, ino, digest, rec, id, updated, published, selected, best, problems,"
-            " rec_sum, left_out) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO files (rel, size, mtime_ns, ino, digest, rec, id, updated, published, selected, best,"
+            " problems, rec_sum, left_out) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             [
                 (p.rel, p.stamp.size, p.stamp.mtime_ns, p.stamp.ino, p.digest, p.rec, p.id, p.updated,
                  p.published, int(p.selected), int(p.id is not None), _encode_problems(p.problems),
@@ -246,7 +250,9 @@ class Store:
         affected: set[str] = set()
         for chunk in _chunks(leaving):
             marks = ",".join("?" * len(chunk))
-            affected.update(f for (f,) in self.db.execute(f"SELECT DISTINCT feed FROM members WHERE rel IN ({marks})", chunk))
+            affected.update(
+                f for (f,) in self.db.execute(f"SELECT DISTINCT feed FROM members WHERE rel IN ({marks})", chunk)
+            )
             self.db.execute(f"DELETE FROM members WHERE rel IN ({marks})", chunk)
         members: list[tuple[str, str, str, int, str]] = []
         for rel in joining:
@@ -282,7 +288,7 @@ class Store:
         pages, oldest first (`plan_pages` says which).
         """
         key = feed_key(text)
-        total, = self.db.execute("SELECT count(*) FROM members WHERE feed=?", (text,)).fetchone()
+        (total,) = self.db.execute("SELECT count(*) FROM members WHERE feed=?", (text,)).fetchone()
         if not total and key.kind is not FeedKind.ALL:
             return None
         rows = self.db.execute(
@@ -296,13 +302,15 @@ class Store:
     def _name(self, key: FeedKey, text: str) -> str:
         if key.kind is FeedKind.ALL:
             return ALL_NAME
-        counts = Counter(dict(self.db.execute("SELECT name, count(*) FROM members WHERE feed=? GROUP BY name", (text,))))
+        counts = Counter(
+            dict(self.db.execute("SELECT name, count(*) FROM members WHERE feed=? GROUP BY name", (text,)))
+        )
         return display_name(counts)
 
     def summarize(self, text: str, max_entries: int) -> bool:
         """Store what the index says of a feed (as `feed` would make it); False if it is gone."""
         key = feed_key(text)
-        total, = self.db.execute("SELECT count(*) FROM members WHERE feed=?", (text,)).fetchone()
+        (total,) = self.db.execute("SELECT count(*) FROM members WHERE feed=?", (text,)).fetchone()
         if not total and key.kind is not FeedKind.ALL:
             self.db.execute("DELETE FROM summaries WHERE feed=?", (text,))
             return False
@@ -311,7 +319,9 @@ class Store:
             " JOIN files f ON f.rel = t.rel",
             (text, max_entries),
         ).fetchone()
-        self.db.execute("INSERT OR REPLACE INTO summaries VALUES (?,?,?,?)", (text, self._name(key, text), total, updated))
+        self.db.execute(
+            "INSERT OR REPLACE INTO summaries VALUES (?,?,?,?)", (text, self._name(key, text), total, updated)
+        )
         return True
 
     def pending(self) -> set[str]:
@@ -528,7 +538,9 @@ def use_page_size(store: Store, page_size: int) -> None:
         for statement in _ARCHIVE_SCHEMA:
             db.execute(statement)
         if db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='archive_pages'").fetchone():
-            db.execute("INSERT OR IGNORE INTO archive_digests (feed, page) SELECT feed, CAST(page AS TEXT) FROM archive_pages")
+            db.execute(
+                "INSERT OR IGNORE INTO archive_digests (feed, page) SELECT feed, CAST(page AS TEXT) FROM archive_pages"
+            )
             db.execute("DROP TRIGGER IF EXISTS archive_pages_written")
             db.execute("DROP TABLE archive_pages")
         row = db.execute("SELECT value FROM meta WHERE key='page_size'").fetchone()
@@ -591,7 +603,7 @@ def plan_pages(store: Store, text: str, paging: Paging, salt: str, *, everything
     render: list[PageRef] = []
     staged: list[tuple[str, str, str]] = []
     for span in spans:
-        h = hashlib.sha256(f"{salt}\0{name}\0{span.name}\0{span.prev or ''}\0{span.next or ''}".encode("utf-8"))
+        h = hashlib.sha256(f"{salt}\0{name}\0{span.name}\0{span.prev or ''}\0{span.next or ''}".encode())
         for _id, _published, digest in rows[span.start : span.stop]:
             h.update(b"\0" + digest.encode("ascii"))
         digest = h.hexdigest()

@@ -44,8 +44,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from feedsvc.records import codec
 from feedsvc.config import Config
+from feedsvc.records import codec
 
 #: The oldest page's name: it always starts at the feed's oldest archived entry.
 FIRST = "first"
@@ -155,7 +155,7 @@ def layout(entries: Sequence[tuple[str, int]], paging: Paging) -> list[Span]:
     # Forced boundaries in stretches longer than max_size (the newest one is open).
     step = paging.max_size - m + 1
     cuts: list[int] = []
-    for a, b in zip(starts, [*starts[1:], n]):
+    for a, b in zip(starts, [*starts[1:], n], strict=True):
         pieces = list(range(a, b, step))
         if b < n and len(pieces) > 1 and b - pieces[-1] < m:
             pieces.pop()

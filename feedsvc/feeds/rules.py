@@ -11,11 +11,11 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from feedsvc.records import codec
-from feedsvc.feeds.archives import Paging, split
 from feedsvc.config import Config
 from feedsvc.errors import RecordError
+from feedsvc.feeds.archives import Paging, split
 from feedsvc.model import ArchivePage, Feed, FeedKey, FeedKind, Record
+from feedsvc.records import codec
 from feedsvc.text import topic_slug
 
 ALL_NAME = "All articles"
@@ -39,9 +39,7 @@ def select(records: Iterable[Record], config: Config) -> Selection:
     """
     merged = dedupe(records)
     kept = tuple(
-        r
-        for r in merged.records
-        if (r.is_published or config.include_unpublished) and r.quality >= config.min_quality
+        r for r in merged.records if (r.is_published or config.include_unpublished) and r.quality >= config.min_quality
     )
     return Selection(kept, merged.problems)
 

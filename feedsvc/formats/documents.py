@@ -14,16 +14,23 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
-from feedsvc.formats.compress import gzip_body
 from feedsvc.config import Config
 from feedsvc.errors import RecordError
 from feedsvc.feeds.rules import build_feeds_and_archives, select
-from feedsvc.model import ArchivePage, Feed, FeedKey, archive_path
-from feedsvc.formats.html import favicon, render_feed_page, render_index, render_not_found, render_opml, stylesheet
-from feedsvc.records.read import LoadResult, load_records
+from feedsvc.formats.compress import gzip_body
+from feedsvc.formats.html import (
+    Listed,
+    favicon,
+    render_feed_page,
+    render_index,
+    render_not_found,
+    render_opml,
+    stylesheet,
+)
 from feedsvc.formats.registry import ARCHIVE_FORMATS, CSS, FEED_FORMATS, HTML, ICO, INDEX, OPML, OPML_LIST
 from feedsvc.formats.rss_atom import Site
-
+from feedsvc.model import ArchivePage, Feed, FeedKey, archive_path
+from feedsvc.records.read import LoadResult, load_records
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +107,7 @@ def feed_documents(feed: Feed, site: Site) -> tuple[Document, ...]:
     path = feed.key.path
     archive_links = [archive_path(feed.key, page) for page in feed.pages]
     docs = [
-        Document(f"{path}.{fmt.suffix}", fmt.render(feed, site), fmt.content_type, feed.updated)
-        for fmt in FEED_FORMATS
+        Document(f"{path}.{fmt.suffix}", fmt.render(feed, site), fmt.content_type, feed.updated) for fmt in FEED_FORMATS
     ]
     docs.append(Document(f"{path}.html", render_feed_page(feed, site, archive_links), HTML.content_type, feed.updated))
     return tuple(docs)
@@ -115,7 +121,7 @@ def archive_documents(page: ArchivePage, site: Site) -> tuple[Document, ...]:
     )
 
 
-def site_documents(feeds: Sequence[Feed], site: Site) -> list[Document]:
+def site_documents(feeds: Sequence[Listed], site: Site) -> list[Document]:
     """The documents that list feeds (index, OPML), and the site's stylesheet, favicon and 404 page."""
     newest = max((f.updated for f in feeds if f.updated), default=None)
     return [

@@ -24,9 +24,9 @@ from typing import Any, Protocol
 
 import jinja2
 
-from feedsvc.model import Feed, FeedKey, FeedKind, Record
 from feedsvc.formats.registry import ARCHIVE_FORMATS, FEED_FORMATS
 from feedsvc.formats.rss_atom import Site, feed_title
+from feedsvc.model import Feed, FeedKey, FeedKind, Record
 
 
 class Listed(Protocol):
@@ -40,6 +40,7 @@ class Listed(Protocol):
     def total(self) -> int: ...
     @property
     def updated(self) -> datetime | None: ...
+
 
 #: The templates, the stylesheet and the favicon the pages are made from.
 TEMPLATES = files(__package__).joinpath("templates")
@@ -126,9 +127,7 @@ def render_index(feeds: Sequence[Listed], site: Site) -> bytes:
     """/index.html: every feed with its size, newest date and subscribe links."""
     all_feeds = [f for f in feeds if f.key.kind is FeedKind.ALL]
     discovery = [a for f in all_feeds for a in _autodiscovery(f, site)]
-    return _render(
-        "index.html", site=site, page_title=site.title, sections=_rows(feeds, site), autodiscovery=discovery
-    )
+    return _render("index.html", site=site, page_title=site.title, sections=_rows(feeds, site), autodiscovery=discovery)
 
 
 def render_feed_page(feed: Feed, site: Site, archive_links: Sequence[str] = ()) -> bytes:

@@ -34,8 +34,8 @@ import json
 from datetime import datetime
 from typing import Any
 
-from feedsvc.model import Feed, Image, Record
 from feedsvc.formats.rss_atom import Site, content_html, entry_updated_times, feed_title, plain, safe_url
+from feedsvc.model import Feed, Image, Record
 from feedsvc.text import image_media_type
 
 VERSION = "https://jsonfeed.org/version/1.1"
@@ -63,7 +63,7 @@ def render_json(feed: Feed, site: Site, *, query: str = "", title: str | None = 
     if site.hubs:
         doc["hubs"] = [{"type": HUB_TYPE, "url": safe_url(hub)} for hub in site.hubs]
     updated = entry_updated_times(feed.entries)
-    doc["items"] = [_item(r, when) for r, when in zip(feed.entries, updated)]
+    doc["items"] = [_item(r, when) for r, when in zip(feed.entries, updated, strict=True)]
     text = json.dumps(doc, ensure_ascii=False, indent=2, allow_nan=False)
     return text.encode("utf-8") + b"\n"
 

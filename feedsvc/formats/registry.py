@@ -67,7 +67,9 @@ def _rss_atom_archive(fmt: str) -> Callable[..., bytes]:
 
 RSS = FeedFormat("rss", rss_atom.MEDIA_TYPES["rss"], "RSS", _rss_atom("rss"), _rss_atom_archive("rss"))
 ATOM = FeedFormat("atom", rss_atom.MEDIA_TYPES["atom"], "Atom", _rss_atom("atom"), _rss_atom_archive("atom"))
-JSON = FeedFormat("json", jsonfeed.MEDIA_TYPE, "JSON Feed", lambda feed, site, **options: jsonfeed.render_json(feed, site, **options))
+JSON = FeedFormat(
+    "json", jsonfeed.MEDIA_TYPE, "JSON Feed", lambda feed, site, **options: jsonfeed.render_json(feed, site, **options)
+)
 HTML = Format("html", "text/html", "HTML")
 OPML = Format("opml", "text/x-opml", "OPML")
 CSS = Format("css", "text/css", "CSS")

@@ -27,15 +27,16 @@ related        <link rel="related" title>       (content:encoded only)
 
 from __future__ import annotations
 
-import hashlib
 import functools
+import hashlib
 import html
 import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from html.entities import html5, name2codepoint
+from typing import Protocol
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from feedgen.entry import FeedEntry
@@ -52,7 +53,7 @@ from feedsvc.model import ArchivePage, Feed, FeedKey, FeedKind, FeedSummary, Rec
 from feedsvc.text import image_media_type
 
 #: The date an empty feed claims: fixed, so an empty feed is deterministic too.
-EMPTY_FEED_DATE = datetime(2000, 1, 1, tzinfo=timezone.utc)
+EMPTY_FEED_DATE = datetime(2000, 1, 1, tzinfo=UTC)
 #: The media types of the two formats written here (`formats.registry` lists every format).
 MEDIA_TYPES = {"rss": "application/rss+xml", "atom": "application/atom+xml"}
 ATOM_NS = "http://www.w3.org/2005/Atom"
@@ -119,7 +120,16 @@ _FRAGMENT_FEED = Feed(key=FeedKey(FeedKind.ALL, "all"), name="", entries=(), tot
 _FRAGMENT_SITE = Site(title="-", description="-", language="en", base_url="http://localhost/", ttl_minutes=1)
 
 
-def feed_title(site: Site, feed: Feed | FeedSummary | ArchivePage) -> str:
+class Named(Protocol):
+    """Anything with a feed's key and name: a `Feed`, a `FeedSummary`, an `ArchivePage`."""
+
+    @property
+    def key(self) -> FeedKey: ...
+    @property
+    def name(self) -> str: ...
+
+
+def feed_title(site: Site, feed: Named) -> str:
     """The site title for the all-articles feed, else "<site title>: <name>"."""
     if feed.key.kind is FeedKind.ALL:
         return site.title
@@ -163,7 +173,7 @@ def render_archive(page: ArchivePage, site: Site, fmt: str) -> bytes:
     if fmt not in MEDIA_TYPES:
         raise ValueError(f"unknown feed format {fmt!r}; known: {', '.join(MEDIA_TYPES)}")
     updated = entry_updated_times(page.entries)
-    since = page.entries[-1].published.astimezone(timezone.utc).date().isoformat() if page.entries else ""
+    since = page.entries[-1].published.astimezone(UTC).date().isoformat() if page.entries else ""
     title = f"{feed_title(site, page)} (archive from {since})"
     self_url = site.url(f"{page.path}.{fmt}")
     fg = _generator(page, site, fmt, max(updated, default=EMPTY_FEED_DATE), "", title, self_url=self_url)
@@ -180,7 +190,7 @@ def render_archive(page: ArchivePage, site: Site, fmt: str) -> bytes:
 def _finish(fg: FeedGenerator, entries: Sequence[Record], updated: Sequence[datetime], fmt: str) -> bytes:
     if _FRAGMENTS.limit:
         return _splice(_serialize(fg, fmt), _FRAGMENTS.get(entries, updated, fmt), fmt)
-    for record, when in zip(entries, updated):
+    for record, when in zip(entries, updated, strict=True):
         _entry(fg.add_entry(order="append"), record, when)
     return _serialize(fg, fmt)
 
@@ -234,17 +244,19 @@ class Fragments:
     def get(self, entries: Sequence[Record], updated: Sequence[datetime], fmt: str) -> list[bytes]:
         """The serialized entries, in order; those not kept are written in one document."""
         keys = [(r, when, fmt) for r, when in zip(entries, updated, strict=True)]
-        found = [self._kept.pop(key, None) for key in keys]
+        found: list[bytes | None] = [self._kept.pop(key, None) for key in keys]
         missing = [i for i, got in enumerate(found) if got is None]
         if missing:
             written = self._write([keys[i] for i in missing], fmt)
             for i, fragment in zip(missing, written, strict=True):
                 found[i] = fragment
-        for key, fragment in zip(keys, found, strict=True):
+        done = [fragment for fragment in found if fragment is not None]
+        assert len(done) == len(keys), "every entry not kept was written"
+        for key, fragment in zip(keys, done, strict=True):
             self._kept[key] = fragment  # (again) the most recently used
         while len(self._kept) > self.limit:
             del self._kept[next(iter(self._kept))]  # the least recently used
-        return found  # type: ignore[return-value]  # every None was filled
+        return done
 
     def _write(self, keys: Sequence[tuple[Record, datetime, str]], fmt: str) -> list[bytes]:
         fg = self._writers.get(fmt)
@@ -297,7 +309,12 @@ def entry_updated_times(entries: Sequence[Record]) -> list[datetime]:
 
 
 def _generator(
-    feed: Feed | ArchivePage, site: Site, fmt: str, updated: datetime, query: str, title: str | None,
+    feed: Feed | ArchivePage,
+    site: Site,
+    fmt: str,
+    updated: datetime,
+    query: str,
+    title: str | None,
     self_url: str | None = None,
 ) -> FeedGenerator:
     """The feed-level metadata; `self_url` is given for an archive page (it names no hub)."""
@@ -367,12 +384,7 @@ def plain(text: str) -> str:
 
 def _break_reference(m: re.Match[str]) -> str:
     name, semicolon = m.group(1), m.group(2)
-    if (
-        name in name2codepoint
-        or name == "apos"
-        or not name.isalpha()
-        or (semicolon and f"{name};" in html5)
-    ):
+    if name in name2codepoint or name == "apos" or not name.isalpha() or (semicolon and f"{name};" in html5):
         return "&" + _JOINER + m.group(0)[1:]
     return m.group(0)
 

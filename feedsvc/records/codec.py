@@ -10,13 +10,13 @@ the way. Dates travel as integer microseconds since the epoch, exactly.
 from __future__ import annotations
 
 import marshal
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from feedsvc.model import Image, Provider, Record, Related
 
 #: Bumped whenever the layout below changes; part of the cache fingerprint.
 VERSION = 4
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 
 

@@ -15,7 +15,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from typing import Any, TypeVar
 
 from feedsvc.errors import RecordError
@@ -26,8 +26,8 @@ from feedsvc.text import MAX_URL_CHARS, canonical_url, http_url, plain_text, pro
 #: web to publish on (the W3C feed validator calls such dates implausible), and
 #: after 2100 is a typo, not a schedule. Fixed bounds, so what is published
 #: never depends on the clock.
-EARLIEST = datetime(1990, 1, 1, tzinfo=timezone.utc)
-LATEST = datetime(2100, 1, 1, tzinfo=timezone.utc)
+EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 #: Longest topic name, provider name and category or type kept, in characters.
 MAX_NAME_CHARS = 100
 #: At most this many problems are reported per list field; the rest are counted.
@@ -148,9 +148,7 @@ def entry_id(canonical: str) -> str:
 _URL_NAMESPACE = uuid.NAMESPACE_URL.bytes
 
 
-def _text(
-    f: _Fields, values: dict[Any, Any], name: str, s: Settings, limit: int, required: bool = False
-) -> str | None:
+def _text(f: _Fields, values: dict[Any, Any], name: str, s: Settings, limit: int, required: bool = False) -> str | None:
     value = values.get(name)
     if value is None:
         if required:
@@ -212,7 +210,11 @@ def _same_number(text: str, value: int | float) -> bool:
     if ":" in text or text.lower().lstrip("+-") in (".inf", ".nan"):
         return True  # base 60 ("12:30" is 750), or infinity
     cleaned = text.replace("_", "")
-    readings = (lambda: int(cleaned, 0), lambda: int(cleaned, 8), lambda: int(cleaned)) if isinstance(value, int) else (lambda: float(cleaned),)
+    readings = (
+        (lambda: int(cleaned, 0), lambda: int(cleaned, 8), lambda: int(cleaned))
+        if isinstance(value, int)
+        else (lambda: float(cleaned),)
+    )
     for read in readings:
         try:
             if read() == value:
@@ -225,7 +227,9 @@ def _same_number(text: str, value: int | float) -> bool:
 def _links(f: _Fields, values: dict[Any, Any]) -> tuple[str | None, str | None]:
     web = _url(f, values, "webUrl")
     original = _url(f, values, "originalUrl")
-    if (web is None and values.get("webUrl") is not None) or (original is None and values.get("originalUrl") is not None):
+    if (web is None and values.get("webUrl") is not None) or (
+        original is None and values.get("originalUrl") is not None
+    ):
         return None, None  # a link that is there but unusable: already reported
     link = web or original
     if link is None:
@@ -281,9 +285,9 @@ def parse_date(value: Any) -> datetime | None:
     else:
         return None
     if dt.tzinfo is None:
-        return dt.replace(tzinfo=timezone.utc)
+        return dt.replace(tzinfo=UTC)
     try:
-        return dt.astimezone(timezone.utc)
+        return dt.astimezone(UTC)
     except (OverflowError, ValueError):  # year 1 or 9999 with an offset
         return None
 
@@ -322,9 +326,7 @@ def _provider(f: _Fields, values: dict[Any, Any], link: str, s: Settings) -> Pro
     return Provider(name=name or domain, domain=domain)
 
 
-def _items(
-    f: _Fields, name: str, raw: list[Any], cap: int, make: Callable[[Any], T | None], skipped: str
-) -> list[T]:
+def _items(f: _Fields, name: str, raw: list[Any], cap: int, make: Callable[[Any], T | None], skipped: str) -> list[T]:
     """Up to `cap` items that `make` accepts, reading a bounded number of items.
 
     Items `make` refuses (None) are skipped with a warning (the first few

@@ -29,9 +29,9 @@ from yaml.constructor import SafeConstructor
 
 from feedsvc.config import Config
 from feedsvc.errors import NOT_UTF8_PREFIX, RecordError
-from feedsvc.records.fields import Settings, record_from_mapping
-from feedsvc.records import yamlfast
 from feedsvc.model import Record
+from feedsvc.records import yamlfast
+from feedsvc.records.fields import Settings, record_from_mapping
 from feedsvc.text import FILE_CONTROLS, clean_file_text, printable_name
 
 #: File name endings read as records; everything else in records_dir is ignored.
@@ -388,9 +388,9 @@ def decode(data: bytes, rel: str, problems: list[RecordError]) -> str:
     # UTF-8 (C0 controls and DEL; 0xC2 leads U+0080 to U+009F, 0xEF U+FFFE and
     # U+FFFF) is a fast C pass; only a file with some left is searched.
     if data.translate(None, _NOT_CONTROL_BYTES) and FILE_CONTROLS.search(text):
-        text, line = clean_file_text(text)
-        if line is not None:
-            problems.append(RecordError(rel, "-", "control characters removed", line, severity="warning"))
+        text, where = clean_file_text(text)
+        if where is not None:
+            problems.append(RecordError(rel, "-", "control characters removed", where, severity="warning"))
     return text
 
 

@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 import yaml
 
+yaml_rs: ModuleType | None
 try:
     import yaml_rs
 except ImportError:  # pragma: no cover - without yaml-rs, PyYAML reads everything
@@ -144,7 +146,11 @@ def _same_as_pyyaml(value: Any) -> bool:
                     if len(plain_keys) < _MAX_PLAIN_KEYS:
                         plain_keys.add(key)
                 if type(child) is str:
-                    if child[:1] in first and not (key in DATE_KEYS and _STRICT_ISO.fullmatch(child)) and resolves(child):
+                    if (
+                        child[:1] in first
+                        and not (key in DATE_KEYS and _STRICT_ISO.fullmatch(child))
+                        and resolves(child)
+                    ):
                         return False
                 else:
                     push(child)

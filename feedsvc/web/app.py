@@ -33,7 +33,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import IO, Any
@@ -44,16 +44,16 @@ from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import parse_date
 
-from feedsvc.config import Config, base_url, load_config
 from feedsvc.build.incremental import default_cache_path, generation_path
-from feedsvc.web.metrics import Instrumented, Metrics
-from feedsvc.web.output import Body, Output, State
+from feedsvc.build.served import ARCHIVE, ARCHIVE_MAX_AGE, Served
+from feedsvc.config import Config, base_url, load_config
 from feedsvc.formats.html import render_not_found
-from feedsvc.web.polite import COST_FULL, COST_NOT_MODIFIED, Limiter
-from feedsvc.web.custom import CustomFeeds, QueryError, kind_of, parse
 from feedsvc.formats.registry import is_subscription
 from feedsvc.formats.rss_atom import Site
-from feedsvc.build.served import ARCHIVE, ARCHIVE_MAX_AGE, Served
+from feedsvc.web.custom import CustomFeeds, QueryError, kind_of, parse
+from feedsvc.web.metrics import Instrumented, Metrics
+from feedsvc.web.output import Body, Output, State
+from feedsvc.web.polite import COST_FULL, COST_NOT_MODIFIED, Limiter
 
 access_log = logging.getLogger("feedsvc.access")
 log = logging.getLogger("feedsvc.web")
@@ -189,7 +189,6 @@ class _Responder:
     def index(self) -> Response:
         return self.document("index.html")
 
-
     def document(self, path: str) -> Response:
         environ = request.environ
         query_string = environ.get("QUERY_STRING", "")
@@ -224,8 +223,10 @@ class _Responder:
                     rendered, hit = self.custom.get(self.output.db(), state.published_ns, path, query)
                     self.metrics.custom_feed(hit)
                     gz = gz and rendered.gzip is not None
-                    body = Body(rendered.row.gz_etag or "", len(rendered.gzip or b""), data=rendered.gzip) if gz else Body(
-                        rendered.row.etag, len(rendered.plain), data=rendered.plain
+                    body = (
+                        Body(rendered.row.gz_etag or "", len(rendered.gzip or b""), data=rendered.gzip)
+                        if gz
+                        else Body(rendered.row.etag, len(rendered.plain), data=rendered.plain)
                     )
                     return self.respond(rendered.row, path, gz, inm, ims, client, body, state, hub=False)
         gz = gz and row.gz_etag is not None
@@ -278,8 +279,9 @@ class _Responder:
             etag = body.etag  # bytes newer than any row yet: named by their own hash
             fresh = inm is not None and etag_matches(inm, etag)
         headers = [("ETag", etag)]
-        if row.last_modified is not None and (body is None or body.current):
-            headers.append(("Last-Modified", row.last_modified_http))
+        last_modified = row.last_modified_http
+        if last_modified is not None and (body is None or body.current):
+            headers.append(("Last-Modified", last_modified))
         headers += (self.cache_archive if row.policy == ARCHIVE else self.cache_control, _VARY, _NOSNIFF)
         media_type = row.media_type
         if media_type == _HTML:
@@ -379,7 +381,7 @@ class _Responder:
 
 
 def _plain(code: int, text: str) -> Response:
-    body = f"{code} {text}\n".encode("utf-8")
+    body = f"{code} {text}\n".encode()
     headers = [("Content-Type", _TEXT), ("Content-Length", str(len(body))), _NO_STORE, _NOSNIFF]
     return _Final(body, code, Headers(headers))
 
@@ -482,7 +484,7 @@ def _qvalue(params: str) -> float | None:
 
 
 def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
 
 
 # -- access log ----------------------------------------------------------------

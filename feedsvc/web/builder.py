@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from feedsvc.build import incremental
-from feedsvc.web import websub
 from feedsvc.config import Config
 from feedsvc.errors import FeedsvcError
+from feedsvc.web import websub
 
 log = logging.getLogger("feedsvc.builder")
 
@@ -235,7 +235,11 @@ def watch_forever(
         if outcome.ok:
             metrics.records(outcome.records_loaded, outcome.records_rejected)
 
-    notifier = websub.Notifier(config.websub.hubs, config.websub.timeout, on_outcome=metrics.websub) if config.websub.hubs else None
+    notifier = (
+        websub.Notifier(config.websub.hubs, config.websub.timeout, on_outcome=metrics.websub)
+        if config.websub.hubs
+        else None
+    )
     builder = Builder(config, out, on_build=count, notifier=notifier)
     # Builds yield the CPU to the HTTP workers: a rebuild must not stall requests.
     os.nice(BUILD_NICENESS)

@@ -42,15 +42,15 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 from urllib.parse import unquote_to_bytes
 
+from feedsvc.build.served import REVALIDATE, Served, etag_of
+from feedsvc.build.store import Store, feed_text
 from feedsvc.config import Config
 from feedsvc.errors import FeedsvcError
 from feedsvc.feeds.rules import cached_slug
-from feedsvc.model import Feed, FeedKey, FeedKind, Record
+from feedsvc.formats.documents import Document
 from feedsvc.formats.registry import FeedFormat, feed_path
 from feedsvc.formats.rss_atom import Site
-from feedsvc.build.served import REVALIDATE, Served, etag_of
-from feedsvc.formats.documents import Document
-from feedsvc.build.store import Store, feed_text
+from feedsvc.model import Feed, FeedKey, FeedKind, Record
 from feedsvc.text import MAX_SLUG, provider_key
 
 #: Most topics one custom feed may combine.

@@ -77,10 +77,16 @@ class Metrics:
         # are registered nowhere; otherwise in this app's own registry.
         self.registry = None if self.multiprocess_dir else CollectorRegistry()
         reg: dict[str, Any] = {"registry": self.registry}
-        requests = Counter("feedsvc_http_requests", "HTTP responses by kind of URL and status class.", ["kind", "status"], **reg)
-        not_modified = Counter("feedsvc_http_not_modified", "304 Not Modified responses by kind of URL.", ["kind"], **reg)
+        requests = Counter(
+            "feedsvc_http_requests", "HTTP responses by kind of URL and status class.", ["kind", "status"], **reg
+        )
+        not_modified = Counter(
+            "feedsvc_http_not_modified", "304 Not Modified responses by kind of URL.", ["kind"], **reg
+        )
         sent = Counter("feedsvc_http_response_bytes", "Response body bytes sent, by kind of URL.", ["kind"], **reg)
-        limited = Counter("feedsvc_http_rate_limited", "429 Too Many Requests responses (polite polling).", ["kind"], **reg)
+        limited = Counter(
+            "feedsvc_http_rate_limited", "429 Too Many Requests responses (polite polling).", ["kind"], **reg
+        )
         custom = Counter("feedsvc_custom_feeds", "Custom feed requests, from the cache or rendered.", ["result"], **reg)
         reloads = Counter("feedsvc_reloads", "Scans of records_dir, by outcome.", ["outcome"], **reg)
         websub = Counter("feedsvc_websub_notifications", "WebSub hub notifications, by outcome.", ["outcome"], **reg)
@@ -88,7 +94,10 @@ class Metrics:
             "feedsvc_reload_duration_seconds", "Seconds a scan of records_dir took.", buckets=RELOAD_BUCKETS, **reg
         )
         self.records_loaded = Gauge(
-            "feedsvc_records_loaded", "Usable records in the feeds being served.", multiprocess_mode="livemostrecent", **reg
+            "feedsvc_records_loaded",
+            "Usable records in the feeds being served.",
+            multiprocess_mode="livemostrecent",
+            **reg,
         )
         self.records_rejected = Gauge(
             "feedsvc_records_rejected", "Record files rejected.", multiprocess_mode="livemostrecent", **reg

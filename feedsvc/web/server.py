@@ -18,10 +18,10 @@ from __future__ import annotations
 import dataclasses
 import errno
 import logging
-import socket
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -31,10 +31,9 @@ from typing import Any
 from flask import Flask
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from feedsvc.web import builder
-from feedsvc.web import metrics
 from feedsvc.config import Config, base_url, canonical_base_url
 from feedsvc.errors import FeedsvcError
+from feedsvc.web import builder, metrics
 from feedsvc.web.app import configure_logging, create_app
 
 log = logging.getLogger("feedsvc.server")
