@@ -44,14 +44,14 @@ _BEFORE_REPAIR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\
 _NONCHARACTERS = "\ufdd0-\ufdef" + "".join(
     f"{chr(p + 0xFFFE)}{chr(p + 0xFFFF)}" for p in range(0x10000, 0x110000, 0x10000)
 )
-_UNPUBLISHABLE = re.compile(
+UNPUBLISHABLE = re.compile(
     f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffd\ufffe\uffff{_NONCHARACTERS}\U000f0080-\U000f009f]"
 )
 #: "<" before a letter, "/", "!" or "?" reads as a tag: the W3C validator flags
 #: it in an RSS plain-text field, so what nh3 leaves of it gets a space.
 _TAG_START = re.compile(r"<(?=[/!?]|[^\W\d_])")
 #: A "%" that does not start a percent-escape.
-_BARE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+BARE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _SPACE = re.compile(r"\s+")
 #: ASCII characters `plain_text` would change: controls and markup (odd
 #: spaces are found with str methods: one class scans faster than alternatives).
@@ -73,8 +73,9 @@ _BLOCK_TAG = re.compile(
 _MARKUP = re.compile(r"<[A-Za-z!/?]|&(?:#\d+|#x[0-9A-Fa-f]+|[A-Za-z][A-Za-z0-9]*);")
 _DOMAIN_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
 _DOMAIN = re.compile(rf"^(?=.{{1,253}}$){_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})*$")
-# What may stay as it is in a URL; everything else is percent-encoded.
-_URL_SAFE = "!#$%&'()*+,/:;=?@~"
+#: What may stay as it is in a URL's path, query and fragment; everything else
+#: (brackets too: RFC 3986 allows them only in an IPv6 host) is percent-encoded.
+URL_SAFE = "!#$%&'()*+,/:;=?@~"
 MAX_SLUG = 80
 ELLIPSIS = "…"
 #: Longest URL published, in characters: what browsers and sitemaps support.
@@ -139,11 +140,6 @@ def printable_name(name: str, *, backslashes: bool = True) -> str:
     return "".join(out)
 
 
-def strip_forbidden(text: str) -> str:
-    """Remove characters that XML 1.0 forbids (and YAML refuses)."""
-    return FORBIDDEN_CHARS.sub("", text)
-
-
 def clean_file_text(text: str) -> tuple[str, int | None]:
     """A file's text made readable for YAML, and the line of the first character removed.
 
@@ -199,7 +195,7 @@ def _plain_text(value: str, repair: bool, max_chars: int | None) -> str:
             break
         text = _BLOCK_TAG.sub(" <", text)
         text = html.unescape(nh3.clean(text, tags=set(), clean_content_tags={"script", "style"}))
-    text = _UNPUBLISHABLE.sub("", text)
+    text = UNPUBLISHABLE.sub("", text)
     text = unicodedata.normalize("NFC", _SPACE.sub(" ", text).strip())
     if "<" in text:
         text = _TAG_START.sub("< ", text)
@@ -227,7 +223,7 @@ def http_url(value: str) -> str | None:
     if not text or len(text) > MAX_URL_CHARS:
         return None
     fast = _FAST_URL.fullmatch(text)
-    if fast and _DOMAIN.match(fast["host"]) and not ("%" in text and _BARE_PERCENT.search(text)):
+    if fast and _DOMAIN.match(fast["host"]) and not ("%" in text and BARE_PERCENT.search(text)):
         # Already in the form the general path below would give (most URLs).
         return f"{fast['scheme']}://{fast['host']}{fast['path'] or '/'}{'?' + fast['query'] if fast['query'] else ''}"
     return _general_http_url(text)
@@ -247,13 +243,16 @@ def _general_http_url(text: str) -> str | None:
     if host is None or parts.username is not None or parts.password is not None:
         return None
     netloc = host if port is None else f"{host}:{port}"
-    path, query, fragment = (_encode(part) for part in (parts.path or "/", parts.query, parts.fragment))
+    path, query, fragment = (encode_url_part(part) for part in (parts.path or "/", parts.query, parts.fragment))
     return urlunsplit((parts.scheme.lower(), netloc, path, query, fragment))
 
 
-def _encode(part: str) -> str:
-    # Existing escapes stay as they are; a "%" that starts none is escaped itself.
-    return quote(_BARE_PERCENT.sub("%25", part), safe=_URL_SAFE)
+def encode_url_part(part: str) -> str:
+    """A URL's path, query or fragment percent-encoded where a URI may not hold it.
+
+    Existing escapes stay as they are; a "%" that starts none is escaped itself.
+    """
+    return quote(BARE_PERCENT.sub("%25", part), safe=URL_SAFE)
 
 
 def canonical_url(url: str) -> str:

@@ -27,9 +27,9 @@ from lxml import etree
 from test_validity import _hostile_record, _html
 
 from feedsvc.config import Config
+from feedsvc.formats.common import Site
 from feedsvc.formats.documents import Build
 from feedsvc.formats.jsonfeed import render_json
-from feedsvc.formats.rss_atom import Site
 from feedsvc.model import Feed, FeedKey, FeedKind
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / "jsonfeed-1.1.schema.json"

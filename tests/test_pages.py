@@ -17,10 +17,10 @@ from lxml import etree
 
 from feedsvc.build.write import publish
 from feedsvc.config import Config, base_url
+from feedsvc.formats.common import Site
 from feedsvc.formats.documents import Build, build
 from feedsvc.formats.html import render_feed_page
 from feedsvc.formats.registry import HTML, ICO
-from feedsvc.formats.rss_atom import Site
 from feedsvc.model import Feed, FeedKey, FeedKind, Image, Provider, Record
 
 

@@ -25,18 +25,10 @@ from lxml import etree
 
 from feedsvc import synth
 from feedsvc.config import ArchivesConfig, Config
+from feedsvc.formats.common import Site, entry_updated_times, plain, safe_url
 from feedsvc.formats.documents import Build
 from feedsvc.formats.documents import build as site_build
-from feedsvc.formats.rss_atom import (
-    EMPTY_FEED_DATE,
-    Site,
-    entry_updated_times,
-    keep_fragments,
-    plain,
-    render_archive,
-    render_feed,
-    safe_url,
-)  # fmt: skip
+from feedsvc.formats.rss_atom import EMPTY_FEED_DATE, keep_fragments, render_archive, render_feed  # fmt: skip
 from feedsvc.model import ArchivePage, Feed, FeedKey, FeedKind, Image, Provider, Record, Related
 
 EXPECTED = yaml.safe_load((DATA / "seeds_expected.yaml").read_text(encoding="utf-8"))
@@ -316,10 +308,13 @@ def test_hostile_text_reaches_the_reader_as_written() -> None:
 
 # --- Fast paths of the output guards agree with the general ones ---------------------
 
+from urllib.parse import quote, urlsplit, urlunsplit  # noqa: E402
+
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from feedsvc.formats import rss_atom as _render  # noqa: E402
+from feedsvc import text  # noqa: E402
+from feedsvc.formats import common as _render  # noqa: E402
 
 
 @settings(max_examples=300, deadline=None)
@@ -329,11 +324,9 @@ from feedsvc.formats import rss_atom as _render  # noqa: E402
 )
 def test_safe_url_fast_path_agrees_with_encoding(scheme: str, rest: str) -> None:
     url = scheme + "example.com/" + rest
-    parts = _render.urlsplit(url)
-    encode = lambda part: _render.quote(_render._BARE_PERCENT.sub("%25", part), safe=_render._URL_SAFE)  # noqa: E731
-    general = _render.urlunsplit(
-        (parts.scheme, parts.netloc, encode(parts.path), encode(parts.query), encode(parts.fragment))
-    )
+    parts = urlsplit(url)
+    encode = lambda part: quote(text.BARE_PERCENT.sub("%25", part), safe=text.URL_SAFE)  # noqa: E731
+    general = urlunsplit((parts.scheme, parts.netloc, encode(parts.path), encode(parts.query), encode(parts.fragment)))
     assert _render.safe_url(url) == general
 
 
@@ -341,9 +334,9 @@ def test_safe_url_fast_path_agrees_with_encoding(scheme: str, rest: str) -> None
 @given(st.text(max_size=40))
 def test_plain_fast_path_drops_what_the_full_pass_drops(text: str) -> None:
     """Skipping the character pass for printable ASCII must change nothing."""
-    full = _render._UNPUBLISHABLE.sub("", text)
+    full = text.UNPUBLISHABLE.sub("", text)
     assert _render.plain(text) == _render.plain(full)
-    assert not _render._UNPUBLISHABLE.search(_render.plain(text))
+    assert not text.UNPUBLISHABLE.search(_render.plain(text))
 
 
 def _documents(build: Build, site: Site) -> list[tuple[Feed | ArchivePage, str]]:

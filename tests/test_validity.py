@@ -47,8 +47,9 @@ from html5lib.html5parser import ParseError
 from lxml import etree
 
 from feedsvc.config import Config
+from feedsvc.formats.common import Site
 from feedsvc.formats.documents import Build
-from feedsvc.formats.rss_atom import Site, render_archive, render_feed
+from feedsvc.formats.rss_atom import render_archive, render_feed
 from feedsvc.model import ArchivePage, Feed, FeedKey, FeedKind, Image, Provider, Record, Related
 
 ATOM = "{http://www.w3.org/2005/Atom}"

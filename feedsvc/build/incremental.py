@@ -52,10 +52,11 @@ from feedsvc.config import Config, check_output_dir
 from feedsvc.errors import FeedsvcError, RecordError
 from feedsvc.feeds.archives import Paging
 from feedsvc.formats import compress
+from feedsvc.formats.common import Site
 from feedsvc.formats.documents import Document, archive_documents, feed_documents, site_documents, with_gzip
 from feedsvc.formats.html import templates_digest
 from feedsvc.formats.registry import ARCHIVE_FORMATS
-from feedsvc.formats.rss_atom import Site, keep_fragments
+from feedsvc.formats.rss_atom import keep_fragments
 from feedsvc.model import Feed, FeedSummary, archive_path
 from feedsvc.records import codec
 from feedsvc.records.fields import Settings

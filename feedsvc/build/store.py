@@ -548,12 +548,6 @@ def use_page_size(store: Store, page_size: int) -> None:
             db.execute("INSERT OR REPLACE INTO meta VALUES ('page_size', ?)", (str(page_size),))
 
 
-def stored_paging(db: sqlite3.Connection, max_entries: int) -> Paging:
-    """The paging `use_page_size` stored (no archives in a cache that never had it)."""
-    row = db.execute("SELECT value FROM meta WHERE key='page_size'").fetchone()
-    return Paging(max_entries, int(row[0]) if row else 0)
-
-
 @dataclass(frozen=True, slots=True)
 class PageRef:
     """One archive page to render: its name, its neighbours and where its entries are."""

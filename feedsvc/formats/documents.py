@@ -17,6 +17,7 @@ from pathlib import Path
 from feedsvc.config import Config
 from feedsvc.errors import RecordError
 from feedsvc.feeds.rules import build_feeds_and_archives, select
+from feedsvc.formats.common import Site
 from feedsvc.formats.compress import gzip_body
 from feedsvc.formats.html import (
     Listed,
@@ -28,7 +29,6 @@ from feedsvc.formats.html import (
     stylesheet,
 )
 from feedsvc.formats.registry import ARCHIVE_FORMATS, CSS, FEED_FORMATS, HTML, ICO, INDEX, OPML, OPML_LIST
-from feedsvc.formats.rss_atom import Site
 from feedsvc.model import ArchivePage, Feed, FeedKey, archive_path
 from feedsvc.records.read import LoadResult, load_records
 

@@ -24,8 +24,8 @@ from typing import Any, Protocol
 
 import jinja2
 
+from feedsvc.formats.common import Site, feed_title
 from feedsvc.formats.registry import ARCHIVE_FORMATS, FEED_FORMATS
-from feedsvc.formats.rss_atom import Site, feed_title
 from feedsvc.model import Feed, FeedKey, FeedKind, Record
 
 

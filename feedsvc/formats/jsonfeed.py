@@ -34,7 +34,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from feedsvc.formats.rss_atom import Site, content_html, entry_updated_times, feed_title, plain, safe_url
+from feedsvc.formats.common import Site, content_html, entry_updated_times, feed_title, plain, safe_url
 from feedsvc.model import Feed, Image, Record
 from feedsvc.text import image_media_type
 

@@ -8,6 +8,7 @@ rejects the record. See docs/design.md ("Input rules") for each decision.
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import hashlib
 import math
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Any, TypeVar
 
+from feedsvc.config import Config, LimitsConfig
 from feedsvc.errors import RecordError
 from feedsvc.model import Image, Provider, Record, Related
 from feedsvc.text import MAX_URL_CHARS, canonical_url, http_url, plain_text, provider_key, topic_slug
@@ -42,16 +44,15 @@ _REPEAT: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
-class Settings:
-    """The part of `Config` that decides how a record is read."""
+class Settings(LimitsConfig):
+    """The part of `Config` that decides how a record is read: the limits
+    (`config.LimitsConfig`, where their defaults live) and the mojibake repair."""
 
     repair_mojibake: bool = True
-    max_title_chars: int = 300
-    max_excerpt_chars: int = 2_000
-    max_topics: int = 20
-    max_images: int = 10
-    max_related: int = 20
-    max_file_bytes: int = 1_048_576
+
+    @classmethod
+    def from_config(cls, config: Config) -> Settings:
+        return cls(**dataclasses.asdict(config.limits), repair_mojibake=config.repair_mojibake)
 
 
 class _Fields:

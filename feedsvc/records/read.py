@@ -100,16 +100,7 @@ class LoadResult:
 
 
 def settings_for(config: Config) -> Settings:
-    limits = config.limits
-    return Settings(
-        repair_mojibake=config.repair_mojibake,
-        max_title_chars=limits.max_title_chars,
-        max_excerpt_chars=limits.max_excerpt_chars,
-        max_topics=limits.max_topics,
-        max_images=limits.max_images,
-        max_related=limits.max_related,
-        max_file_bytes=limits.max_file_bytes,
-    )
+    return Settings.from_config(config)
 
 
 def walk_records(root: Path) -> Iterator[tuple[str, RecordEntry]]:

@@ -58,7 +58,6 @@ _BIG = 10**40
 _STRICT_ISO = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?(?:Z|[+-][0-9]{2}:[0-9]{2})?)?"
 )
-_TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _RESOLVERS: dict[str, list[tuple[str, re.Pattern[str]]]] = yaml.resolver.Resolver.yaml_implicit_resolvers
 #: First characters of text some resolver claims ("" for the empty text).
 _RESOLVER_FIRST = frozenset(_RESOLVERS) | {""}

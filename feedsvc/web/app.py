@@ -47,9 +47,9 @@ from werkzeug.http import parse_date
 from feedsvc.build.incremental import default_cache_path, generation_path
 from feedsvc.build.served import ARCHIVE, ARCHIVE_MAX_AGE, Served
 from feedsvc.config import Config, base_url, load_config
+from feedsvc.formats.common import Site
 from feedsvc.formats.html import render_not_found
 from feedsvc.formats.registry import is_subscription
-from feedsvc.formats.rss_atom import Site
 from feedsvc.web.custom import CustomFeeds, QueryError, kind_of, parse
 from feedsvc.web.metrics import Instrumented, Metrics
 from feedsvc.web.output import Body, Output, State

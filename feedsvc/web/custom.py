@@ -47,9 +47,9 @@ from feedsvc.build.store import Store, feed_text
 from feedsvc.config import Config
 from feedsvc.errors import FeedsvcError
 from feedsvc.feeds.rules import cached_slug
+from feedsvc.formats.common import Site
 from feedsvc.formats.documents import Document
 from feedsvc.formats.registry import FeedFormat, feed_path
-from feedsvc.formats.rss_atom import Site
 from feedsvc.model import Feed, FeedKey, FeedKind, Record
 from feedsvc.text import MAX_SLUG, provider_key
 

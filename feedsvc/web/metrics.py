@@ -154,15 +154,6 @@ class Metrics:
         return generate_latest(self.registry), CONTENT_TYPE_PLAIN_0_0_4
 
 
-def mark_process_dead(pid: int, multiprocess_dir: str | None = None) -> None:
-    """Forget a dead process's gauges; its counters still count."""
-    path = multiprocess_dir or os.environ.get(ENV_VAR)
-    if path:
-        from prometheus_client import multiprocess
-
-        multiprocess.mark_process_dead(pid, path)
-
-
 class Instrumented:
     """WSGI middleware counting every response in `metrics` (kind, status, body bytes)."""
 

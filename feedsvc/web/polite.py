@@ -113,11 +113,6 @@ def _is_address(text: str) -> bool:
     return True
 
 
-def table_bytes(config: PoliteConfig) -> int:
-    """The shared memory the budgets of `config` take."""
-    return config.max_clients * (2 * config.max_requests + 3) * 8
-
-
 class Limiter:
     """The budgets: (address, path) → times of recent requests, shared by forked processes."""
 
