@@ -79,11 +79,25 @@ class FeedKey:
     slug: str
 
     @property
+    def text(self) -> str:
+        """The key as the cache stores it, "<kind>/<slug>" (`from_text` reads it)."""
+        return f"{self.kind.value}/{self.slug}"
+
+    @classmethod
+    def from_text(cls, text: str) -> FeedKey:
+        kind, slug = text.split("/", 1)
+        return cls(FeedKind(kind), slug)
+
+    @property
     def path(self) -> str:
         """URL path of the feed without extension, e.g. ``feeds/topics/ai`` (`formats.registry.feed_path` reads it)."""
         if self.kind is FeedKind.ALL:
             return f"{FEEDS_DIR}/all"
         return f"{FEEDS_DIR}/{self.kind.value}/{self.slug}"
+
+
+#: The all-articles feed: every published record is in it.
+ALL = FeedKey(FeedKind.ALL, "all")
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,7 @@ from feedsvc.config import Config
 from feedsvc.formats.common import Site
 from feedsvc.formats.documents import Build
 from feedsvc.formats.jsonfeed import render_json
-from feedsvc.model import Feed, FeedKey, FeedKind
+from feedsvc.model import ALL, Feed, FeedKey, FeedKind
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / "jsonfeed-1.1.schema.json"
 SCHEMA = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
@@ -189,7 +189,7 @@ def test_bytes_are_deterministic_utf8_with_a_final_newline(seed_site: Build) -> 
 
 
 def test_an_empty_feed() -> None:
-    doc = json.loads(render_json(Feed(FeedKey(FeedKind.ALL, "all"), "All articles", (), 0), _site()))
+    doc = json.loads(render_json(Feed(ALL, "All articles", (), 0), _site()))
     assert doc["items"] == [] and schema_errors(doc) == []
     assert "hubs" not in doc
 

@@ -21,7 +21,7 @@ from feedsvc.formats.common import Site
 from feedsvc.formats.documents import Build, build
 from feedsvc.formats.html import render_feed_page
 from feedsvc.formats.registry import HTML, ICO
-from feedsvc.model import Feed, FeedKey, FeedKind, Image, Provider, Record
+from feedsvc.model import ALL, Feed, FeedKey, FeedKind, Image, Provider, Record
 
 
 def _html(path: Path) -> Any:
@@ -227,9 +227,9 @@ def test_article_counts_read_as_a_person_writes_them(seed_site: Build, config: C
     assert facts["Jalopnik"].startswith("1 article, newest ")
     assert facts["All articles"].startswith("2 articles, newest ")
     # A capped feed without archive pages, and an empty one.
-    capped = Feed(FeedKey(FeedKind.ALL, "all"), "All articles", tuple(_record(n) for n in (9, 8)), 5)
+    capped = Feed(ALL, "All articles", tuple(_record(n) for n in (9, 8)), 5)
     assert _count_line(_render(capped)) == "The newest 2 of 5 articles."
-    empty = Feed(FeedKey(FeedKind.ALL, "all"), "All articles", (), 0)
+    empty = Feed(ALL, "All articles", (), 0)
     assert _count_line(_render(empty)) == "No articles yet."
 
 
@@ -270,7 +270,7 @@ def test_images_have_the_headline_as_alt_and_their_size(seed_site: Build, config
             seen += 1
     assert seen
     # Without a known size no size is made up (the stylesheet gives the box a shape).
-    unsized = Feed(FeedKey(FeedKind.ALL, "all"), "All", (_record(1, images=(Image("https://i.example/a.jpg"),)),), 1)
+    unsized = Feed(ALL, "All", (_record(1, images=(Image("https://i.example/a.jpg"),)),), 1)
     (img,) = _render(unsized).iter("img")
     assert img.get("alt") == "Story 1" and img.get("width") is None and img.get("height") is None
 

@@ -50,7 +50,7 @@ from feedsvc.config import Config
 from feedsvc.formats.common import Site
 from feedsvc.formats.documents import Build
 from feedsvc.formats.rss_atom import render_archive, render_feed
-from feedsvc.model import ArchivePage, Feed, FeedKey, FeedKind, Image, Provider, Record, Related
+from feedsvc.model import ALL, ArchivePage, Feed, FeedKey, FeedKind, Image, Provider, Record, Related
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 MEDIA = "{http://search.yahoo.com/mrss/}"
@@ -545,7 +545,7 @@ def test_seed_hostile_and_empty_atom_feeds_match_the_schema(seed_site: Build, co
     hostile = tuple(_hostile_record(n, when) for n in range(3))
     extra = {
         "hostile.atom": Feed(FeedKey(FeedKind.TOPIC, "x"), "X & <y>", hostile, 3),
-        "empty.atom": Feed(FeedKey(FeedKind.ALL, "all"), "All articles", (), 0),
+        "empty.atom": Feed(ALL, "All articles", (), 0),
         "paged.atom": Feed(
             FeedKey(FeedKind.TOPIC, "x"), "X & <y>", hostile, 9, archives=2, pages=("first", "20230501-0a1b2c3d")
         ),

@@ -41,7 +41,6 @@ from feedsvc.build.store import (
     Stamp,
     Store,
     archive_pages,
-    feed_key,
     memberships,
     paged_feeds,
     plan_pages,
@@ -51,13 +50,14 @@ from feedsvc.build.write import MANIFEST, PublishResult, publish, write_atomic
 from feedsvc.config import Config, check_output_dir
 from feedsvc.errors import FeedsvcError, RecordError
 from feedsvc.feeds.archives import Paging
+from feedsvc.feeds.rules import Filters
 from feedsvc.formats import compress
 from feedsvc.formats.common import Site
 from feedsvc.formats.documents import Document, archive_documents, feed_documents, site_documents, with_gzip
 from feedsvc.formats.html import templates_digest
 from feedsvc.formats.registry import ARCHIVE_FORMATS
 from feedsvc.formats.rss_atom import keep_fragments
-from feedsvc.model import Feed, FeedSummary, archive_path
+from feedsvc.model import ALL, Feed, FeedKey, FeedSummary, archive_path
 from feedsvc.records import codec
 from feedsvc.records.fields import Settings
 from feedsvc.records.read import Loaded, load_bytes, read_record, settings_for, walk_folders, with_identity_lines
@@ -67,28 +67,6 @@ PARALLEL_MIN = 400
 _CHUNK = 256
 #: Parses written to the cache at a time during a refresh.
 _APPLY_BATCH = 4096
-
-
-@dataclass(frozen=True, slots=True)
-class Filters:
-    include_unpublished: bool
-    min_quality: float
-
-    def selects(self, is_published: bool, quality: float) -> bool:
-        return self.left_out(is_published, quality) is None
-
-    def left_out(self, is_published: bool, quality: float) -> str | None:
-        """Why a record is not published ("unpublished", "below min_quality"), or None if it is."""
-        if not (is_published or self.include_unpublished):
-            return UNPUBLISHED
-        if quality < self.min_quality:
-            return LOW_QUALITY
-        return None
-
-
-#: The reasons a usable record is left out, as the summary line counts them.
-UNPUBLISHED = "unpublished"
-LOW_QUALITY = "below min_quality"
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,7 +224,7 @@ def _build(
         problems = with_identity_lines(config.records_dir, store.problems())
         _files, rejected = store.counts()
         left_out = store.left_out()
-        entries = store.total("all/all")
+        entries = store.total(ALL.text)
     finally:
         store.close()
     changes = Changes(
@@ -548,7 +526,7 @@ def refresh(
     parsed += len(batch)
     everything = store.feed_keys()
     if render_all or store.fresh:
-        affected |= set(everything) | {"all/all"}
+        affected |= set(everything) | {ALL.text}
         store.fresh = False
     live = {text for text in affected if store.summarize(text, config.max_entries)}
     store.set_pending(affected)
@@ -556,7 +534,7 @@ def refresh(
         store.set_scan(rows)
     return Plan(
         feeds=tuple(sorted(live)), gone=tuple(sorted(affected - live)), files=len(rows), parsed=parsed,
-        removed_files=len(removed), feeds_total=len(everything) + ("all/all" not in everything),
+        removed_files=len(removed), feeds_total=len(everything) + (ALL.text not in everything),
     )  # fmt: skip
 
 
@@ -649,7 +627,7 @@ def _plan_archives(
             names[text] = pages.names
             for run in _consecutive(pages.render):
                 runs += [(text, run[i : i + PAGES_PER_RUN]) for i in range(0, len(run), PAGES_PER_RUN)]
-            key = feed_key(text)
+            key = FeedKey.from_text(text)
             gone += [f"{archive_path(key, n)}.{fmt.suffix}" for n in pages.gone for fmt in ARCHIVE_FORMATS]
     return runs, names, gone
 
@@ -700,7 +678,7 @@ def _render_with(
 
 def _empty(text: str) -> Feed:
     """A stand-in for a feed that is gone, to learn which paths it had."""
-    return Feed(key=feed_key(text), name="", entries=(), total=0)
+    return Feed(key=FeedKey.from_text(text), name="", entries=(), total=0)
 
 
 def fingerprint_of(store: Store) -> str:
@@ -710,7 +688,7 @@ def fingerprint_of(store: Store) -> str:
 
 
 def filters_for(config: Config) -> Filters:
-    return Filters(config.include_unpublished, config.min_quality)
+    return Filters.from_config(config)
 
 
 def cores() -> int:

@@ -27,8 +27,9 @@ from pathlib import Path
 
 from feedsvc.build.served import Served
 from feedsvc.errors import FeedsvcError, RecordError
+from feedsvc.feeds import rules
 from feedsvc.feeds.archives import Paging, layout
-from feedsvc.feeds.rules import ALL_NAME, display_name, topic_keys
+from feedsvc.feeds.rules import ALL_NAME, display_name, election_key
 from feedsvc.model import ArchivePage, Feed, FeedKey, FeedKind, FeedSummary, Record
 from feedsvc.records import codec
 
@@ -108,15 +109,6 @@ def decode(rec: bytes, check: int | None) -> Record:
         return codec.decode(rec)
     except Exception as e:  # noqa: BLE001 - whatever a damaged blob makes marshal do
         raise CacheDamaged(f"a cached record cannot be read ({type(e).__name__})") from None
-
-
-def feed_text(key: FeedKey) -> str:
-    return f"{key.kind.value}/{key.slug}"
-
-
-def feed_key(text: str) -> FeedKey:
-    kind, slug = text.split("/", 1)
-    return FeedKey(FeedKind(kind), slug)
 
 
 class Store:
@@ -233,7 +225,7 @@ class Store:
         leaving: list[str] = []
         joining: list[str] = []
         for group in by_id.values():
-            chosen = min(group, key=lambda g: (-g[1], g[0]))[0]
+            chosen = min(group, key=lambda g: election_key(g[1], g[0]))[0]
             for rel, _updated, selected, best in group:
                 is_best = rel == chosen
                 if rel in fresh:  # inserted as best, with no member rows yet
@@ -287,7 +279,7 @@ class Store:
         It holds the newest max_entries entries; `pages` names its archive
         pages, oldest first (`plan_pages` says which).
         """
-        key = feed_key(text)
+        key = FeedKey.from_text(text)
         (total,) = self.db.execute("SELECT count(*) FROM members WHERE feed=?", (text,)).fetchone()
         if not total and key.kind is not FeedKind.ALL:
             return None
@@ -309,7 +301,7 @@ class Store:
 
     def summarize(self, text: str, max_entries: int) -> bool:
         """Store what the index says of a feed (as `feed` would make it); False if it is gone."""
-        key = feed_key(text)
+        key = FeedKey.from_text(text)
         (total,) = self.db.execute("SELECT count(*) FROM members WHERE feed=?", (text,)).fetchone()
         if not total and key.kind is not FeedKind.ALL:
             self.db.execute("DELETE FROM summaries WHERE feed=?", (text,))
@@ -339,7 +331,7 @@ class Store:
         """What the index and OPML list, for every feed, sorted by key."""
         rows = self.db.execute("SELECT feed, name, total, updated FROM summaries")
         out = [
-            FeedSummary(feed_key(f), name, total, codec.from_micros(u) if u is not None else None)
+            FeedSummary(FeedKey.from_text(f), name, total, codec.from_micros(u) if u is not None else None)
             for f, name, total, u in rows
         ]
         return sorted(out, key=lambda s: s.key)
@@ -459,11 +451,8 @@ class Store:
 
 
 def memberships(record: Record) -> tuple[tuple[str, str], ...]:
-    """(feed key text, display name) for each feed `record` is in."""
-    feeds = [("all/all", ALL_NAME)]
-    feeds += [(f"topics/{slug}", name) for slug, name in topic_keys(record)]
-    feeds.append((f"providers/{record.provider.domain}", record.provider.name))
-    return tuple(feeds)
+    """(feed key text, display name) for each feed `record` is in (`rules.memberships`)."""
+    return tuple((key.text, name) for key, name in rules.memberships(record))
 
 
 class _Transaction:
@@ -592,7 +581,7 @@ def plan_pages(store: Store, text: str, paging: Paging, salt: str, *, everything
         ).fetchall()
         rows.reverse()  # oldest first
     spans = layout([(id_, published) for id_, published, _digest in rows], paging)
-    name = store._name(feed_key(text), text) if spans else ""
+    name = store._name(FeedKey.from_text(text), text) if spans else ""
     archived, current = len(rows), paging.max_entries
     render: list[PageRef] = []
     staged: list[tuple[str, str, str]] = []
@@ -626,7 +615,7 @@ def archive_pages(store: Store, text: str, refs: Sequence[PageRef]) -> list[Arch
     """The pages `refs` (adjacent, newest first) of the feed, read in one query."""
     if not refs:
         return []
-    key = feed_key(text)
+    key = FeedKey.from_text(text)
     first, last = refs[0].lo, refs[-1].hi
     rows = store.db.execute(
         "SELECT f.rec, f.rec_sum FROM members m JOIN files f ON f.rel = m.rel WHERE m.feed=?"

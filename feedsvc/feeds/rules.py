@@ -14,11 +14,39 @@ from dataclasses import dataclass
 from feedsvc.config import Config
 from feedsvc.errors import RecordError
 from feedsvc.feeds.archives import Paging, split
-from feedsvc.model import ArchivePage, Feed, FeedKey, FeedKind, Record
+from feedsvc.model import ALL, ArchivePage, Feed, FeedKey, FeedKind, Record
 from feedsvc.records import codec
 from feedsvc.text import topic_slug
 
 ALL_NAME = "All articles"
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """Which articles are published: the one rule `select` and the build cache both apply."""
+
+    include_unpublished: bool
+    min_quality: float
+
+    @classmethod
+    def from_config(cls, config: Config) -> Filters:
+        return cls(config.include_unpublished, config.min_quality)
+
+    def selects(self, is_published: bool, quality: float) -> bool:
+        return self.left_out(is_published, quality) is None
+
+    def left_out(self, is_published: bool, quality: float) -> str | None:
+        """Why a record is not published ("unpublished", "below min_quality"), or None if it is."""
+        if not (is_published or self.include_unpublished):
+            return UNPUBLISHED
+        if quality < self.min_quality:
+            return LOW_QUALITY
+        return None
+
+
+#: The reasons a usable record is left out, as the summary line counts them.
+UNPUBLISHED = "unpublished"
+LOW_QUALITY = "below min_quality"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +66,8 @@ def select(records: Iterable[Record], config: Config) -> Selection:
     place.
     """
     merged = dedupe(records)
-    kept = tuple(
-        r for r in merged.records if (r.is_published or config.include_unpublished) and r.quality >= config.min_quality
-    )
+    filters = Filters.from_config(config)
+    kept = tuple(r for r in merged.records if filters.selects(r.is_published, r.quality))
     return Selection(kept, merged.problems)
 
 
@@ -56,13 +83,20 @@ def dedupe(records: Iterable[Record]) -> Selection:
     winners: list[Record] = []
     problems: list[RecordError] = []
     for group in groups.values():
-        group.sort(key=lambda r: r.path)
-        group.sort(key=lambda r: r.updated, reverse=True)
+        group.sort(key=lambda r: election_key(codec.micros(r.updated), r.path))
         winners.append(group[0])
         problems.extend(RecordError.duplicate(loser.path, group[0].path) for loser in group[1:])
     winners.sort(key=lambda r: r.path)
     problems.sort(key=lambda p: p.path)
     return Selection(tuple(winners), tuple(problems))
+
+
+def election_key(updated_micros: int, path: str) -> tuple[int, str]:
+    """Sorts an article's files best first: the most recently updated, ties to the path that sorts first.
+
+    The build cache elects with it too (`Store._elect`), on the times it stores.
+    """
+    return -updated_micros, path
 
 
 def newest_first(records: Iterable[Record]) -> list[Record]:
@@ -89,6 +123,15 @@ def topic_keys(record: Record) -> list[tuple[str, str]]:
 cached_slug = topic_slug
 
 
+def memberships(record: Record) -> list[tuple[FeedKey, str]]:
+    """Each feed `record` is in, with the name it gives that feed: all articles, each
+    of its topics (once per slug), its provider. The build cache stores these too."""
+    feeds = [(ALL, ALL_NAME)]
+    feeds += [(FeedKey(FeedKind.TOPIC, slug), name) for slug, name in topic_keys(record)]
+    feeds.append((FeedKey(FeedKind.PROVIDER, record.provider.domain), record.provider.name))
+    return feeds
+
+
 def build_feeds(records: Sequence[Record], config: Config) -> list[Feed]:
     """Every feed: all records, one per topic and one per provider, sorted by key."""
     return build_feeds_and_archives(records, config)[0]
@@ -103,17 +146,11 @@ def build_feeds_and_archives(records: Sequence[Record], config: Config) -> tuple
     paging = Paging.from_config(config)
     by_key: dict[FeedKey, list[Record]] = defaultdict(list)
     names: dict[FeedKey, Counter[str]] = defaultdict(Counter)
-    all_key = FeedKey(FeedKind.ALL, "all")
-    by_key[all_key] = []
+    by_key[ALL] = []
     for r in records:
-        by_key[all_key].append(r)
-        for slug, name in topic_keys(r):
-            key = FeedKey(FeedKind.TOPIC, slug)
+        for key, name in memberships(r):
             by_key[key].append(r)
             names[key][name] += 1
-        pkey = FeedKey(FeedKind.PROVIDER, r.provider.domain)
-        by_key[pkey].append(r)
-        names[pkey][r.provider.name] += 1
     feeds = []
     pages: list[ArchivePage] = []
     for key in sorted(by_key):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from feedsvc.formats import jsonfeed, rss_atom
-from feedsvc.model import ARCHIVE_DIR, FEEDS_DIR, FeedKey, FeedKind
+from feedsvc.model import ALL, ARCHIVE_DIR, FEEDS_DIR, FeedKey, FeedKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +120,7 @@ def feed_path(path: str) -> FeedPath | None:
             return None
         page, parts = parts[-1], parts[:-2]
     if parts == [FEEDS_DIR, "all"]:
-        return FeedPath(FeedKey(FeedKind.ALL, "all"), fmt, page)
+        return FeedPath(ALL, fmt, page)
     if len(parts) == 3 and parts[0] == FEEDS_DIR and parts[2]:
         for kind in (FeedKind.TOPIC, FeedKind.PROVIDER):
             if parts[1] == kind.value:

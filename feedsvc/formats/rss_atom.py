@@ -50,7 +50,7 @@ from feedsvc.formats.common import (
     safe_url,
     size_attributes,
 )
-from feedsvc.model import ArchivePage, Feed, FeedKey, FeedKind, Record, archive_path
+from feedsvc.model import ALL, ArchivePage, Feed, Record, archive_path
 from feedsvc.text import image_media_type
 
 #: The date an empty feed claims: fixed, so an empty feed is deterministic too.
@@ -62,7 +62,7 @@ ATOM_NS = "http://www.w3.org/2005/Atom"
 FH_NS = "http://purl.org/syndication/history/1.0"
 
 #: The feed and site the entry fragments are written in: any will do (see `Fragments`).
-_FRAGMENT_FEED = Feed(key=FeedKey(FeedKind.ALL, "all"), name="", entries=(), total=0)
+_FRAGMENT_FEED = Feed(key=ALL, name="", entries=(), total=0)
 _FRAGMENT_SITE = Site(title="-", description="-", language="en", base_url="http://localhost/", ttl_minutes=1)
 
 

@@ -33,6 +33,7 @@ from typing import Any
 from feedsvc.build import incremental
 from feedsvc.config import Config
 from feedsvc.errors import FeedsvcError
+from feedsvc.feeds.rules import LOW_QUALITY, UNPUBLISHED
 from feedsvc.web import websub
 
 log = logging.getLogger("feedsvc.builder")
@@ -81,13 +82,12 @@ def nothing_published(report: incremental.BuildReport, records_dir: Path) -> str
     if not files:
         return f"no entry is published: {records_dir} holds no record files (*.txt, *.md)"
     reasons = []
-    if report.left_out.get(incremental.UNPUBLISHED):
+    if report.left_out.get(UNPUBLISHED):
         reasons.append(
-            f"{report.left_out[incremental.UNPUBLISHED]} marked published: false "
-            "(set include_unpublished: true to publish them)"
+            f"{report.left_out[UNPUBLISHED]} marked published: false (set include_unpublished: true to publish them)"
         )
-    if report.left_out.get(incremental.LOW_QUALITY):
-        reasons.append(f"{report.left_out[incremental.LOW_QUALITY]} below min_quality")
+    if report.left_out.get(LOW_QUALITY):
+        reasons.append(f"{report.left_out[LOW_QUALITY]} below min_quality")
     if report.rejected:
         reasons.append(f"{report.rejected} rejected")
     return f"no entry is published: of {files} record files, " + "; ".join(reasons)

@@ -43,7 +43,7 @@ from typing import Generic, TypeVar
 from urllib.parse import unquote_to_bytes
 
 from feedsvc.build.served import REVALIDATE, Served, etag_of
-from feedsvc.build.store import Store, feed_text
+from feedsvc.build.store import Store
 from feedsvc.config import Config
 from feedsvc.errors import FeedsvcError
 from feedsvc.feeds.rules import cached_slug
@@ -215,10 +215,10 @@ def run(store: Store, key: FeedKey, query: Query, max_entries: int) -> Feed:
     """
     limit = query.limit or max_entries
     if key.kind is FeedKind.ALL and query.topics:
-        feeds = [feed_text(FeedKey(FeedKind.TOPIC, t)) for t in query.topics]
+        feeds = [FeedKey(FeedKind.TOPIC, t).text for t in query.topics]
     else:
-        feeds = [feed_text(key)]
-    within = feed_text(FeedKey(FeedKind.PROVIDER, query.provider)) if query.provider is not None else None
+        feeds = [key.text]
+    within = FeedKey(FeedKind.PROVIDER, query.provider).text if query.provider is not None else None
     entries: list[Record] = []
     for r in store.entries(feeds, within):
         if query.min_quality is not None and r.quality < query.min_quality:
@@ -226,7 +226,7 @@ def run(store: Store, key: FeedKey, query: Query, max_entries: int) -> Feed:
         entries.append(r)
         if len(entries) >= limit:
             break
-    name = store.feed_name(feed_text(key)) or key.slug
+    name = store.feed_name(key.text) or key.slug
     return Feed(key=key, name=name, entries=tuple(entries), total=len(entries))
 
 
@@ -234,7 +234,7 @@ def title(site: Site, store: Store, key: FeedKey, query: Query) -> str:
     """A custom feed's title: what it is narrowed to, in words."""
 
     def name(k: FeedKey) -> str:
-        return store.feed_name(feed_text(k)) or k.slug
+        return store.feed_name(k.text) or k.slug
 
     if key.kind is FeedKind.ALL and query.topics:
         text = f"{site.title}: {' + '.join(name(FeedKey(FeedKind.TOPIC, t)) for t in query.topics)}"
