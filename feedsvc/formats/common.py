@@ -77,9 +77,13 @@ class Named(Protocol):
 
 def feed_title(site: Site, feed: Named) -> str:
     """The site title for the all-articles feed, else "<site title>: <name>"."""
-    if feed.key.kind is FeedKind.ALL:
-        return site.title
-    return f"{site.title}: {feed.name}"
+    return titled(site, None if feed.key.kind is FeedKind.ALL else feed.name)
+
+
+def titled(site: Site, name: str | None) -> str:
+    """The title of a feed called `name` on `site` (custom feeds name theirs in words); the
+    site's own title for the all-articles feed (`name` None)."""
+    return site.title if name is None else f"{site.title}: {name}"
 
 
 def entry_updated_times(entries: Sequence[Record]) -> list[datetime]:

@@ -47,7 +47,7 @@ from feedsvc.build.store import Store
 from feedsvc.config import Config
 from feedsvc.errors import FeedsvcError
 from feedsvc.feeds.rules import cached_slug
-from feedsvc.formats.common import Site
+from feedsvc.formats.common import Site, titled
 from feedsvc.formats.documents import Document
 from feedsvc.formats.registry import FeedFormat, feed_path
 from feedsvc.model import Feed, FeedKey, FeedKind, Record
@@ -236,12 +236,11 @@ def title(site: Site, store: Store, key: FeedKey, query: Query) -> str:
     def name(k: FeedKey) -> str:
         return store.feed_name(k.text) or k.slug
 
-    if key.kind is FeedKind.ALL and query.topics:
-        text = f"{site.title}: {' + '.join(name(FeedKey(FeedKind.TOPIC, t)) for t in query.topics)}"
-    elif key.kind is FeedKind.ALL:
-        text = site.title
+    if key.kind is FeedKind.ALL:
+        topics = " + ".join(name(FeedKey(FeedKind.TOPIC, t)) for t in query.topics)
+        text = titled(site, topics or None)
     else:
-        text = f"{site.title}: {name(key)}"
+        text = titled(site, name(key))
     if query.provider is not None:
         text += f" from {name(FeedKey(FeedKind.PROVIDER, query.provider))}"
     if query.min_quality is not None:
