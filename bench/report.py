@@ -2,7 +2,7 @@
 
 Every row the benchmark can report is declared here, in table order, with its
 unit and target, so the table always has the same shape (a row that was not
-measured says why) and tests/test_bench.py can check that none went missing.
+measured says why) and tests/e2e/test_bench.py can check that none went missing.
 """
 
 from __future__ import annotations

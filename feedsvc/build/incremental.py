@@ -11,7 +11,7 @@ pending in the same transaction as the changes, and clears them only after the
 files are written, so a build that dies half-way is simply finished next time.
 
 A build from an empty cache goes through the same steps, so a full build and
-any sequence of incremental ones give the same bytes (tests/test_incremental.py).
+any sequence of incremental ones give the same bytes (tests/build/test_incremental.py).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ REVALIDATE = 0
 #: a cache that holds it within that time.
 ARCHIVE = 1
 #: Seconds an archive page may be used from a cache without asking again
-#: (one day). deploy/nginx-static.conf sends the same (tests/test_nginx.py checks).
+#: (one day). deploy/nginx-static.conf sends the same (tests/e2e/test_nginx.py checks).
 ARCHIVE_MAX_AGE = 86_400
 
 

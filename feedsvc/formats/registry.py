@@ -50,7 +50,7 @@ class FeedFormat(Format):
 
 
 # The renderers are looked up when called, not bound here, so a test can
-# replace one (tests/test_archives.py proves the web app renders nothing).
+# replace one (tests/feeds/test_archives.py proves the web app renders nothing).
 def _rss_atom(fmt: str) -> Callable[..., bytes]:
     def render(feed: Any, site: Any, **options: Any) -> bytes:
         return rss_atom.render_feed(feed, site, fmt, **options)

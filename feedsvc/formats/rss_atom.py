@@ -153,7 +153,7 @@ class Fragments:
     same way wherever it stands at the same depth under a root that declares
     the same namespaces, so the bytes feedgen writes for a one-entry document
     are that entry's bytes in any feed (the feed-level elements never depend
-    on the entries: `_generator` sets every one of them). tests/test_render.py
+    on the entries: `_generator` sets every one of them). tests/formats/test_render.py
     holds every spliced document to feedgen's own, byte for byte.
 
     Off (`limit` 0) unless a build turns it on (`keep`): a web worker renders

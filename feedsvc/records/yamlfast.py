@@ -20,7 +20,7 @@ field rules read:
   and PyYAML's datetime alike.
 
 Anything else, and any error, goes to PyYAML, which also words every error
-message. tests/test_yamlfast.py checks both paths give identical records.
+message. tests/records/test_yamlfast.py checks both paths give identical records.
 """
 
 from __future__ import annotations

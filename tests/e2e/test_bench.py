@@ -5,7 +5,7 @@ is run by hand (README "Benchmarks"); this runs it on 300 records, with one
 serving setup (the shipped config.yaml) and one-second load runs, and checks
 that every row the README table has is there, measured or marked skipped, and
 that the checks it makes of the output and of the server hold. It needs wrk
-and nginx (`scripts/setup --system`), like tests/test_nginx.py.
+and nginx (`scripts/setup --system`), like tests/e2e/test_nginx.py.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import ROOT
+
 BENCH = ROOT / "bench" / "run.py"
 #: What the benchmark must report (issue 5): floors, builds and their ratios, checks.
 REQUIRED_BUILDS = {

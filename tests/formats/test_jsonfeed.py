@@ -22,7 +22,7 @@ import feedparser
 import jsonschema
 import pytest
 import yaml
-from conftest import DATA, Corpus
+from conftest import DATA, ROOT, Corpus
 from lxml import etree
 from test_validity import _hostile_record, _html
 
@@ -32,7 +32,7 @@ from feedsvc.formats.documents import Build
 from feedsvc.formats.jsonfeed import render_json
 from feedsvc.model import ALL, Feed, FeedKey, FeedKind
 
-SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / "jsonfeed-1.1.schema.json"
+SCHEMA_PATH = ROOT / "tests" / "schema" / "jsonfeed-1.1.schema.json"
 SCHEMA = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 BAD = yaml.safe_load((DATA / "jsonfeed" / "bad.yaml").read_text(encoding="utf-8"))

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 #: The documents whose links are checked.
 DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
 

@@ -34,11 +34,11 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 from servers import free_port, request, stop_process
 
-ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 30.0
-#: Files the web app and the build load from the package (feedsvc/templates/).
+#: Files the web app and the build load from the package (feedsvc/formats/templates/).
 PACKAGE_FILES = ("base.html", "feed.html", "index.html", "feeds.opml", "style.css")
 
 
@@ -149,7 +149,7 @@ def test_wheel_ships_every_package_file(wheel: Wheel) -> None:
     with zipfile.ZipFile(wheel.path) as whl:
         names = set(whl.namelist())
     for name in PACKAGE_FILES:
-        assert f"feedsvc/templates/{name}" in names
+        assert f"feedsvc/formats/templates/{name}" in names
     missing = [rel for rel in wheel.package_files if rel not in names]
     assert not missing, f"files under feedsvc/ left out of the wheel (package data in pyproject.toml): {missing}"
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import feedparser
 import yaml
+from conftest import DATA
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from test_validity import check_feed
@@ -33,7 +34,7 @@ from feedsvc.records.read import Loaded, LoadResult, _maybe_alias, nesting_opene
 SETTINGS = Settings()
 CONFIG = dataclasses.replace(Config(), include_unpublished=True)
 PROPERTY = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
-GOOD = (Path(__file__).resolve().parent / "data" / "records" / "ok_full.txt").read_text(encoding="utf-8")
+GOOD = (DATA / "records" / "ok_full.txt").read_text(encoding="utf-8")
 
 #: Pieces of YAML, so random text often is YAML (with anchors, aliases, tags).
 YAML_TOKENS = st.sampled_from(

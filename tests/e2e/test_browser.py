@@ -35,11 +35,11 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from conftest import ROOT
 from servers import Server, free_port, write_config
 
 from feedsvc.synth import write_corpus
 
-ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

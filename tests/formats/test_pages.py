@@ -1,6 +1,6 @@
 """pages.py: the HTML index, the browser view of each feed, the 404 page, and the OPML list.
 
-tests/test_browser.py opens the same pages in a real browser.
+tests/e2e/test_browser.py opens the same pages in a real browser.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_records import CASES
@@ -22,7 +23,7 @@ from feedsvc.records.read import Loaded, parse_bytes, settings_for
 from feedsvc.synth import record_text
 
 SETTINGS = settings_for(Config())
-SEEDS = sorted((Path(__file__).resolve().parent.parent / "seeds").glob("*.txt"))
+SEEDS = sorted((ROOT / "seeds").glob("*.txt"))
 
 
 def both(name: str, data: bytes, monkeypatch: pytest.MonkeyPatch) -> tuple[Loaded, Loaded]:

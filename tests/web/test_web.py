@@ -547,7 +547,7 @@ def test_fuzzed_requests_never_fail(
 
 
 def test_pages_ignore_query_strings_and_feeds_refuse_unknown_ones(client: FlaskClient) -> None:
-    """A page takes no query; a feed's query makes a custom feed (tests/test_query.py), so a
+    """A page takes no query; a feed's query makes a custom feed (tests/web/test_query.py), so a
     parameter it does not know is refused rather than silently giving the plain feed."""
     for path in ("/index.html", "/feeds/all.html", "/feeds.opml", "/style.css"):
         plain = client.get(path)

@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
+from conftest import DATA, ROOT
 
 from feedsvc.cli import main
 from feedsvc.config import Config
@@ -35,7 +36,7 @@ from feedsvc.model import Record
 from feedsvc.records.fields import Settings
 from feedsvc.records.read import Loaded, load_file, load_records, parse_bytes, record_files, settings_for
 
-CASES_DIR = Path(__file__).resolve().parent / "data" / "records"
+CASES_DIR = DATA / "records"
 CASES = sorted(CASES_DIR.glob("*.txt"))
 SETTINGS = settings_for(Config())
 #: Loading any one file, however hostile, takes less than this (seconds).
@@ -377,4 +378,4 @@ def test_check_exits_0_when_every_record_is_usable(tmp_path: Path) -> None:
 
 
 def _config_file() -> Path:
-    return Path(__file__).resolve().parent.parent / "config.yaml"
+    return ROOT / "config.yaml"

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import feedparser
 import pytest
+from conftest import ROOT
 from servers import FEEDSVC, Server, free_port, poll, request, write_config
 
-ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
 RELOAD_INTERVAL = 0.5
 #: How long a change may take to show in every worker: a scan interval, plus slack for a loaded machine.

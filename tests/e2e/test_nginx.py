@@ -44,7 +44,7 @@ RELOAD_INTERVAL = 0.5
 CLOCK_STEP = 1.0
 #: Allowance for a loaded machine on top of what the settings promise.
 SLACK = 10.0
-#: What the app sends (tests/test_server_e2e.py checks the app against the same table).
+#: What the app sends (tests/e2e/test_server_e2e.py checks the app against the same table).
 MEDIA_TYPES = {
     "rss": "application/rss+xml; charset=utf-8",
     "atom": "application/atom+xml; charset=utf-8",
