@@ -19,7 +19,7 @@ from feedsvc import __version__
 from feedsvc.build import incremental
 from feedsvc.config import Config, check_records_dir, load_config
 from feedsvc.errors import ConfigError, FeedsvcError, RecordError
-from feedsvc.feeds.rules import dedupe
+from feedsvc.feeds.rules import Filters, dedupe
 from feedsvc.records.read import load_records, with_identity_lines
 from feedsvc.web import websub
 from feedsvc.web.builder import nothing_published, summary_line, watch_forever
@@ -188,7 +188,7 @@ def check(ctx: click.Context, warnings: bool, folder: Path | None) -> None:
     # The same problems a build reports: a duplicate article is one too.
     problems = loaded.problems + with_identity_lines(root, dedupe(loaded.records).problems)
     _report(tuple(sorted(problems, key=lambda p: p.path)), warnings=warnings)
-    filters = incremental.filters_for(config)
+    filters = Filters.from_config(config)
     left = Counter(
         reason for r in loaded.records if (reason := filters.left_out(r.is_published, r.quality)) is not None
     )

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from feedsvc.build import incremental
+from feedsvc.build import incremental, refresh
 from feedsvc.build.write import MANIFEST, files_for
 from feedsvc.config import ArchivesConfig, Config
 from feedsvc.feeds.archives import FIRST
@@ -284,10 +284,10 @@ def test_a_deleted_output_folder_is_written_again(config: Config, tmp_path: Path
 def test_parallel_parsing_gives_the_same_output(
     config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(incremental, "PARALLEL_MIN", 1)
+    monkeypatch.setattr(refresh, "PARALLEL_MIN", 1)
     report = incremental.build(config, tmp_path / "parallel", cache=tmp_path / "p.sqlite", workers=2)
     assert report.changes.parsed == RECORDS
-    monkeypatch.setattr(incremental, "PARALLEL_MIN", 10**9)
+    monkeypatch.setattr(refresh, "PARALLEL_MIN", 10**9)
     assert snapshot(tmp_path / "parallel") == full_build(config, tmp_path / "fresh")
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from feedsvc.build import incremental
+from feedsvc.build import incremental, refresh
 from feedsvc.build.store import Stamp
 from feedsvc.config import Config
 from feedsvc.synth import write_corpus
@@ -81,10 +81,10 @@ def test_a_no_op_build_reads_no_file_row(config: Config, monkeypatch: pytest.Mon
 def test_scan_rows_are_the_stamps_in_path_order(config: Config) -> None:
     (config.records_dir / "sub").mkdir()
     (config.records_dir / "sub" / "a.md").write_text("---\n", encoding="utf-8")
-    rows = incremental.scan_rows(config.records_dir)
+    rows = refresh.scan_rows(config.records_dir)
     assert [row[0] for row in rows] == sorted(row[0] for row in rows)
     assert "sub/a.md" in [row[0] for row in rows]
-    stamps = incremental.scan(config.records_dir)
+    stamps = refresh.scan(config.records_dir)
     assert list(stamps) == [row[0] for row in rows]
     st = (config.records_dir / "sub" / "a.md").stat()
     assert stamps["sub/a.md"] == Stamp(st.st_size, st.st_mtime_ns, st.st_ino)

@@ -1,0 +1,172 @@
+"""Rendering a refresh's plan: the touched feeds, their changed archive pages and the
+listings, in worker processes that read the committed cache on their own.
+
+Each render process writes an entry once (feedgen, `rss_atom.Fragments`) and
+reuses it in every feed and archive page that holds it; pages are rendered
+newest first across feeds so those come close together. Each document is
+gzipped where it was rendered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+from feedsvc.build.refresh import Plan
+from feedsvc.build.store import (
+    PageRef,
+    Store,
+    archive_pages,
+    paged_feeds,
+    plan_pages,
+)  # fmt: skip
+from feedsvc.build.write import MANIFEST
+from feedsvc.config import Config
+from feedsvc.feeds.archives import Paging
+from feedsvc.formats.common import Site
+from feedsvc.formats.documents import Document, archive_documents, feed_documents, site_documents, with_gzip
+from feedsvc.formats.registry import ARCHIVE_FORMATS
+from feedsvc.formats.rss_atom import keep_fragments
+from feedsvc.model import Feed, FeedKey, archive_path
+
+#: From this many feeds to render, rendering is spread over worker processes.
+PARALLEL_FEEDS = 64
+
+
+def render(
+    cache: Path, store: Store, config: Config, plan: Plan, workers: int, out: Path | None = None
+) -> tuple[dict[str, Document], tuple[str, ...]]:
+    """Documents of the planned feeds and their changed archive pages, plus the
+    listings, and the paths of gone feeds and pages.
+
+    Reads the committed cache; many feeds are rendered in worker processes,
+    each reading the cache on its own. Of a feed's archive pages only those
+    whose entries or links changed are rendered (`store.plan_pages`); every
+    page when `out` has no manifest (a new or emptied output folder).
+    """
+    site = Site.from_config(config)
+    paging = Paging.from_config(config)
+    everything = out is not None and not (out / MANIFEST).is_file()
+    runs, names, gone = _plan_archives(store, plan, paging, site, everything)
+    documents: dict[str, Document] = {}
+    feeds = [(text, names.get(text, ())) for text in plan.feeds]
+    jobs: list[_Job] = [(feeds[i : i + 16], [], paging, site) for i in range(0, len(feeds), 16)]
+    # Newest pages first, across feeds: the pages that share an entry (one per
+    # feed the record is in) come close together, while its fragment is kept.
+    runs.sort(key=lambda run: run[1][0].name.replace("first", "0"), reverse=True)
+    jobs += [([], runs[i : i + 2], paging, site) for i in range(0, len(runs), 2)]
+    if workers > 1 and len(plan.feeds) + len(runs) >= PARALLEL_FEEDS:
+        with ProcessPoolExecutor(
+            max_workers=workers, mp_context=get_context("fork"), initializer=_open_reader, initargs=(cache,)
+        ) as pool:
+            # A few long runs of jobs per worker, not one job at a time: each
+            # worker then renders a span of dates, and most entries in one only.
+            for docs in pool.map(_render_chunk, jobs, chunksize=max(1, len(jobs) // (4 * workers))):
+                documents.update((d.path, d) for d in docs)
+    else:
+        keep_fragments(FRAGMENTS_KEPT)
+        try:
+            for job in jobs:
+                documents.update((d.path, d) for d in _render_with(store, *job))
+        finally:
+            keep_fragments(0)
+    gone += [d.path for text in plan.gone for d in feed_documents(_empty(text), site)]
+    if documents or gone:
+        for doc in site_documents(store.summaries(), site):
+            documents[doc.path] = doc
+    return documents, tuple(gone)
+
+
+#: Entry fragments each render process keeps (`render.Fragments`): about 3 KB
+#: each, enough for the pages of every feed around one date (measured in one
+#: process: 20,000 records, shipped config, 1.08 entries written per entry used once).
+FRAGMENTS_KEPT = 32_768
+
+#: Most archive pages one render job reads (in one query) and renders.
+PAGES_PER_RUN = 8
+
+_Run = tuple[str, tuple[PageRef, ...]]
+
+
+def _plan_archives(
+    store: Store, plan: Plan, paging: Paging, site: Site, everything: bool
+) -> tuple[list[_Run], dict[str, tuple[str, ...]], list[str]]:
+    """The runs of archive pages to render (feed, adjacent pages), each planned
+    feed's page names, and the paths of gone pages.
+
+    Feeds the cache still knows pages of but that no longer exist (gone by a
+    setting that made the cache fresh) lose their pages too.
+    """
+    runs: list[_Run] = []
+    names: dict[str, tuple[str, ...]] = {}
+    gone: list[str] = []
+    salt = fingerprint_of(store)
+    with store.transaction():
+        planned = (*plan.feeds, *plan.gone)
+        live = {f for (f,) in store.db.execute("SELECT feed FROM summaries")}
+        orphans = sorted(paged_feeds(store) - live - set(planned))
+        for text in (*planned, *orphans):
+            pages = plan_pages(store, text, paging, salt, everything=everything)
+            names[text] = pages.names
+            for run in _consecutive(pages.render):
+                runs += [(text, run[i : i + PAGES_PER_RUN]) for i in range(0, len(run), PAGES_PER_RUN)]
+            key = FeedKey.from_text(text)
+            gone += [f"{archive_path(key, n)}.{fmt.suffix}" for n in pages.gone for fmt in ARCHIVE_FORMATS]
+    return runs, names, gone
+
+
+def _consecutive(refs: Sequence[PageRef]) -> list[tuple[PageRef, ...]]:
+    """`refs` (newest first) in runs of pages that are adjacent in the feed (read in one query)."""
+    runs: list[list[PageRef]] = []
+    for ref in refs:
+        if runs and runs[-1][-1].hi == ref.lo:
+            runs[-1].append(ref)
+        else:
+            runs.append([ref])
+    return [tuple(run) for run in runs]
+
+
+_READER: Store | None = None
+
+
+def _open_reader(cache: Path) -> None:
+    global _READER
+    _READER = Store.reader(cache)
+    keep_fragments(FRAGMENTS_KEPT)
+
+
+#: A render job: feeds (each with its page names) and runs of archive pages.
+_Job = tuple[list[tuple[str, tuple[str, ...]]], list[_Run], Paging, Site]
+
+
+def _render_chunk(args: _Job) -> list[Document]:
+    assert _READER is not None
+    return _render_with(_READER, *args)
+
+
+def _render_with(
+    store: Store, feeds: Iterable[tuple[str, tuple[str, ...]]], runs: Iterable[_Run], paging: Paging, site: Site
+) -> list[Document]:
+    docs: list[Document] = []
+    for text, pages in feeds:
+        feed = store.feed(text, paging.max_entries, pages)
+        if feed is not None:
+            docs.extend(feed_documents(feed, site))
+    for text, refs in runs:
+        for page in archive_pages(store, text, refs):
+            docs.extend(archive_documents(page, site))
+    # Compressed here, in the worker that rendered it, not one by one in the main process.
+    return [with_gzip(doc) for doc in docs]
+
+
+def _empty(text: str) -> Feed:
+    """A stand-in for a feed that is gone, to learn which paths it had."""
+    return Feed(key=FeedKey.from_text(text), name="", entries=(), total=0)
+
+
+def fingerprint_of(store: Store) -> str:
+    """The fingerprint the cache was made with (salts the archive page digests)."""
+    row = store.db.execute("SELECT value FROM meta WHERE key='fingerprint'").fetchone()
+    return row[0] if row else ""
