@@ -29,33 +29,29 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
-import sys
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from functools import lru_cache
 from pathlib import Path
-from typing import IO, Any
-from urllib.parse import quote
+from typing import Any
 
 from flask import Flask, Response, request
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
-from werkzeug.http import parse_date
 
 from feedsvc.build.incremental import default_cache_path, generation_path
 from feedsvc.build.served import ARCHIVE, ARCHIVE_MAX_AGE, Served
 from feedsvc.config import Config, base_url, load_config
 from feedsvc.formats.common import Site
 from feedsvc.formats.html import render_not_found
-from feedsvc.formats.registry import is_subscription
+from feedsvc.formats.registry import HTML, is_subscription
 from feedsvc.web.custom import CustomFeeds, QueryError, kind_of, parse
+from feedsvc.web.http import etag_matches, not_modified, wants_gzip
+from feedsvc.web.log import AccessLog, configure_logging, log_path
 from feedsvc.web.metrics import Instrumented, Metrics
 from feedsvc.web.output import Body, Output, State
 from feedsvc.web.polite import COST_FULL, COST_NOT_MODIFIED, Limiter
 
-access_log = logging.getLogger("feedsvc.access")
 log = logging.getLogger("feedsvc.web")
 
 #: Longest URL path looked up; every real document path is far shorter.
@@ -80,16 +76,9 @@ _NOSNIFF = ("X-Content-Type-Options", "nosniff")
 _CSP = ("Content-Security-Policy", CSP)
 _VARY = ("Vary", "Accept-Encoding")
 _NO_STORE = ("Cache-Control", "no-store")
-_HTML = "text/html; charset=utf-8"
+_HTML = HTML.content_type
 _TEXT = "text/plain; charset=utf-8"
-# The next entity tag in an If-None-Match list; "W/" is case-sensitive (RFC 9110 8.8.3).
-_ETAG = re.compile(r'[\s,]*(?:W/)?"([^"]*)"')
-_QVALUE = re.compile(r"(?:0(?:\.\d{0,3})?|1(?:\.0{0,3})?)")
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-_PATH_SAFE = "/:@!$&'()*+,;=-._~%"
 # What needs no escaping in a log line: the common case, checked before quoting.
-_PLAIN_PATH = re.compile(r"[A-Za-z0-9/._~%-]{0,300}")
-_PLAIN_TOKEN = re.compile(r"[A-Za-z0-9/.:_\[\]-]{1,64}")
 
 
 class _Final(Response):
@@ -375,7 +364,7 @@ class _Responder:
 
     def server_error(self, e: Exception) -> Response:
         # The type only: an exception's message could quote request or record data.
-        log.error("error answering %s: %s", _log_path(request.environ), type(e).__name__)
+        log.error("error answering %s: %s", log_path(request.environ), type(e).__name__)
         log.debug("error detail", exc_info=True)
         return _plain(500, "Internal Server Error")
 
@@ -401,185 +390,8 @@ def _encoded_separator(environ: dict[str, Any]) -> bool:
     return "%2f" in target or "%5c" in target or "%00" in target
 
 
-def not_modified(inm: str | None, ims: str | None, etag: str, last_modified: int | None) -> bool:
-    """Whether the client's copy is current (RFC 9110 13.2.2 order).
-
-    If-None-Match decides when present (weak comparison: "W/" is ignored on
-    both sides); If-Modified-Since counts only without it, and a value that is
-    not an HTTP date is ignored.
-    """
-    if inm is not None:
-        return etag_matches(inm, etag)
-    # An HTTP date has at most one comma; more means a list, which is ignored.
-    if ims is None or last_modified is None or len(ims) > 100 or ims.count(",") > 1:
-        return False
-    since = parse_date(ims)
-    return since is not None and last_modified <= since.timestamp()
-
-
-def etag_matches(if_none_match: str, etag: str) -> bool:
-    """Weak comparison of `etag` (quoted, strong) against an If-None-Match value."""
-    value = if_none_match.strip()
-    if value == "*":
-        return True
-    if etag not in value:  # cheap and necessary: the quoted tag must appear
-        return False
-    opaque, pos = etag[1:-1], 0
-    while (m := _ETAG.match(value, pos)) is not None:
-        if m.group(1) == opaque:
-            return True
-        pos = m.end()
-    return False  # the end, or a member that is not an entity tag
-
-
-def wants_gzip(accept_encoding: str) -> bool:
-    """Whether to send gzip for this Accept-Encoding value (RFC 9110 12.5.3).
-
-    gzip (or x-gzip, else "*") must have a q-value above 0, and "identity"
-    must not be listed with a higher one. Entries with a malformed q-value
-    are ignored.
-    """
-    if len(accept_encoding) > 200:
-        return _wants_gzip(accept_encoding)
-    return _wants_gzip_cached(accept_encoding)
-
-
-def _wants_gzip(value: str) -> bool:
-    gzip_q: float | None = None
-    star_q: float | None = None
-    identity_q: float | None = None
-    for item in value.split(","):
-        coding, _, params = item.partition(";")
-        coding = coding.strip().lower()
-        if not coding:
-            continue
-        q = _qvalue(params)
-        if q is None:
-            continue
-        if coding in ("gzip", "x-gzip"):
-            gzip_q = q if gzip_q is None else max(gzip_q, q)
-        elif coding == "*":
-            star_q = q
-        elif coding == "identity":
-            identity_q = q
-    q = gzip_q if gzip_q is not None else star_q
-    if not q:
-        return False
-    return identity_q is None or q >= identity_q
-
-
-_wants_gzip_cached = lru_cache(maxsize=256)(_wants_gzip)
-
-
-def _qvalue(params: str) -> float | None:
-    """The q parameter (1 when absent); None when it is not a valid qvalue."""
-    if not params:
-        return 1.0
-    for param in params.split(";"):
-        name, _, value = param.partition("=")
-        if name.strip().lower() == "q":
-            value = value.strip()
-            return float(value) if _QVALUE.fullmatch(value) else None
-    return 1.0
-
-
 def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
 
 
 # -- access log ----------------------------------------------------------------
-
-
-class AccessLog:
-    """WSGI middleware: one line per request on the `feedsvc.access` logger.
-
-    The line is Apache's common format plus the time taken and a 304 flag:
-    ``addr - - [time] "METHOD /path HTTP/1.1" status bytes seconds flag``,
-    where flag is ``not-modified`` for a 304 and ``-`` otherwise, and bytes is
-    the body length sent. The query string and headers are never logged, and
-    the path is logged %-escaped, so a line can never be split or forged.
-    """
-
-    def __init__(self, app: Callable[..., Iterable[bytes]], logger: logging.Logger = access_log) -> None:
-        self.app = app
-        self.logger = logger
-
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if not self.logger.isEnabledFor(logging.INFO):
-            return self.app(environ, start_response)
-        started = time.perf_counter()
-        seen: list[Any] = []
-
-        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            seen[:] = [status, headers]
-            if exc_info is not None:
-                return start_response(status, headers, exc_info)
-            return start_response(status, headers)
-
-        result = self.app(environ, capture)
-        if seen:
-            self.logger.info("%s", access_line(environ, seen[0], seen[1], time.perf_counter() - started))
-        return result
-
-
-def access_line(environ: dict[str, Any], status: str, headers: list[tuple[str, str]], seconds: float) -> str:
-    code = int(status[:3]) if status[:3].isdigit() else 0
-    method = _token(environ.get("REQUEST_METHOD", "-"))
-    size = 0
-    if method != "HEAD" and code >= 200 and code not in (204, 304):
-        for name, value in headers:
-            if name.lower() == "content-length":
-                size = int(value) if value.isdigit() else 0
-                break
-    when = _log_time(int(time.time()))
-    addr = _token(environ.get("REMOTE_ADDR") or "-")
-    proto = _token(environ.get("SERVER_PROTOCOL", "-"))
-    flag = "not-modified" if code == 304 else "-"
-    return f'{addr} - - [{when}] "{method} {_log_path(environ)} {proto}" {code} {size} {seconds:.6f} {flag}'
-
-
-@lru_cache(maxsize=4)
-def _log_time(epoch: int) -> str:
-    t = time.gmtime(epoch)
-    return f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}:{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
-
-
-def _log_path(environ: dict[str, Any]) -> str:
-    """The path as the client sent it, without the query, %-escaped and capped."""
-    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
-    if raw:
-        path = raw.partition("?")[0]
-    else:
-        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-    escaped = path if _PLAIN_PATH.fullmatch(path) else quote(path.encode("latin-1", "replace"), safe=_PATH_SAFE)
-    return escaped if len(escaped) <= 300 else escaped[:300] + "..."
-
-
-def _token(value: str) -> str:
-    if _PLAIN_TOKEN.fullmatch(value):
-        return value
-    return quote(value[:64].encode("latin-1", "replace"), safe="/.:-_[]")
-
-
-def configure_logging(stream: IO[str] | None = None) -> None:
-    """Log feedsvc's messages and access lines to `stream` (stderr), once.
-
-    Access lines go out as they are; other messages get a time, the process
-    id (there is one scanner per worker) and a level.
-    """
-    stream = stream or sys.stderr
-    base = logging.getLogger("feedsvc")
-    if any(getattr(h, "_feedsvc", False) for h in base.handlers):
-        return
-    plain = logging.StreamHandler(stream)
-    plain.setFormatter(logging.Formatter("%(message)s"))
-    detailed = logging.StreamHandler(stream)
-    detailed.setFormatter(
-        logging.Formatter("[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S %z")
-    )
-    for handler in (plain, detailed):
-        handler._feedsvc = True  # type: ignore[attr-defined]
-    access_log.addHandler(plain)
-    access_log.propagate = False
-    base.addHandler(detailed)
-    base.setLevel(logging.INFO)
