@@ -31,7 +31,8 @@ from feedsvc.feeds.rules import Filters
 from feedsvc.model import ALL
 from feedsvc.records import codec
 from feedsvc.records.fields import Settings
-from feedsvc.records.read import Loaded, load_bytes, read_record, settings_for, walk_folders
+from feedsvc.records.read import Loaded, load_bytes, read_record, settings_for
+from feedsvc.records.walk import walk_folders
 
 #: Below this many changed files, parsing stays in this process.
 PARALLEL_MIN = 400

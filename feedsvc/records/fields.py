@@ -161,7 +161,7 @@ def _text(f: _Fields, values: dict[Any, Any], name: str, s: Settings, limit: int
         text = _as_text(value)
     if text is None:
         hint = " (put it in quotes)" if isinstance(value, bool) else ""
-        (f.error if required else f.warn)(name, f"must be text, not {_kind(value)}{hint}")
+        (f.error if required else f.warn)(name, f"must be text, not {kind_of_value(value)}{hint}")
         return None
     cleaned, cut = _clean(text, s, limit)
     if not cleaned:
@@ -244,7 +244,7 @@ def _url(f: _Fields, values: dict[Any, Any], name: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        f.error(name, f"must be a URL, not {_kind(value)}")
+        f.error(name, f"must be a URL, not {kind_of_value(value)}")
         return None
     if len(value.strip()) > MAX_URL_CHARS:
         f.error(name, f"longer than {MAX_URL_CHARS:,} characters")
@@ -321,7 +321,7 @@ def _provider(f: _Fields, values: dict[Any, Any], link: str, s: Settings) -> Pro
             if domain is None:
                 f.warn("provider.domain", "not a domain name; using the link's host")
     elif raw is not None:
-        f.warn("provider", f"must be a mapping with name and domain, not {_kind(raw)}")
+        f.warn("provider", f"must be a mapping with name and domain, not {kind_of_value(raw)}")
     if domain is None:
         domain = provider_key(link) or "unknown"
     return Provider(name=name or domain, domain=domain)
@@ -362,7 +362,7 @@ def _list(f: _Fields, values: dict[Any, Any], name: str, what: str) -> list[Any]
     if raw is None:
         return None
     if not isinstance(raw, list):
-        f.warn(name, f"must be a list of {what}, not {_kind(raw)}")
+        f.warn(name, f"must be a list of {what}, not {kind_of_value(raw)}")
         return None
     return raw
 
@@ -450,7 +450,7 @@ def _quality(f: _Fields, values: dict[Any, Any]) -> float:
         except ValueError:
             pass
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        f.warn("quality", f"must be a number, not {_kind(value)}; using 0")
+        f.warn("quality", f"must be a number, not {kind_of_value(value)}; using 0")
         return 0.0
     if not math.isfinite(value):
         f.warn("quality", "must be a finite number; using 0")
@@ -463,7 +463,7 @@ def _heat(f: _Fields, values: dict[Any, Any]) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        f.warn("heat", f"must be a whole number, not {_kind(value)}; ignored")
+        f.warn("heat", f"must be a whole number, not {kind_of_value(value)}; ignored")
         return None
     return int(value)
 
@@ -472,7 +472,7 @@ def _published(f: _Fields, values: dict[Any, Any]) -> bool:
     value = values.get("published", True)
     if not isinstance(value, bool):
         # Unclear means unpublished: a record must never leak by accident.
-        f.warn("published", f"must be true or false, not {_kind(value)}; treated as false")
+        f.warn("published", f"must be true or false, not {kind_of_value(value)}; treated as false")
         return False
     return value
 
@@ -517,7 +517,8 @@ def _leaks_secured(f: _Fields, secured: Any, record: Record) -> bool:
     return True
 
 
-def _kind(value: Any) -> str:
+def kind_of_value(value: Any) -> str:
+    """What a YAML value is, in a message's words ("not a list"): every rejection says it so."""
     if value is None:
         return "null"
     if isinstance(value, bool):

@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 from feedsvc.cli import main
 from feedsvc.config import Config
 from feedsvc.errors import RecordError
-from feedsvc.records.read import load_records, record_files, walk_records
+from feedsvc.records.read import load_records
+from feedsvc.records.walk import record_files, walk_records
 from feedsvc.text import printable_name
 
 #: One report line: "file: field: reason" with ":line" after the file when there is one.

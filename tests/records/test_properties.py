@@ -29,7 +29,8 @@ from feedsvc.config import Config
 from feedsvc.formats.documents import assemble
 from feedsvc.model import Record
 from feedsvc.records.fields import Settings, record_from_mapping
-from feedsvc.records.read import Loaded, LoadResult, _maybe_alias, nesting_openers, parse_bytes
+from feedsvc.records.frontyaml import _maybe_alias, nesting_openers
+from feedsvc.records.read import Loaded, LoadResult, parse_bytes
 
 SETTINGS = Settings()
 CONFIG = dataclasses.replace(Config(), include_unpublished=True)

@@ -34,7 +34,8 @@ from feedsvc.cli import main
 from feedsvc.config import Config
 from feedsvc.model import Record
 from feedsvc.records.fields import Settings
-from feedsvc.records.read import Loaded, load_file, load_records, parse_bytes, record_files, settings_for
+from feedsvc.records.read import Loaded, load_file, load_records, parse_bytes, settings_for
+from feedsvc.records.walk import record_files
 
 CASES_DIR = DATA / "records"
 CASES = sorted(CASES_DIR.glob("*.txt"))

@@ -538,7 +538,9 @@ def test_fuzzed_requests_never_fail(
     client: FlaskClient, expected: Build, raw: bytes, accept: str, inm: str, ims: str
 ) -> None:
     headers = {"Accept-Encoding": accept, "If-None-Match": inm, "If-Modified-Since": ims}
-    r = client.get("/" + quote(raw, safe="/.%"), headers=headers)
+    # Not "//…": werkzeug's test client reads that as a host, not a path (the
+    # one-spelling tests send such paths over a real server).
+    r = client.get("/" + quote(raw.lstrip(b"/"), safe="/.%"), headers=headers)
     assert r.status_code in (200, 304, 404)
     assert r.headers["X-Content-Type-Options"] == "nosniff"
     if r.status_code == 200:
