@@ -28,14 +28,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from feedsvc import __version__
+from feedsvc.build.archive import use_page_size
 from feedsvc.build.refresh import cores, refresh
 from feedsvc.build.render import render
 from feedsvc.build.served import ARCHIVE, REVALIDATE, Served, etag_of_digest
-from feedsvc.build.store import (
-    CacheDamaged,
-    Store,
-    use_page_size,
-)  # fmt: skip
+from feedsvc.build.store import CacheDamaged, Store
 from feedsvc.build.write import MANIFEST, PublishResult, publish, write_atomic
 from feedsvc.config import Config, check_output_dir
 from feedsvc.errors import FeedsvcError, RecordError

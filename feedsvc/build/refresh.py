@@ -19,12 +19,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from feedsvc.build.store import (
-    Parsed,
-    Stamp,
-    Store,
-    memberships,
-)  # fmt: skip
+from feedsvc.build.store import Parsed, Stamp, Store, memberships
 from feedsvc.config import Config
 from feedsvc.errors import RecordError
 from feedsvc.feeds.rules import Filters

@@ -14,14 +14,9 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
+from feedsvc.build.archive import PageRef, archive_pages, paged_feeds, plan_pages
 from feedsvc.build.refresh import Plan
-from feedsvc.build.store import (
-    PageRef,
-    Store,
-    archive_pages,
-    paged_feeds,
-    plan_pages,
-)  # fmt: skip
+from feedsvc.build.store import Store
 from feedsvc.build.write import MANIFEST
 from feedsvc.config import Config
 from feedsvc.feeds.archives import Paging
@@ -43,7 +38,7 @@ def render(
 
     Reads the committed cache; many feeds are rendered in worker processes,
     each reading the cache on its own. Of a feed's archive pages only those
-    whose entries or links changed are rendered (`store.plan_pages`); every
+    whose entries or links changed are rendered (`build.archive.plan_pages`); every
     page when `out` has no manifest (a new or emptied output folder).
     """
     site = Site.from_config(config)
@@ -102,10 +97,10 @@ def _plan_archives(
     runs: list[_Run] = []
     names: dict[str, tuple[str, ...]] = {}
     gone: list[str] = []
-    salt = fingerprint_of(store)
+    salt = store.fingerprint()
     with store.transaction():
         planned = (*plan.feeds, *plan.gone)
-        live = {f for (f,) in store.db.execute("SELECT feed FROM summaries")}
+        live = set(store.summarized_feeds())
         orphans = sorted(paged_feeds(store) - live - set(planned))
         for text in (*planned, *orphans):
             pages = plan_pages(store, text, paging, salt, everything=everything)
@@ -164,9 +159,3 @@ def _render_with(
 def _empty(text: str) -> Feed:
     """A stand-in for a feed that is gone, to learn which paths it had."""
     return Feed(key=FeedKey.from_text(text), name="", entries=(), total=0)
-
-
-def fingerprint_of(store: Store) -> str:
-    """The fingerprint the cache was made with (salts the archive page digests)."""
-    row = store.db.execute("SELECT value FROM meta WHERE key='fingerprint'").fetchone()
-    return row[0] if row else ""

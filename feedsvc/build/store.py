@@ -28,9 +28,8 @@ from pathlib import Path
 from feedsvc.build.served import Served
 from feedsvc.errors import FeedsvcError, RecordError
 from feedsvc.feeds import rules
-from feedsvc.feeds.archives import Paging, layout
 from feedsvc.feeds.rules import ALL_NAME, display_name, election_key
-from feedsvc.model import ArchivePage, Feed, FeedKey, FeedKind, FeedSummary, Record
+from feedsvc.model import Feed, FeedKey, FeedKind, FeedSummary, Record
 from feedsvc.records import codec
 
 _SCHEMA = """
@@ -262,6 +261,15 @@ class Store:
         affected.update(m[0] for m in members)
         return affected
 
+    def fingerprint(self) -> str:
+        """The fingerprint the cache was made with (it salts the archive page digests)."""
+        row = self.db.execute("SELECT value FROM meta WHERE key='fingerprint'").fetchone()
+        return row[0] if row else ""
+
+    def summarized_feeds(self) -> list[str]:
+        """The feeds the cache holds a summary of: the ones that exist now."""
+        return [f for (f,) in self.db.execute("SELECT feed FROM summaries")]
+
     def feed_keys(self) -> list[str]:
         return [f for (f,) in self.db.execute("SELECT DISTINCT feed FROM members ORDER BY feed")]
 
@@ -289,9 +297,9 @@ class Store:
             (text, max_entries),
         ).fetchall()
         entries = tuple(decode(rec, check) for rec, check in rows)
-        return Feed(key, self._name(key, text), entries, total, len(pages), tuple(pages))
+        return Feed(key, self.name_of(key, text), entries, total, len(pages), tuple(pages))
 
-    def _name(self, key: FeedKey, text: str) -> str:
+    def name_of(self, key: FeedKey, text: str) -> str:
         if key.kind is FeedKind.ALL:
             return ALL_NAME
         counts = Counter(
@@ -312,7 +320,7 @@ class Store:
             (text, max_entries),
         ).fetchone()
         self.db.execute(
-            "INSERT OR REPLACE INTO summaries VALUES (?,?,?,?)", (text, self._name(key, text), total, updated)
+            "INSERT OR REPLACE INTO summaries VALUES (?,?,?,?)", (text, self.name_of(key, text), total, updated)
         )
         return True
 
@@ -485,146 +493,3 @@ def _decode_problems(blob: bytes) -> list[RecordError]:
     import marshal
 
     return [RecordError(*p) for p in marshal.loads(blob)]
-
-
-# --- Archive pages (RFC 5005; see archives.py) ---------------------------------
-#
-# A touched feed is laid out again (`archives.layout`, over its archived
-# members' ids and dates: one indexed query) and re-renders only the pages
-# whose digest changed. A page's digest covers the settings, the feed's name,
-# the page's name, its neighbours' names (its prev-archive and next-archive
-# links) and the content digest of every record file on it, in order; it is
-# kept per feed and page name. A build stages the digests of the pages it
-# renders (or '-' for a page that is gone) and they count only once its files
-# are written: the trigger promotes them when the build clears its pending
-# mark (`Store.clear_pending`). A build that dies before that leaves the old
-# digests, and its pending feeds, so the next build renders those pages again.
-# The digests outlive a cache made fresh (a changed setting), so the pages of
-# the old layout are removed from the output folder.
-
-_ARCHIVE_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS archive_digests (
-        feed TEXT NOT NULL, page TEXT NOT NULL, digest TEXT, staged TEXT, PRIMARY KEY (feed, page)
-    ) WITHOUT ROWID""",
-    """CREATE TRIGGER IF NOT EXISTS archive_digests_written AFTER DELETE ON meta WHEN old.key = 'pending'
-    BEGIN
-        DELETE FROM archive_digests WHERE staged = '-';
-        UPDATE archive_digests SET digest = staged, staged = NULL WHERE staged IS NOT NULL;
-    END""",
-)
-
-
-def use_page_size(store: Store, page_size: int) -> None:
-    """Make the cache ready for archive pages averaging `page_size` entries (0: archives off).
-
-    A cache from before content-defined pages kept numbered pages in
-    ``archive_pages``: their names carry over (with no digest), so the next
-    build removes their files. The size is part of the fingerprint, so
-    changing it lays every feed out again.
-    """
-    db = store.db
-    with store.transaction():
-        for statement in _ARCHIVE_SCHEMA:
-            db.execute(statement)
-        if db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='archive_pages'").fetchone():
-            db.execute(
-                "INSERT OR IGNORE INTO archive_digests (feed, page) SELECT feed, CAST(page AS TEXT) FROM archive_pages"
-            )
-            db.execute("DROP TRIGGER IF EXISTS archive_pages_written")
-            db.execute("DROP TABLE archive_pages")
-        row = db.execute("SELECT value FROM meta WHERE key='page_size'").fetchone()
-        if row is None or row[0] != str(page_size):
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('page_size', ?)", (str(page_size),))
-
-
-@dataclass(frozen=True, slots=True)
-class PageRef:
-    """One archive page to render: its name, its neighbours and where its entries are."""
-
-    name: str
-    prev: str | None
-    next: str | None
-    #: [lo, hi) of the page's entries in the feed's newest-first order.
-    lo: int
-    hi: int
-
-
-@dataclass(frozen=True, slots=True)
-class PagePlan:
-    """What a build does with one feed's archive pages."""
-
-    #: Pages to render (new, or their entries or links changed), newest first.
-    render: tuple[PageRef, ...]
-    #: Names of pages that are gone (the feed shrank, a boundary went, the feed is gone).
-    gone: tuple[str, ...]
-    #: Every page's name, oldest first (`Feed.pages`).
-    names: tuple[str, ...]
-
-
-def plan_pages(store: Store, text: str, paging: Paging, salt: str, *, everything: bool = False) -> PagePlan:
-    """Lay the feed out (`archives.layout`), compare with the stored digests, stage the new ones.
-
-    Call inside `store.transaction()`. `salt` is mixed into every digest (the
-    cache's fingerprint: settings that change every page). `everything`
-    renders every page (an output folder without a manifest).
-    """
-    db = store.db
-    old = dict(db.execute("SELECT page, digest FROM archive_digests WHERE feed=?", (text,)).fetchall())
-    if old:
-        db.execute("UPDATE archive_digests SET staged=NULL WHERE feed=? AND staged IS NOT NULL", (text,))
-    rows: list[tuple[str, int, str]] = []
-    if paging.page_size:
-        rows = db.execute(
-            "SELECT m.id, m.published, f.digest FROM members m JOIN files f ON f.rel = m.rel WHERE m.feed=?"
-            f" ORDER BY {NEWEST_FIRST} LIMIT -1 OFFSET ?",
-            (text, paging.max_entries),
-        ).fetchall()
-        rows.reverse()  # oldest first
-    spans = layout([(id_, published) for id_, published, _digest in rows], paging)
-    name = store._name(FeedKey.from_text(text), text) if spans else ""
-    archived, current = len(rows), paging.max_entries
-    render: list[PageRef] = []
-    staged: list[tuple[str, str, str]] = []
-    for span in spans:
-        h = hashlib.sha256(f"{salt}\0{name}\0{span.name}\0{span.prev or ''}\0{span.next or ''}".encode())
-        for _id, _published, digest in rows[span.start : span.stop]:
-            h.update(b"\0" + digest.encode("ascii"))
-        digest = h.hexdigest()
-        if everything or old.get(span.name) != digest:
-            lo = current + archived - span.stop
-            render.append(PageRef(span.name, span.prev, span.next, lo, lo + span.stop - span.start))
-            staged.append((text, span.name, digest))
-    names = tuple(span.name for span in spans)
-    gone = tuple(sorted(old.keys() - set(names)))
-    staged += [(text, page, "-") for page in gone]
-    db.executemany(
-        "INSERT INTO archive_digests (feed, page, staged) VALUES (?,?,?)"
-        " ON CONFLICT (feed, page) DO UPDATE SET staged=excluded.staged",
-        staged,
-    )
-    render.sort(key=lambda ref: ref.lo)
-    return PagePlan(tuple(render), gone, names)
-
-
-def paged_feeds(store: Store) -> set[str]:
-    """Every feed the cache knows archive pages of (written, or staged by a build that died)."""
-    return {f for (f,) in store.db.execute("SELECT DISTINCT feed FROM archive_digests")}
-
-
-def archive_pages(store: Store, text: str, refs: Sequence[PageRef]) -> list[ArchivePage]:
-    """The pages `refs` (adjacent, newest first) of the feed, read in one query."""
-    if not refs:
-        return []
-    key = FeedKey.from_text(text)
-    first, last = refs[0].lo, refs[-1].hi
-    rows = store.db.execute(
-        "SELECT f.rec, f.rec_sum FROM members m JOIN files f ON f.rel = m.rel WHERE m.feed=?"
-        f" ORDER BY {NEWEST_FIRST} LIMIT ? OFFSET ?",
-        (text, last - first, first),
-    ).fetchall()
-    records = [decode(rec, check) for rec, check in rows]
-    name = store._name(key, text)
-    return [
-        ArchivePage(key, name, ref.name, tuple(records[ref.lo - first : ref.hi - first]), ref.prev, ref.next)
-        for ref in refs
-    ]
