@@ -559,7 +559,7 @@ def nothing_rendered() -> Iterator[None]:
         raise AssertionError("the web app rendered a document")
 
     with pytest.MonkeyPatch.context() as patch:
-        for module in ("feedsvc.formats.documents", "feedsvc.build.incremental"):
+        for module in ("feedsvc.formats.documents", "feedsvc.build.render"):
             patch.setattr(f"{module}.archive_documents", fail)
         for name in ("render_archive", "render_feed"):
             patch.setattr(f"feedsvc.formats.rss_atom.{name}", fail)

@@ -313,7 +313,7 @@ from urllib.parse import quote, urlsplit, urlunsplit  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from feedsvc import text  # noqa: E402
+from feedsvc import text as text_rules  # noqa: E402
 from feedsvc.formats import common as _render  # noqa: E402
 
 
@@ -325,7 +325,7 @@ from feedsvc.formats import common as _render  # noqa: E402
 def test_safe_url_fast_path_agrees_with_encoding(scheme: str, rest: str) -> None:
     url = scheme + "example.com/" + rest
     parts = urlsplit(url)
-    encode = lambda part: quote(text.BARE_PERCENT.sub("%25", part), safe=text.URL_SAFE)  # noqa: E731
+    encode = lambda part: quote(text_rules.BARE_PERCENT.sub("%25", part), safe=text_rules.URL_SAFE)  # noqa: E731
     general = urlunsplit((parts.scheme, parts.netloc, encode(parts.path), encode(parts.query), encode(parts.fragment)))
     assert _render.safe_url(url) == general
 
@@ -334,9 +334,9 @@ def test_safe_url_fast_path_agrees_with_encoding(scheme: str, rest: str) -> None
 @given(st.text(max_size=40))
 def test_plain_fast_path_drops_what_the_full_pass_drops(text: str) -> None:
     """Skipping the character pass for printable ASCII must change nothing."""
-    full = text.UNPUBLISHABLE.sub("", text)
+    full = text_rules.UNPUBLISHABLE.sub("", text)
     assert _render.plain(text) == _render.plain(full)
-    assert not text.UNPUBLISHABLE.search(_render.plain(text))
+    assert not text_rules.UNPUBLISHABLE.search(_render.plain(text))
 
 
 def _documents(build: Build, site: Site) -> list[tuple[Feed | ArchivePage, str]]:
