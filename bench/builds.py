@@ -241,6 +241,7 @@ def builds(ws: Workspace, runs: int, results: Results) -> None:
                 log(f"  output {'equals' if same else 'DIFFERS FROM'} a fresh full build")
     results.add("incremental_identical", identical, "checked after each step of the first run")
     results.ratio("full_build_ratio", "full_build", "floor_cloader")
+    results.ratio("full_build_yaml_rs_ratio", "full_build", "floor_yaml_rs")
     results.ratio("noop_ratio", "noop_build", "full_build")
     for name in ("add", "change", "delete"):
         results.ratio(f"{name}_ratio", f"{name}_build", "full_build")
@@ -405,6 +406,8 @@ def archive_builds(ws: Workspace, runs: int, results: Results) -> None:
     results.add("archives_identical", int(bool(identical)), "after the first run's four steps")
     results.ratio("archives_full_ratio", "archives_full_build", "archives_off_build")
     results.ratio("archives_defaults_ratio", "archives_full_build", "full_build")
+    results.ratio("archives_floor_ratio", "archives_full_build", "floor_cloader")
+    results.ratio("archives_off_floor_ratio", "archives_off_build", "floor_cloader")
     for name in ARCHIVE_STEPS:
         results.ratio(f"archives_{name}_ratio", f"archives_{name}_build", "archives_full_build")
 

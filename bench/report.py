@@ -123,6 +123,9 @@ def _archive_rows() -> list[Spec]:
         Spec("archives_full_ratio", "config.yaml: full build archives on / archives off", "×", "≤ 1.3",
              at_most(1.3)),
         Spec("archives_defaults_ratio", "full build: config.yaml (archives on) / the defaults (archives off)", "×"),
+        Spec("archives_floor_ratio", "full build, config.yaml (archives on) / C-loader floor", "×", "≤ 0.45",
+             at_most(0.45)),
+        Spec("archives_off_floor_ratio", "full build, config.yaml with archives off / C-loader floor", "×"),
     ]  # fmt: skip
     for step, done in ARCHIVE_STEPS.items():
         rows += [
@@ -155,6 +158,7 @@ CATALOGUE: tuple[Spec, ...] = (
     ),
     Spec("full_build", "full build (--full, fresh output folder)", "s"),
     Spec("full_build_ratio", "full build / C-loader floor", "×", "≤ 0.35", at_most(0.35)),
+    Spec("full_build_yaml_rs_ratio", "full build / yaml-rs floor (stretch)", "×", "≤ 2", at_most(2)),
     Spec("build_peak_rss", "full build peak RSS, build process (maxrss self)", "MB"),
     Spec("build_peak_rss_workers", "full build peak RSS, largest parse worker (maxrss children)", "MB"),
     Spec("noop_build", "no-op rebuild", "s"),

@@ -30,6 +30,18 @@ from feedsvc.web.app import create_app
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
 DATA = Path(__file__).resolve().parent / "data"
+#: The Content-Type of each suffix, as every deployment sends it: the app, nginx with
+#: deploy/nginx-static.conf, and the caching proxy (written here, apart from the
+#: code's registry, so a change to either shows).
+MEDIA_TYPES = {
+    "rss": "application/rss+xml; charset=utf-8",
+    "atom": "application/atom+xml; charset=utf-8",
+    "json": "application/feed+json; charset=utf-8",
+    "opml": "text/x-opml; charset=utf-8",
+    "html": "text/html; charset=utf-8",
+    "css": "text/css; charset=utf-8",
+    "ico": "image/x-icon",
+}
 ATOM_SCHEMA = Path(__file__).resolve().parent / "schema" / "atom.rnc"
 
 #: Size of the synthetic corpus: a few thousand records, small enough for a

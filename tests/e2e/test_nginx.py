@@ -26,6 +26,7 @@ from pathlib import Path
 
 import feedparser
 import pytest
+from conftest import MEDIA_TYPES
 from nginx import ROOT, Nginx, nginx_binary, start_proxy, start_static
 from servers import FEEDSVC, Response, Server, free_port, poll, write_config
 
@@ -44,16 +45,6 @@ RELOAD_INTERVAL = 0.5
 CLOCK_STEP = 1.0
 #: Allowance for a loaded machine on top of what the settings promise.
 SLACK = 10.0
-#: What the app sends (tests/e2e/test_server_e2e.py checks the app against the same table).
-MEDIA_TYPES = {
-    "rss": "application/rss+xml; charset=utf-8",
-    "atom": "application/atom+xml; charset=utf-8",
-    "json": "application/feed+json; charset=utf-8",
-    "opml": "text/x-opml; charset=utf-8",
-    "html": "text/html; charset=utf-8",
-    "css": "text/css; charset=utf-8",
-    "ico": "image/x-icon",
-}
 PASSED_THROUGH = (
     "Content-Type", "Content-Encoding", "Content-Length", "ETag", "Last-Modified", "Cache-Control", "Vary",
     "X-Content-Type-Options", "Content-Security-Policy", "Link",

@@ -19,22 +19,13 @@ from pathlib import Path
 
 import feedparser
 import pytest
-from conftest import ROOT
+from conftest import MEDIA_TYPES, ROOT
 from servers import FEEDSVC, Server, free_port, poll, request, write_config
 
 SEEDS = ROOT / "seeds"
 RELOAD_INTERVAL = 0.5
 #: How long a change may take to show in every worker: a scan interval, plus slack for a loaded machine.
 RELOAD_DEADLINE = 15.0
-MEDIA_TYPES = {
-    ".rss": "application/rss+xml; charset=utf-8",
-    ".atom": "application/atom+xml; charset=utf-8",
-    ".json": "application/feed+json; charset=utf-8",
-    ".opml": "text/x-opml; charset=utf-8",
-    ".html": "text/html; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
-    ".ico": "image/x-icon",
-}
 SECURED = re.compile(r'^secured:\s*"?([^"\n]+)"?\s*$', re.MULTILINE)
 
 
@@ -157,7 +148,7 @@ def test_every_file_is_byte_identical_to_the_static_build(site: Site) -> None:
         plain = site.server.get("/" + path)
         assert plain.status == 200, path
         assert plain.body == body, path
-        assert plain.header("Content-Type") == MEDIA_TYPES[Path(path).suffix]
+        assert plain.header("Content-Type") == MEDIA_TYPES[Path(path).suffix[1:]]
         assert plain.header("Cache-Control") == "public, max-age=60"
         assert plain.header("Vary") == "Accept-Encoding"
         assert plain.header("X-Content-Type-Options") == "nosniff"

@@ -32,7 +32,7 @@ from urllib.parse import quote
 
 import feedparser
 import pytest
-from conftest import rebuild, served_app
+from conftest import MEDIA_TYPES, rebuild, served_app
 from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
@@ -48,15 +48,6 @@ from feedsvc.web import builder
 from feedsvc.web.app import create_app
 from feedsvc.web.output import Output
 
-MEDIA_TYPES = {
-    ".rss": "application/rss+xml; charset=utf-8",
-    ".atom": "application/atom+xml; charset=utf-8",
-    ".json": "application/feed+json; charset=utf-8",
-    ".opml": "text/x-opml; charset=utf-8",
-    ".html": "text/html; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
-    ".ico": "image/x-icon",
-}
 CSP = (
     "default-src 'none'; img-src https: http:; style-src 'self'; "
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
@@ -232,7 +223,7 @@ def test_every_document_is_served_as_built(client: FlaskClient, expected: Build)
         r = client.get("/" + path)
         assert r.status_code == 200, path
         assert r.data == doc.body, path
-        assert r.headers["Content-Type"] == MEDIA_TYPES[Path(path).suffix], path
+        assert r.headers["Content-Type"] == MEDIA_TYPES[Path(path).suffix[1:]], path
         assert r.headers["Content-Length"] == str(len(doc.body))
         assert r.headers["Cache-Control"] == f"public, max-age={MAX_AGE}"
         assert r.headers["Vary"] == "Accept-Encoding"
