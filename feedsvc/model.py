@@ -7,7 +7,7 @@ nothing downstream can leak it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 
@@ -165,3 +165,20 @@ class FeedSummary:
     name: str
     total: int
     updated: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One file of the site as the build makes it: URL path, bytes, media type, date."""
+
+    #: URL path without the leading slash, e.g. "feeds/topics/ai.atom".
+    path: str
+    body: bytes
+    media_type: str
+    #: The newest entry's updated time (Last-Modified); None for the stylesheet.
+    last_modified: datetime | None = None
+    #: An archive page: cached longer than a feed, and revalidated (`served.ARCHIVE`).
+    archive: bool = False
+    #: Its gzip form (`formats.compress`) once computed (`compress.with_gzip`); b"" when
+    #: gzip would not make it smaller, None when not computed yet.
+    packed: bytes | None = field(default=None, repr=False, compare=False)

@@ -31,16 +31,15 @@ from feedsvc import __version__
 from feedsvc.build.archive import use_page_size
 from feedsvc.build.refresh import cores, refresh
 from feedsvc.build.render import render
-from feedsvc.build.served import ARCHIVE, REVALIDATE, Served, etag_of_digest
+from feedsvc.build.served import Served, etag_of_digest
 from feedsvc.build.store import CacheDamaged, Store
 from feedsvc.build.write import MANIFEST, PublishResult, publish, write_atomic
 from feedsvc.config import Config, check_output_dir
 from feedsvc.errors import FeedsvcError, RecordError
 from feedsvc.feeds.archives import Paging
 from feedsvc.formats import compress
-from feedsvc.formats.documents import Document
 from feedsvc.formats.html import templates_digest
-from feedsvc.model import ALL, FeedSummary
+from feedsvc.model import ALL, Document, FeedSummary
 from feedsvc.records import codec
 from feedsvc.records.read import with_identity_lines
 
@@ -218,11 +217,7 @@ def served_rows(documents: Mapping[str, Document], files: Mapping[str, tuple[str
     for path, doc in documents.items():
         digest, size = files[path]
         gz = files.get(path + ".gz")
-        when = doc.last_modified
-        yield Served(
-            path, doc.media_type, int(when.timestamp()) if when else None, ARCHIVE if doc.archive else REVALIDATE,
-            etag_of_digest(digest), size, etag_of_digest(gz[0]) if gz else None, gz[1] if gz else None,
-        )  # fmt: skip
+        yield Served.of(doc, etag_of_digest(digest), size, (etag_of_digest(gz[0]), gz[1]) if gz else None)
 
 
 def summaries(config: Config, out: Path | None = None) -> list[tuple[FeedSummary, int]]:

@@ -21,10 +21,11 @@ from feedsvc.build.write import MANIFEST
 from feedsvc.config import Config
 from feedsvc.feeds.archives import Paging
 from feedsvc.formats.common import Site
-from feedsvc.formats.documents import Document, archive_documents, feed_documents, site_documents, with_gzip
+from feedsvc.formats.compress import with_gzip
+from feedsvc.formats.documents import archive_documents, feed_documents, site_documents
 from feedsvc.formats.registry import ARCHIVE_FORMATS
 from feedsvc.formats.rss_atom import keep_fragments
-from feedsvc.model import Feed, FeedKey, archive_path
+from feedsvc.model import Document, Feed, FeedKey, archive_path
 
 #: From this many feeds to render, rendering is spread over worker processes.
 PARALLEL_FEEDS = 64

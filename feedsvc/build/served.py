@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from email.utils import formatdate
 from functools import lru_cache
 
+from feedsvc.model import Document
+
 #: Cache policies a document can have. Every document is revalidated once
 #: its max-age is over (ETag, Last-Modified, 304): no URL is ever `immutable`,
 #: since a build may give any of them new bytes (a correction, a takedown).
@@ -71,6 +73,15 @@ class Served:
     @property
     def last_modified_http(self) -> str | None:
         return http_date_of(self.last_modified) if self.last_modified is not None else None
+
+    @classmethod
+    def of(cls, doc: Document, etag: str, size: int, gz: tuple[str, int] | None) -> Served:
+        """The entry of `doc`, whose file has `etag` and `size` and its .gz `gz` (ETag, size)."""
+        when = doc.last_modified
+        return cls(
+            doc.path, doc.media_type, int(when.timestamp()) if when else None, ARCHIVE if doc.archive else REVALIDATE,
+            etag, size, gz[0] if gz else None, gz[1] if gz else None,
+        )  # fmt: skip
 
     def as_row(self) -> tuple[object, ...]:
         return (

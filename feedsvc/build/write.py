@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from feedsvc.errors import FeedsvcError
-from feedsvc.formats.documents import Document
+from feedsvc.formats.compress import gzipped
 from feedsvc.formats.registry import LISTINGS
+from feedsvc.model import Document
 
 MANIFEST = ".feedsvc-manifest.json"
 #: `tempfile.mkstemp` names: "." + target name + "." + 8 random characters + ".tmp".
@@ -151,7 +152,7 @@ def files_for(documents: Mapping[str, Document]) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     for rel, doc in documents.items():
         files[rel] = doc.body
-        packed = doc.gzipped()
+        packed = gzipped(doc)
         if packed is not None:
             files[rel + ".gz"] = packed
     return files

@@ -9,6 +9,9 @@ out of the gzip header.
 from __future__ import annotations
 
 import gzip
+from dataclasses import replace
+
+from feedsvc.model import Document
 
 #: zlib's default, chosen by measurement (docs/benchmarks.md): on a build's
 #: documents level 9 is 0.3 % smaller and takes 29 % longer; level 5 saves a
@@ -21,3 +24,15 @@ def gzip_body(body: bytes) -> bytes | None:
     """`body` gzipped, or None when that would not make it smaller."""
     packed = gzip.compress(body, compresslevel=LEVEL, mtime=0)
     return packed if len(packed) < len(body) else None
+
+
+def gzipped(doc: Document) -> bytes | None:
+    """The gzip form of `doc`'s body (computed now unless `with_gzip` did), or None when
+    gzip does not make it smaller."""
+    packed = doc.packed if doc.packed is not None else gzip_body(doc.body)
+    return packed or None
+
+
+def with_gzip(doc: Document) -> Document:
+    """`doc` with its gzip form computed (where it was rendered, so in parallel)."""
+    return doc if doc.packed is not None else replace(doc, packed=gzip_body(doc.body) or b"")

@@ -1,24 +1,21 @@
-"""The documents of a site: URL path → bytes, media type, date.
+"""The documents of a site (`model.Document`: URL path → bytes, media type, date).
 
-`feedsvc build` (`incremental.py`) renders feeds and archive pages with the
+`feedsvc build` (`build/render.py`) renders feeds and archive pages with the
 functions here and writes the documents to disk; `feedsvc serve` sends those
 files. `build`/`assemble` make a whole site in memory from loaded records, in
-one go: the reference the incremental build is tested against, and what
-`feedsvc feeds` lists.
+one go: the reference the incremental build is tested against.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import datetime
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from feedsvc.config import Config
 from feedsvc.errors import RecordError
 from feedsvc.feeds.rules import build_feeds_and_archives, select
 from feedsvc.formats.common import Site
-from feedsvc.formats.compress import gzip_body
 from feedsvc.formats.html import (
     Listed,
     favicon,
@@ -29,33 +26,8 @@ from feedsvc.formats.html import (
     stylesheet,
 )
 from feedsvc.formats.registry import ARCHIVE_FORMATS, CSS, FEED_FORMATS, HTML, ICO, INDEX, OPML, OPML_LIST
-from feedsvc.model import ArchivePage, Feed, FeedKey, archive_path
+from feedsvc.model import ArchivePage, Document, Feed, FeedKey, archive_path
 from feedsvc.records.read import LoadResult, load_records
-
-
-@dataclass(frozen=True, slots=True)
-class Document:
-    #: URL path without the leading slash, e.g. "feeds/topics/ai.atom".
-    path: str
-    body: bytes
-    media_type: str
-    #: The newest entry's updated time (Last-Modified); None for the stylesheet.
-    last_modified: datetime | None = None
-    #: An archive page: cached longer than a feed, and revalidated (`served.ARCHIVE`).
-    archive: bool = False
-    #: Its gzip form (`compress.gzip_body`) once computed (`with_gzip`); b"" when
-    #: gzip would not make it smaller, None when not computed yet.
-    packed: bytes | None = field(default=None, repr=False, compare=False)
-
-    def gzipped(self) -> bytes | None:
-        """The gzip form of the body, or None when gzip does not make it smaller."""
-        packed = self.packed if self.packed is not None else gzip_body(self.body)
-        return packed or None
-
-
-def with_gzip(doc: Document) -> Document:
-    """`doc` with its gzip form computed (where it was rendered, so in parallel)."""
-    return doc if doc.packed is not None else replace(doc, packed=gzip_body(doc.body) or b"")
 
 
 @dataclass(frozen=True)

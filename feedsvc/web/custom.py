@@ -42,15 +42,15 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 from urllib.parse import unquote_to_bytes
 
-from feedsvc.build.served import REVALIDATE, Served, etag_of
+from feedsvc.build.served import Served, etag_of
 from feedsvc.build.store import Store
 from feedsvc.config import Config
 from feedsvc.errors import FeedsvcError
 from feedsvc.feeds.rules import cached_slug
 from feedsvc.formats.common import Site, titled
-from feedsvc.formats.documents import Document
+from feedsvc.formats.compress import gzipped
 from feedsvc.formats.registry import FeedFormat, feed_path
-from feedsvc.model import Feed, FeedKey, FeedKind, Record
+from feedsvc.model import Document, Feed, FeedKey, FeedKind, Record
 from feedsvc.text import MAX_SLUG, provider_key
 
 #: Most topics one custom feed may combine.
@@ -269,12 +269,8 @@ class Rendered:
 
 
 def prepare(doc: Document) -> Rendered:
-    packed = doc.gzipped()
-    when = doc.last_modified
-    row = Served(
-        doc.path, doc.media_type, int(when.timestamp()) if when else None, REVALIDATE,
-        etag_of(doc.body), len(doc.body), etag_of(packed) if packed else None, len(packed) if packed else None,
-    )  # fmt: skip
+    packed = gzipped(doc)
+    row = Served.of(doc, etag_of(doc.body), len(doc.body), (etag_of(packed), len(packed)) if packed else None)
     return Rendered(row, doc.body, packed)
 
 

@@ -12,7 +12,8 @@ from conftest import feed_files
 
 from feedsvc.build.write import MANIFEST, UnsafePath, files_for, publish, safe_target
 from feedsvc.config import Config
-from feedsvc.formats.documents import Document, build
+from feedsvc.formats.documents import build
+from feedsvc.model import Document
 
 OLD = 1_000_000_000  # 2001-09-09: a modification time no write of ours can produce
 
