@@ -191,33 +191,8 @@ def refresh(
     previous = store.scan()
     unchanged = previous == rows  # the common case: no row of the files table is read
     todo, removed = ([], []) if unchanged else _changed(store, rows, previous)
-    done = [0]
-
-    def tick(n: int) -> None:
-        done[0] += n
-        if progress:
-            progress(done[0], len(todo))
-
-    # Parses go into the cache a batch at a time while the workers go on:
-    # otherwise a core idles while this process writes them all at the end.
-    affected: set[str] = set()
-    parsed = 0
-    batch: list[Parsed] = []
-    for item, result in zip(
-        todo,
-        parse_many(root, todo, settings_for(config), Filters.from_config(config), workers or cores(), tick),
-        strict=True,
-    ):
-        if isinstance(result, str):
-            store.touch(item[0], item[1])
-            continue
-        batch.append(result)
-        if len(batch) == _APPLY_BATCH:
-            affected |= store.apply(batch, ())
-            parsed += len(batch)
-            batch = []
-    affected |= store.apply(batch, removed) | store.pending()
-    parsed += len(batch)
+    affected, parsed = _parse_into(store, config, todo, removed, workers or cores(), progress)
+    affected |= store.pending()
     everything = store.feed_keys()
     if render_all or store.fresh:
         affected |= set(everything) | {ALL.text}
@@ -230,6 +205,43 @@ def refresh(
         feeds=tuple(sorted(live)), gone=tuple(sorted(affected - live)), files=len(rows), parsed=parsed,
         removed_files=len(removed), feeds_total=len(everything) + (ALL.text not in everything),
     )  # fmt: skip
+
+
+def _parse_into(
+    store: Store,
+    config: Config,
+    todo: list[tuple[str, Stamp, str | None]],
+    removed: list[str],
+    workers: int,
+    progress: Callable[[int, int], None] | None,
+) -> tuple[set[str], int]:
+    """Parse `todo` into the cache and drop `removed`: the feeds touched, and how many were parsed.
+
+    Parses go into the cache a batch at a time while the workers go on:
+    otherwise a core idles while this process writes them all at the end.
+    """
+    done = [0]
+
+    def tick(n: int) -> None:
+        done[0] += n
+        if progress:
+            progress(done[0], len(todo))
+
+    affected: set[str] = set()
+    parsed = 0
+    batch: list[Parsed] = []
+    results = parse_many(config.records_dir, todo, settings_for(config), Filters.from_config(config), workers, tick)
+    for item, result in zip(todo, results, strict=True):
+        if isinstance(result, str):
+            store.touch(item[0], item[1])
+            continue
+        batch.append(result)
+        if len(batch) == _APPLY_BATCH:
+            affected |= store.apply(batch, ())
+            parsed += len(batch)
+            batch = []
+    affected |= store.apply(batch, removed)
+    return affected, parsed + len(batch)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -91,7 +91,6 @@ def safe_target(out: Path, rel: str, checked: dict[Path, bool] | None = None) ->
 def publish(
     documents: Mapping[str, Document],
     out: Path,
-    progress: Callable[[Sequence[str]], Iterable[str]] | None = None,
     *,
     complete: bool = True,
     removed: Iterable[str] = (),
@@ -102,8 +101,7 @@ def publish(
     With `complete`, `documents` is the whole site and anything an earlier
     build wrote that is not in it is removed. Without, `documents` are the
     changed ones only (an incremental build) and `removed` names the documents
-    that are gone. `progress`, if given, wraps the list of paths being written.
-    A file feedsvc did not write (not in its manifest) is never replaced:
+    that are gone. A file feedsvc did not write (not in its manifest) is never replaced:
     unless `overwrite`, finding one where a document goes raises
     `FilesInTheWay` before anything is written (a file already holding the
     very bytes is no obstacle). Raises `UnsafePath` for a path outside `out`
@@ -120,13 +118,7 @@ def publish(
         theirs = [rel for rel in ordered if rel not in previous and _holds_other_bytes(targets[rel], files[rel])]
         if theirs:
             raise FilesInTheWay(out, theirs)
-    if complete:
-        gone = previous.keys() - current.keys()
-    else:
-        gone = {p for doc in removed for p in (doc, doc + ".gz")} | {
-            f"{doc}.gz" for doc in documents if f"{doc}.gz" not in files
-        }
-        gone = (gone & previous.keys()) - current.keys()
+    gone = previous.keys() - current.keys() if complete else _gone(documents, files, removed, previous, current)
     # Until this build is complete, the manifest lists what it may have
     # written as well as what the last one did, so an interrupted build never
     # leaves a file behind that a later one would not know to remove.
@@ -134,7 +126,7 @@ def publish(
     _remove_leftover_temps(out, targets.values())
     written: list[str] = []
     unchanged = 0
-    for rel in progress(ordered) if progress else ordered:
+    for rel in ordered:
         if write_if_changed(targets[rel], files[rel]):
             written.append(rel)
         else:
@@ -145,6 +137,20 @@ def publish(
     changed = tuple(sorted({rel.removesuffix(".gz") for rel in written} & documents.keys()))
     sizes = {rel: (current[rel], len(files[rel])) for rel in ordered}
     return PublishResult(len(written), unchanged, removed_count, changed, sizes)
+
+
+def _gone(
+    documents: Mapping[str, Document],
+    files: Mapping[str, bytes],
+    removed: Iterable[str],
+    previous: Mapping[str, str],
+    current: Mapping[str, str],
+) -> set[str]:
+    """The files an incremental build removes: those of the documents gone, and a
+    document's .gz that no longer makes it smaller; only files feedsvc wrote before."""
+    gone = {p for doc in removed for p in (doc, doc + ".gz")}
+    gone |= {f"{doc}.gz" for doc in documents if f"{doc}.gz" not in files}
+    return (gone & previous.keys()) - current.keys()
 
 
 def files_for(documents: Mapping[str, Document]) -> dict[str, bytes]:
