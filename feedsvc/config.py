@@ -135,6 +135,20 @@ class ArchivesConfig:
 
 
 @dataclass(frozen=True)
+class AudienceConfig:
+    #: Count who polls the feeds (feedsvc/web/audience/): subscribers by feed
+    #: service, direct pollers, 304s; the report at /audience.html and gauges
+    #: on /metrics. Off unless asked for: the page tells about the readers.
+    enabled: bool = False
+    #: Hours a report covers; the server forgets what it recorded after that.
+    window_hours: float = 48.0
+    #: Most rows the server keeps (one per feed, client and minute polled); the oldest go first.
+    max_rows: int = 200_000
+    #: Seconds a worker counts in memory before writing the counts to the store.
+    flush_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
 class Config:
     site: SiteConfig = field(default_factory=SiteConfig)
     records_dir: Path = Path("seeds")
@@ -153,6 +167,7 @@ class Config:
     polite: PoliteConfig = field(default_factory=PoliteConfig)
     queries: QueriesConfig = field(default_factory=QueriesConfig)
     archives: ArchivesConfig = field(default_factory=ArchivesConfig)
+    audience: AudienceConfig = field(default_factory=AudienceConfig)
     #: Where this config was read from ("<defaults>" when built in code).
     source: str = field(default="<defaults>", compare=False)
 
@@ -294,6 +309,11 @@ def check(config: Config) -> None:
     _check_features(config)
 
 
+#: The longest audience window: a year (hours).
+MAX_WINDOW_HOURS = 8_784.0
+#: The longest a worker may hold its audience counts before writing them (seconds).
+MAX_FLUSH_SECONDS = 3_600.0
+
 #: Most shared memory polite polling may take (max_clients × (2 × max_requests + 3) × 8 bytes).
 MAX_POLITE_BYTES = 512 * 1024 * 1024
 
@@ -344,6 +364,7 @@ def _check_features(config: Config) -> None:
     for name in ("cache_entries", "cache_bytes"):
         if getattr(config.queries, name) < 1:
             raise ConfigError(src, f"queries.{name}", "must be at least 1")
+    _check_audience(config)
     if not 1 <= config.archives.page_size <= config.max_entries:
         raise ConfigError(
             src,
@@ -351,6 +372,16 @@ def _check_features(config: Config) -> None:
             f"must be from 1 to max_entries ({config.max_entries}): "
             "a page is cut from the entries the feed no longer holds",
         )
+
+
+def _check_audience(config: Config) -> None:
+    src, audience = config.source, config.audience
+    if not 1 <= audience.window_hours <= MAX_WINDOW_HOURS:
+        raise ConfigError(src, "audience.window_hours", f"must be from 1 to {MAX_WINDOW_HOURS:.0f} (a year)")
+    if audience.max_rows < 1:
+        raise ConfigError(src, "audience.max_rows", "must be at least 1")
+    if not 0 < audience.flush_seconds <= MAX_FLUSH_SECONDS:
+        raise ConfigError(src, "audience.flush_seconds", f"must be positive, at most {MAX_FLUSH_SECONDS:.0f}")
 
 
 def _default_page_size(config: Config, data: dict[Any, Any]) -> ArchivesConfig:

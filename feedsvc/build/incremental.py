@@ -291,7 +291,7 @@ def _remove_cache(path: Path) -> None:
 
 
 #: Settings that never reach a document: changing them must not rebuild everything.
-_NOT_SHAPING = ("records_dir", "output_dir", "source", "polite", "queries")
+_NOT_SHAPING = ("records_dir", "output_dir", "source", "polite", "queries", "audience")
 
 
 def fingerprint(config: Config) -> str:

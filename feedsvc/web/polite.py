@@ -113,13 +113,20 @@ def _is_address(text: str) -> bool:
     return True
 
 
+def capacity(config: PoliteConfig) -> int:
+    """The budget of one (address, path) per window, in cost units: a 304 costs
+    `COST_NOT_MODIFIED`, any other answer `COST_FULL` (the audience report judges
+    clients by the same floor, `web.audience.report`)."""
+    return COST_FULL * config.max_requests
+
+
 class Limiter:
     """The budgets: (address, path) → times of recent requests, shared by forked processes."""
 
     def __init__(self, config: PoliteConfig, clock: Callable[[], float] = time.monotonic) -> None:
         self.max_requests = config.max_requests
         #: Budget of one (address, path) per window, in cost units.
-        self.capacity = 2 * config.max_requests
+        self.capacity = capacity(config)
         self.window = float(config.window_seconds)
         self.max_clients = config.max_clients
         self.clock = clock
