@@ -130,7 +130,14 @@ def create_app(config: Config | None = None, *, out: Path | None = None) -> Flas
         app.add_url_rule(rule, endpoint, view, methods=methods, provide_automatic_options=False)
     app.register_error_handler(HTTPException, responder.http_error)
     app.register_error_handler(Exception, responder.server_error)
-    app.wsgi_app = AccessLog(Instrumented(OneSpelling(app.wsgi_app, responder), metrics))  # type: ignore[method-assign]
+    inner: Callable[..., Iterable[bytes]] = OneSpelling(app.wsgi_app, responder)
+    observe = None
+    if config.audience.enabled:  # who polls the feeds: recorded, /audience.html, gauges (web/audience/)
+        from feedsvc.web.audience.app import Audience
+
+        inner = app.extensions["feedsvc.audience"] = Audience(inner, config, out, metrics, headers=(_NOSNIFF, _CSP))
+        observe = inner.recorder.note
+    app.wsgi_app = AccessLog(Instrumented(inner, metrics, observe))  # type: ignore[method-assign]
     return app
 
 

@@ -18,7 +18,12 @@ What is counted, all with prometheus-client:
 - ``feedsvc_records_loaded`` and ``feedsvc_records_rejected``: the records of
   the feeds being served;
 - ``feedsvc_websub_notifications_total{outcome}``: hub notifications ``sent``
-  or given up (``failed``).
+  or given up (``failed``);
+- with ``audience.enabled``, the audience report's totals over its window
+  (`web/audience/`): ``feedsvc_audience_subscribers{service}`` (``direct`` for
+  clients that report no count), ``feedsvc_audience_polls``,
+  ``feedsvc_audience_not_modified_ratio``, ``feedsvc_audience_conditional_ratio``,
+  ``feedsvc_audience_fast_clients`` and ``feedsvc_audience_skipped{reason}``.
 
 Each HTTP worker (and the builder) is its own process, so `feedsvc serve` runs
 prometheus-client in multiprocess mode: it points PROMETHEUS_MULTIPROC_DIR at
@@ -34,7 +39,7 @@ resolved per request): a few microseconds, in line with the rest of a request.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from feedsvc.formats.registry import feed_path
@@ -111,6 +116,7 @@ class Metrics:
         self._custom = {r: custom.labels(r) for r in ("hit", "miss")}
         self._reloads = {o: reloads.labels(o) for o in ("changed", "unchanged", "failed")}
         self._websub = {o: websub.labels(o) for o in ("sent", "failed")}
+        self._audience: dict[str, Any] | None = None
 
     def response(self, kind: str, status: int, body_bytes: int) -> None:
         """Count one response."""
@@ -141,6 +147,44 @@ class Metrics:
     def websub(self, outcome: str, count: int = 1) -> None:
         self._websub[outcome].inc(count)
 
+    def audience(
+        self,
+        *,
+        services: Mapping[str, int],
+        direct: int,
+        polls: int,
+        not_modified_share: float,
+        conditional_share: float,
+        fast_clients: int,
+        skipped: Mapping[str, int],
+    ) -> None:
+        """Set the audience report's totals; the gauges exist from the first call (audience on) only."""
+        from prometheus_client import Gauge
+
+        gauges = self._audience
+        if gauges is None:
+            reg: dict[str, Any] = {"registry": self.registry, "multiprocess_mode": "livemostrecent"}
+            gauges = self._audience = {
+                "subscribers": Gauge("feedsvc_audience_subscribers", "Subscribers of every feed (summed), by feed "
+                                     "service; direct: clients that report no count.", ["service"], **reg),
+                "polls": Gauge("feedsvc_audience_polls", "Polls of the feeds within the audience window.", **reg),
+                "not_modified": Gauge("feedsvc_audience_not_modified_ratio", "Share of the polls answered 304.", **reg),
+                "conditional": Gauge("feedsvc_audience_conditional_ratio", "Share of the polls that were conditional.",
+                                     **reg),
+                "fast": Gauge("feedsvc_audience_fast_clients", "Clients that polled a feed faster than polite "
+                              "polling allows.", **reg),
+                "skipped": Gauge("feedsvc_audience_skipped", "Polls left out of the report, by reason.", ["reason"],
+                                 **reg),
+            }  # fmt: skip
+        for service, n in {**services, "direct": direct}.items():
+            gauges["subscribers"].labels(service).set(n)
+        gauges["polls"].set(polls)
+        gauges["not_modified"].set(not_modified_share)
+        gauges["conditional"].set(conditional_share)
+        gauges["fast"].set(fast_clients)
+        for reason, n in skipped.items():
+            gauges["skipped"].labels(reason).set(n)
+
     def exposition(self) -> tuple[bytes, str]:
         """The current values as Prometheus text, and its media type."""
         from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, generate_latest
@@ -154,15 +198,29 @@ class Metrics:
         return generate_latest(self.registry), CONTENT_TYPE_PLAIN_0_0_4
 
 
-class Instrumented:
-    """WSGI middleware counting every response in `metrics` (kind, status, body bytes)."""
+#: The kinds that are feeds (`kind_of`): the only responses a `FeedObserver` is shown.
+FEED_KINDS = frozenset(("all", "topics", "providers"))
+#: Told of every response to a request for a feed, with its status code; must never raise.
+FeedObserver = Callable[[dict[str, Any], int], None]
 
-    def __init__(self, app: Callable[..., Iterable[bytes]], metrics: Metrics) -> None:
+
+class Instrumented:
+    """WSGI middleware counting every response in `metrics` (kind, status, body bytes).
+
+    `observe`, if given, is also told of each response to a feed, here where
+    its status is known anyway: the audience recorder (`web/audience/`) costs a
+    request no middleware of its own.
+    """
+
+    def __init__(
+        self, app: Callable[..., Iterable[bytes]], metrics: Metrics, observe: FeedObserver | None = None
+    ) -> None:
         self.app = app
         self.metrics = metrics
+        self.observe = observe
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        metrics = self.metrics
+        metrics, observe = self.metrics, self.observe
 
         def counted(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             code = int(status[:3]) if status[:3].isdigit() else 500
@@ -172,7 +230,10 @@ class Instrumented:
                     if name == "Content-Length" or name.lower() == "content-length":
                         size = int(value) if value.isdigit() else 0
                         break
-            metrics.response(kind_of(environ.get("PATH_INFO", "")), code, size)
+            kind = kind_of(environ.get("PATH_INFO", ""))
+            metrics.response(kind, code, size)
+            if observe is not None and kind in FEED_KINDS:
+                observe(environ, code)
             if exc_info is not None:
                 return start_response(status, headers, exc_info)
             return start_response(status, headers)
