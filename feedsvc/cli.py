@@ -17,7 +17,7 @@ import click
 
 from feedsvc import __version__
 from feedsvc.build import incremental
-from feedsvc.config import Config, check_records_dir, load_config
+from feedsvc.config import MAX_WINDOW_HOURS, Config, check_records_dir, load_config
 from feedsvc.errors import ConfigError, FeedsvcError, RecordError
 from feedsvc.feeds.rules import Filters, dedupe
 from feedsvc.records.read import load_records, with_identity_lines
@@ -254,3 +254,48 @@ def serve(ctx: click.Context, host: str | None, port: int | None, dev: bool, bui
         if e.code not in (None, 0):  # the HTTP server ends this way when it cannot start; it said why
             raise click.exceptions.Exit(1) from None
         raise
+
+
+@main.command()
+@config_option
+@click.argument("logs", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option(
+    "--html",
+    "html_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the report as an HTML page with charts to this file.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of text.")
+@click.option(
+    "--window",
+    type=click.FloatRange(1, MAX_WINDOW_HOURS),
+    help="Hours the report covers, up to the newest line (default: audience.window_hours, 48).",
+)
+@click.pass_context
+def audience(
+    ctx: click.Context, logs: tuple[Path, ...], html_out: Path | None, as_json: bool, window: float | None
+) -> None:
+    """Who reads the feeds, from nginx access logs (the combined format; .gz too).
+
+    Per feed: subscribers by feed service (Feedly, Inoreader and others say
+    how many in their User-Agent), direct pollers, polls, the share answered
+    304 and the share conditional, and clients polling faster than polite
+    polling allows: the report `feedsvc serve` shows at /audience.html.
+    Malformed lines are counted and skipped.
+    """
+    from feedsvc.formats.common import Site
+    from feedsvc.web.audience import logs as access_logs
+    from feedsvc.web.audience.page import render_html, to_json, to_text
+
+    config = _config(ctx, records=False)
+    try:
+        report = access_logs.report(logs, config, window_hours=window)
+    except OSError as e:
+        raise click.ClickException(f"cannot read {e.filename or 'a log'}: {e.strerror or e}") from None
+    click.echo(to_json(report) if as_json else to_text(report), nl=False)
+    if html_out is not None:
+        try:
+            html_out.write_bytes(render_html(report, Site.from_config(config), standalone=True))
+        except OSError as e:
+            raise click.ClickException(f"cannot write {html_out}: {e.strerror or e}") from None
+        click.echo(f"wrote {html_out}", err=True)
