@@ -219,6 +219,7 @@ def test_installed_wheel_builds_and_serves_the_seeds(venv: Path, site: Path, tmp
         ".public.feedsvc-cache.sqlite-wal",
         ".public.feedsvc-cache.sqlite-shm",
         ".public.feedsvc-lock",
+        ".public.feedsvc-audience.sqlite",  # the audience store, with audience.enabled
     ],
 )
 def test_gitignore_covers_what_scripts_run_writes(name: str) -> None:
