@@ -107,6 +107,24 @@ def _serving_rows(setup: str) -> list[Spec]:
             "< 100",
             below(100),
         ),
+        # Issue 16 (bench/audience_cost.py): the same 304s with audience.enabled off and on, side by side.
+        spec("audience_off_304_rps", "audience off, 304s (one Feedly client): requests/s", "req/s"),
+        spec("audience_on_304_rps", "audience on, 304s (one Feedly client): requests/s", "req/s"),
+        spec(
+            "audience_304_ratio", "304s: audience on / off (requests/s, pairs of runs)", "×", "≥ 0.98", at_least(0.98)
+        ),  # fmt: skip
+        spec("audience_off_304_cpu", "audience off, 304s: server CPU per request", "µs"),
+        spec("audience_on_304_cpu", "audience on, 304s: server CPU per request", "µs"),
+        spec("audience_cpu_ratio", "304s: server CPU per request, audience off / on", "×"),
+        spec("audience_app_off_us", "a 304 through the app, in process, audience off", "µs"),
+        spec("audience_app_added_us", "a 304 through the app, in process: added by audience on", "µs"),
+        spec("audience_app_share", "audience on: added µs / server CPU per 304", "%", "≤ 2", at_most(2)),
+        spec("audience_agents_off_304_rps", "audience off, 304s, a new User-Agent each request: requests/s", "req/s"),
+        spec("audience_agents_on_304_rps", "audience on, 304s, a new User-Agent each request: requests/s", "req/s"),
+        spec("audience_agents_304_ratio", "304s, a new User-Agent each request: audience on / off", "×"),
+        spec("audience_agents_off_304_cpu", "audience off, 304s, a new User-Agent each: server CPU per request", "µs"),
+        spec("audience_agents_on_304_cpu", "audience on, 304s, a new User-Agent each: server CPU per request", "µs"),
+        spec("audience_agents_cpu_ratio", "304s, a new User-Agent each: server CPU per request, off / on", "×"),
     ]
     return rows
 

@@ -2,7 +2,7 @@
 """feedsvc's benchmark: build and serving figures against their targets.
 
     .venv/bin/python bench/run.py [--count 100000] [--runs 3] [--json bench/results/run.json]
-        [--only builds|serving] [--setups shipped,defaults] [--duration 10] [--idle-seconds 20]
+        [--only builds|serving|audience] [--setups shipped,defaults] [--duration 10] [--idle-seconds 20]
 
 Writes a synthetic corpus (feedsvc.synth) into a fresh temporary folder
 (/dev/shm when it has room), measures the parsing floors, full, no-op and
@@ -15,7 +15,9 @@ start-up, memory (PSS) against a tenth of the records, idle CPU, latency and
 throughput under wrk beside nginx on the same files, also while rebuilding,
 latency beside 100 slow or idle connections, and how soon a changed record
 is served (bench/serving.py says how each is
-measured). --only serving leaves out the build figures. Prints one markdown
+measured), and what recording the audience costs on 304s (issue 16,
+bench/audience_cost.py). --only serving leaves out the build figures,
+--only audience measures that cost alone. Prints one markdown
 table (median, min–max, target, PASS/MISS) and writes the same rows as JSON.
 Figures are wall-clock times on a shared machine: run it on a quiet one.
 """
@@ -33,6 +35,7 @@ import sys
 import time
 from pathlib import Path
 
+import audience_cost
 import builds
 import report
 import serving
@@ -44,7 +47,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3, help="runs of each measurement (default 3)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON to this file")
     parser.add_argument("--skip-serve", action="store_true", help="build figures only (the same as --only builds)")
-    parser.add_argument("--only", choices=("builds", "serving"), help="measure only the build or the serving figures")
+    parser.add_argument(
+        "--only",
+        choices=("builds", "serving", "audience"),
+        help="measure only the build or the serving figures, or only the audience's cost on 304s",
+    )
     parser.add_argument(
         "--setups",
         default=",".join(report.SETUPS),
@@ -61,8 +68,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.count < 50 or args.runs < 1 or not 1 <= args.duration <= 600 or not 0 < args.idle_seconds <= 600:
         parser.error("--count must be at least 50, --runs at least 1, --duration 1 to 600, --idle-seconds up to 600")
     if args.skip_serve:
-        if args.only == "serving":
-            parser.error("--skip-serve and --only serving contradict each other")
+        if args.only in ("serving", "audience"):
+            parser.error(f"--skip-serve and --only {args.only} contradict each other")
         args.only = "builds"
     args.setups = [s for s in args.setups.split(",") if s]
     unknown = [s for s in args.setups if s not in report.SETUPS]
@@ -118,18 +125,23 @@ def main(argv: list[str] | None = None) -> int:
         builds.log(f"writing {args.count:,} records into {root}")
         ws = builds.make_workspace(root, args.count, results)
         for spec in report.CATALOGUE:
+            audience = "_audience_" in spec.id
             if spec.serving and args.only == "builds":
                 results.skip(spec.id, "--skip-serve" if args.skip_serve else "--only builds")
             elif spec.serving and spec.id.split("_", 1)[0] not in args.setups:
                 results.skip(spec.id, "not in --setups")
+            elif args.only == "audience" and not audience and spec.id not in ("corpus_records", "corpus_write"):
+                results.skip(spec.id, "--only audience")
             elif not spec.serving and args.only == "serving" and spec.id not in ("corpus_records", "corpus_write"):
                 results.skip(spec.id, "--only serving")
-        if args.only != "serving":
+        if args.only not in ("serving", "audience"):
             builds.floors(ws, args.runs, results)
             builds.builds(ws, args.runs, results)
             builds.archive_builds(ws, args.runs, results)
-        if args.only != "builds":
+        if args.only in (None, "serving"):
             serving.serving(ws, args.setups, args.runs, args.duration, args.idle_seconds, results)
+        if args.only != "builds":
+            audience_cost.audience_costs(ws, args.setups, args.runs, args.duration, results)
     except (RuntimeError, AssertionError, OSError, subprocess.SubprocessError) as e:
         failure = f"{type(e).__name__}: {e}"
         builds.log(f"stopped: {failure}")

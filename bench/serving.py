@@ -321,15 +321,15 @@ def newest_record(out: Path, records: Path) -> Path:
 
 
 @contextmanager
-def feedsvc_serve(setup: Setup) -> Iterator[tuple[int, subprocess.Popen[bytes], float]]:
-    """`feedsvc serve` on a free port: (port, process, seconds until every worker answered 200)."""
+def feedsvc_serve(setup: Setup, *args: str) -> Iterator[tuple[int, subprocess.Popen[bytes], float]]:
+    """`feedsvc serve [args]` on a free port: (port, process, seconds until every worker answered 200)."""
     port = setup.port
     setup.write_config()
     err = open(setup.errlog, "wb")
     started = time.monotonic()
     with err:
         proc = subprocess.Popen(
-            [str(FEEDSVC), "--config", str(setup.config), "serve"],
+            [str(FEEDSVC), "--config", str(setup.config), "serve", *args],
             stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL, cwd=setup.root, start_new_session=True,
         )  # fmt: skip
     try:
@@ -472,10 +472,11 @@ class Load:
         )
 
 
-def wrk(port: int, path: str, duration: float, etag: str | None) -> Load:
+def wrk(port: int, path: str, duration: float, etag: str | None, *extra: str) -> Load:
+    """wrk on `path` (its ETag in If-None-Match when given); `extra` are more wrk options (-H, -s)."""
     args = [
         "wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{duration:.0f}s", "--latency", "--timeout", "5s",
-        "-H", "Accept-Encoding: identity",
+        "-H", "Accept-Encoding: identity", *extra,
     ]  # fmt: skip
     if etag:
         args += ["-H", f"If-None-Match: {etag}"]

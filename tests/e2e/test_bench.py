@@ -41,7 +41,10 @@ REQUIRED_SERVING = {
     "rebuild_200_p99", "rebuild_304_p99", "rebuild_builds", "pss_rebuild_peak", "serve_200_rps", "serve_304_rps",
     "static_200_rps", "static_304_rps", "serve_static_200_ratio", "serve_static_304_ratio", "proxy_200_rps",
     "proxy_304_rps", "proxy_static_200_ratio", "proxy_static_304_ratio", "one_build", "change_latency",
-    "change_over_build", "slow_clients_p99",
+    "change_over_build", "slow_clients_p99", "audience_off_304_rps", "audience_on_304_rps", "audience_304_ratio",
+    "audience_agents_off_304_rps", "audience_agents_on_304_rps", "audience_agents_304_ratio", "audience_off_304_cpu",
+    "audience_on_304_cpu", "audience_cpu_ratio", "audience_agents_cpu_ratio", "audience_app_off_us",
+    "audience_app_added_us", "audience_app_share",
 }  # fmt: skip
 SETUPS = ("shipped", "defaults")
 TARGETS = {
@@ -53,6 +56,8 @@ TARGETS = {
     "pss_rebuild_peak",
     "change_over_build",
     "slow_clients_p99",
+    "audience_304_ratio",
+    "audience_app_share",
 } | {f"{kind}_{code}_p99" for kind in ("serve", "rebuild") for code in ("200", "304")}
 
 
