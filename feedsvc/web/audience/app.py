@@ -2,7 +2,7 @@
 
 It answers /audience.html itself and sets the audience gauges just before
 /metrics is answered; everything else passes straight through. Its
-`recorder` counts every answer to a request for a feed: `web.create_app`
+`recorder` counts every answer to a request for a feed: `web.app.create_app`
 hands `Recorder.note` to `metrics.Instrumented`, which knows the status of
 every response already, so a poll costs no middleware of its own. Without
 the setting none of this exists: no recording, and /audience.html is the

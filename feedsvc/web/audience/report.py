@@ -12,7 +12,7 @@ for access logs alike. Per feed URL, within the window:
   (If-None-Match or If-Modified-Since sent; from an access log only the
   304s are known to be conditional, so there it is a lower bound);
 - **clients faster than the floor**: those answered 429 by polite polling,
-  or that spent more than its budget (`polite.capacity`, a 304 costing
+  or that spent more than its budget (`web.polite.capacity`, a 304 costing
   `COST_NOT_MODIFIED` and any other answer `COST_FULL`) within any
   `polite.window_seconds` made of whole minutes. Tallies are per minute, so
   a burst counted is always a real overspend; one that straddles the edges

@@ -68,7 +68,7 @@ class StoreError(FeedsvcError):
 
 
 def store_path(out: Path) -> Path:
-    """Beside the output folder, as the build's cache and lock are (`incremental.default_cache_path`)."""
+    """Beside the output folder, as the build's cache and lock are (`build.incremental.default_cache_path`)."""
     return out.parent / f".{out.name}.feedsvc-audience.sqlite"
 
 
