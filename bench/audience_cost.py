@@ -56,6 +56,8 @@ from feedsvc.web.app import create_app
 from feedsvc.web.audience.store import store_path
 
 FEEDLY = "Feedly/1.0 (+http://www.feedly.com/fetcher.html; 462 subscribers; )"
+#: Requests of each in-process round: twice what a worker holds between writes (`MAX_PENDING`).
+REQUESTS = 20_000
 #: A wrk script giving every request a User-Agent of its own.
 NEW_AGENT_EACH_REQUEST = """
 request = function()
@@ -78,7 +80,7 @@ def audience_costs(ws: Workspace, setups: list[str], runs: int, duration: float,
 
 
 def measure(main: Setup, root: Path, runs: int, duration: float) -> None:
-    """wrk 304s against audience off and on in pairs; rows ``audience_…`` of `main`'s setup."""
+    """wrk 304s against audience off and on in pairs, then in process; rows ``audience_…`` of `main`'s setup."""
     path, body = pick_feed(main.out)
     script = root / "new-agent.lua"
     root.mkdir(parents=True, exist_ok=True)
@@ -94,50 +96,63 @@ def measure(main: Setup, root: Path, runs: int, duration: float) -> None:
             expect(port, path, etag, body)
         servers = {"off": (off_port, off_proc.pid), "on": (on_port, on_proc.pid)}
         for kind, extra in (("", ("-H", f"User-Agent: {FEEDLY}")), ("agents_", ("-s", str(script)))):
-            for run in range(runs):
-                # A pair of runs, off and on, in turn first: drift on a shared machine hits both alike.
-                rps = {}
-                for label in ("off", "on") if run % 2 == 0 else ("on", "off"):
-                    port, group = servers[label]
-                    before = cpu_seconds(group)
-                    load = wrk(port, path, duration, etag, *extra)
-                    cpu_us = 1e6 * (cpu_seconds(group) - before) / max(1, load.requests)
-                    rps[label] = load.rps
-                    main.add(f"audience_{kind}{label}_304_rps", load.rps, load.note())
-                    main.add(f"audience_{kind}{label}_304_cpu", cpu_us, "CPU of every server process (utime+stime) "
-                             "per request answered, wrk's own not included")  # fmt: skip
-                    what = f"audience {label}{', a new User-Agent each' if kind else ''} {run + 1}/{runs}"
-                    log(f"{main.name}: wrk 304s, {what}: {load.rps:,.0f} req/s, p99 {load.p99_ms:.2f} ms, "
-                        f"{cpu_us:.1f} µs CPU a request")  # fmt: skip
-                main.add(f"audience_{kind}304_ratio", rps["on"] / rps["off"])
-            main.results.ratio(main.id(f"audience_{kind}cpu_ratio"), main.id(f"audience_{kind}off_304_cpu"),
-                               main.id(f"audience_{kind}on_304_cpu"))  # fmt: skip
-        base, added = in_process(off.config, on.config, path, etag)
-        main.add(
-            "audience_app_off_us", base, "best of rounds of 5,000 304s through the app (create_app) in one process"
-        )
-        main.add("audience_app_added_us", added, "the same with audience on, less the above: one poll counted")
-        cpu = main.results.median(main.id("audience_off_304_cpu"))
-        if cpu:
-            main.add(
-                "audience_app_share", 100 * added / cpu, f"{added:.2f} µs of the {cpu:.0f} µs of server CPU a 304 takes"
-            )
+            wrk_pairs(main, servers, path, etag, kind, extra, runs, duration)
+        in_process_rows(main, off.config, on.config, path, etag)
         time.sleep(1.5 * _flush_seconds(on))  # every worker has written what it counted
     stored = _stored(on)
     main.results.note(main.id("audience_304_ratio"), f"{path}; the median of {runs} pairs of runs, off and on in turn "
                       f"first; the store beside the output folder: {stored}")  # fmt: skip
 
 
+def wrk_pairs(
+    main: Setup, servers: dict[str, tuple[int, int]], path: str, etag: str, kind: str, extra: tuple[str, ...],
+    runs: int, duration: float,
+) -> None:  # fmt: skip
+    """`runs` pairs of wrk runs, off and on in turn first: drift on a shared machine hits both alike."""
+    for run in range(runs):
+        rps = {}
+        for label in ("off", "on") if run % 2 == 0 else ("on", "off"):
+            port, group = servers[label]
+            before = cpu_seconds(group)
+            load = wrk(port, path, duration, etag, *extra)
+            cpu_us = 1e6 * (cpu_seconds(group) - before) / max(1, load.requests)
+            rps[label] = load.rps
+            main.add(f"audience_{kind}{label}_304_rps", load.rps, load.note())
+            main.add(f"audience_{kind}{label}_304_cpu", cpu_us, "CPU of every server process (utime+stime) "
+                     "per request answered, wrk's own not included")  # fmt: skip
+            what = f"audience {label}{', a new User-Agent each' if kind else ''} {run + 1}/{runs}"
+            log(f"{main.name}: wrk 304s, {what}: {load.rps:,.0f} req/s, p99 {load.p99_ms:.2f} ms, "
+                f"{cpu_us:.1f} µs CPU a request")  # fmt: skip
+        main.add(f"audience_{kind}304_ratio", rps["on"] / rps["off"])
+    main.results.ratio(main.id(f"audience_{kind}cpu_ratio"), main.id(f"audience_{kind}off_304_cpu"),
+                       main.id(f"audience_{kind}on_304_cpu"))  # fmt: skip
+
+
+def in_process_rows(main: Setup, off_config: Path, on_config: Path, path: str, etag: str) -> None:
+    """What counting a poll adds to a 304 in the app, in µs and as a share of the server CPU a 304 takes."""
+    for kind, fresh in (("", False), ("agents_", True)):
+        base, added = in_process(off_config, on_config, path, etag, fresh_agents=fresh)
+        main.add(f"audience_{kind}app_off_us", base, f"best of rounds of {REQUESTS:,} 304s through the app in process")
+        how = "; a new User-Agent each request, the worker's write of them timed too" if fresh else ""
+        main.add(f"audience_{kind}app_added_us", added, f"the same with audience on, less the above{how}")
+        cpu = main.results.median(main.id(f"audience_{kind}off_304_cpu"))
+        if cpu:
+            share = f"{added:.2f} µs of the {cpu:.0f} µs of server CPU a 304 takes"
+            main.add(f"audience_{kind}app_share", 100 * added / cpu, share)
+
+
 def in_process(
-    off_config: Path, on_config: Path, path: str, etag: str, rounds: int = 7, n: int = 5_000
+    off_config: Path, on_config: Path, path: str, etag: str, *, fresh_agents: bool = False, rounds: int = 7
 ) -> tuple[float, float]:
     """µs a 304 takes through the app with the audience off, and what it adds on: best of `rounds`, in turn.
 
     The app as the server makes it (`create_app`), called as a WSGI server
     calls it, in this process: what a poll costs the worker, free of the
-    noise a shared machine puts into requests per second.
+    noise a shared machine puts into requests per second. With
+    `fresh_agents`, every request has a User-Agent of its own and the
+    recorder's write of what it counted is timed with the requests.
     """
-    apps = {kind: create_app(load_config(config)).wsgi_app for kind, config in (("off", off_config), ("on", on_config))}
+    apps = {kind: create_app(load_config(config)) for kind, config in (("off", off_config), ("on", on_config))}
     environ = {
         "REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": "", "SERVER_NAME": "127.0.0.1",
         "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1", "HTTP_IF_NONE_MATCH": etag,
@@ -145,6 +160,7 @@ def in_process(
         "wsgi.input": io.BytesIO(), "wsgi.errors": sys.stderr, "wsgi.multithread": False, "wsgi.multiprocess": True,
         "wsgi.run_once": False, "wsgi.version": (1, 0),
     }  # fmt: skip
+    agents = [f"Reader/{i}.{r} (+https://reader.example/bench)" for r in range(rounds) for i in range(REQUESTS)]
     statuses: list[str] = []
 
     def start_response(status: str, headers: list[tuple[str, str]], exc_info: object = None) -> None:
@@ -153,12 +169,18 @@ def in_process(
     best = {"off": float("inf"), "on": float("inf")}
     for round_ in range(rounds):
         for kind in ("off", "on") if round_ % 2 == 0 else ("on", "off"):
-            app = apps[kind]
+            app, fresh = apps[kind].wsgi_app, agents[round_ * REQUESTS : (round_ + 1) * REQUESTS]
             started = time.perf_counter()
-            for _ in range(n):
-                for _chunk in app(dict(environ), start_response):
+            for i in range(REQUESTS):
+                request = dict(environ)
+                if fresh_agents:
+                    request["HTTP_USER_AGENT"] = fresh[i]
+                for _chunk in app(request, start_response):
                     pass
-            best[kind] = min(best[kind], 1e6 * (time.perf_counter() - started) / n)
+            if fresh_agents and kind == "on":
+                apps[kind].extensions["feedsvc.audience"].recorder.flush()
+            best[kind] = min(best[kind], 1e6 * (time.perf_counter() - started) / REQUESTS)
+    apps["on"].extensions["feedsvc.audience"].recorder.close()
     assert set(statuses) == {"304 NOT MODIFIED"}, set(statuses)
     return best["off"], best["on"] - best["off"]
 

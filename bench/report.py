@@ -125,6 +125,11 @@ def _serving_rows(setup: str) -> list[Spec]:
         spec("audience_agents_off_304_cpu", "audience off, 304s, a new User-Agent each: server CPU per request", "µs"),
         spec("audience_agents_on_304_cpu", "audience on, 304s, a new User-Agent each: server CPU per request", "µs"),
         spec("audience_agents_cpu_ratio", "304s, a new User-Agent each: server CPU per request, off / on", "×"),
+        spec("audience_agents_app_off_us", "a 304 through the app, in process, audience off (new User-Agents)", "µs"),
+        spec(
+            "audience_agents_app_added_us", "a 304, a new User-Agent each: added by audience on, writes included", "µs"
+        ),  # fmt: skip
+        spec("audience_agents_app_share", "a new User-Agent each: added µs / server CPU per 304", "%"),
     ]
     return rows
 

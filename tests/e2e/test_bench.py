@@ -44,7 +44,7 @@ REQUIRED_SERVING = {
     "change_over_build", "slow_clients_p99", "audience_off_304_rps", "audience_on_304_rps", "audience_304_ratio",
     "audience_agents_off_304_rps", "audience_agents_on_304_rps", "audience_agents_304_ratio", "audience_off_304_cpu",
     "audience_on_304_cpu", "audience_cpu_ratio", "audience_agents_cpu_ratio", "audience_app_off_us",
-    "audience_app_added_us", "audience_app_share",
+    "audience_app_added_us", "audience_app_share", "audience_agents_app_added_us", "audience_agents_app_share",
 }  # fmt: skip
 SETUPS = ("shipped", "defaults")
 TARGETS = {
