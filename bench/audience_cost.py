@@ -3,8 +3,9 @@
 For each setup, two `feedsvc serve --no-build` over its output folder (built
 already by the serving figures, else built here), the same but for
 `audience.enabled`, run side by side; wrk asks each for the feed under load
-with its ETag, in ``runs`` pairs of runs (off then on, then on then off, …),
-so both see the same machine and its drift. The figure is the median of the
+with its ETag, in pairs of short runs (off then on, then on then off, …;
+``--duration`` cut in three, three pairs per ``--runs``), so both see the
+same machine and its drift. The figure is the median of the
 pairs' ratios, on / off (issue 16: at least 0.98). On a machine others use,
 throughput moves by more than that from one run to the next; the CPU every
 server process used per request answered (utime+stime, wrk's not included)
@@ -56,6 +57,8 @@ from feedsvc.web.app import create_app
 from feedsvc.web.audience.store import store_path
 
 FEEDLY = "Feedly/1.0 (+http://www.feedly.com/fetcher.html; 462 subscribers; )"
+#: wrk runs of each `runs` (its `duration` cut in as many), off and on alternately.
+PAIRS_PER_RUN = 3
 #: Requests of each in-process round: twice what a worker holds between writes (`MAX_PENDING`).
 REQUESTS = 20_000
 #: A wrk script giving every request a User-Agent of its own.
@@ -100,27 +103,32 @@ def measure(main: Setup, root: Path, runs: int, duration: float) -> None:
         in_process_rows(main, off.config, on.config, path, etag)
         time.sleep(1.5 * _flush_seconds(on))  # every worker has written what it counted
     stored = _stored(on)
-    main.results.note(main.id("audience_304_ratio"), f"{path}; the median of {runs} pairs of runs, off and on in turn "
-                      f"first; the store beside the output folder: {stored}")  # fmt: skip
+    main.results.note(main.id("audience_304_ratio"), f"{path}; the median of {PAIRS_PER_RUN * runs} pairs of runs, off "
+                      f"and on in turn first; the store beside the output folder: {stored}")  # fmt: skip
 
 
 def wrk_pairs(
     main: Setup, servers: dict[str, tuple[int, int]], path: str, etag: str, kind: str, extra: tuple[str, ...],
     runs: int, duration: float,
 ) -> None:  # fmt: skip
-    """`runs` pairs of wrk runs, off and on in turn first: drift on a shared machine hits both alike."""
-    for run in range(runs):
+    """Pairs of short wrk runs, off and on in turn first: drift on a shared machine hits both alike.
+
+    `runs` runs of `duration` seconds each way, cut into `PAIRS_PER_RUN` pairs:
+    the shorter the runs, the closer the two of a pair are in time.
+    """
+    pairs, seconds = PAIRS_PER_RUN * runs, max(1.0, duration / PAIRS_PER_RUN)
+    for run in range(pairs):
         rps = {}
         for label in ("off", "on") if run % 2 == 0 else ("on", "off"):
             port, group = servers[label]
             before = cpu_seconds(group)
-            load = wrk(port, path, duration, etag, *extra)
+            load = wrk(port, path, seconds, etag, *extra)
             cpu_us = 1e6 * (cpu_seconds(group) - before) / max(1, load.requests)
             rps[label] = load.rps
             main.add(f"audience_{kind}{label}_304_rps", load.rps, load.note())
             main.add(f"audience_{kind}{label}_304_cpu", cpu_us, "CPU of every server process (utime+stime) "
                      "per request answered, wrk's own not included")  # fmt: skip
-            what = f"audience {label}{', a new User-Agent each' if kind else ''} {run + 1}/{runs}"
+            what = f"audience {label}{', a new User-Agent each' if kind else ''} {run + 1}/{pairs}"
             log(f"{main.name}: wrk 304s, {what}: {load.rps:,.0f} req/s, p99 {load.p99_ms:.2f} ms, "
                 f"{cpu_us:.1f} µs CPU a request")  # fmt: skip
         main.add(f"audience_{kind}304_ratio", rps["on"] / rps["off"])
