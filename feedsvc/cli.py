@@ -78,7 +78,7 @@ def main(ctx: click.Context, config_path: Path | None) -> None:
     ctx.obj["config_path"] = config_path
 
 
-@main.command()
+@main.command("build")
 @config_option
 @click.option(
     "--out",
@@ -98,7 +98,7 @@ def main(ctx: click.Context, config_path: Path | None) -> None:
     "--watch", is_flag=True, help="Keep building: watch records_dir and rebuild on every change (until Ctrl-C)."
 )
 @click.pass_context
-def build(
+def build_command(
     ctx: click.Context,
     out: Path | None,
     strict: bool,

@@ -24,7 +24,7 @@ from flask import Flask
 from feedsvc.build import incremental
 from feedsvc.build.write import publish
 from feedsvc.config import Config, load_config
-from feedsvc.formats.documents import Build, build
+from feedsvc.formats.documents import Build, build_in_memory
 from feedsvc.web.app import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,7 +78,7 @@ def config(seeds_dir: Path, tmp_path: Path) -> Config:
 @pytest.fixture
 def seed_site(config: Config) -> Build:
     """The seeds built and published to config.output_dir."""
-    result = build(config)
+    result = build_in_memory(config)
     publish(result.documents, config.output_dir)
     return result
 

@@ -19,7 +19,7 @@ from feedsvc import cli
 from feedsvc.build.write import files_for
 from feedsvc.cli import main
 from feedsvc.config import load_config
-from feedsvc.formats.documents import build
+from feedsvc.formats.documents import build_in_memory
 
 SUMMARY = re.compile(
     r"^(?P<read>\d+) records read \((?P<parsed>\d+) parsed, (?P<cached>\d+) from cache\), "
@@ -59,7 +59,7 @@ def test_build_publishes_and_reports_rejected_records(project: Path) -> None:
     assert problems == [("bad.txt", "publishedDateTime", "missing")]
     summary = SUMMARY.search(result.stderr)
     assert summary, result.stderr
-    files = set(files_for(build(load_config(project / "config.yaml")).documents))
+    files = set(files_for(build_in_memory(load_config(project / "config.yaml")).documents))
     assert (summary["read"], summary["rejected"], summary["feeds"], summary["changed"]) == (
         "3",
         "1",

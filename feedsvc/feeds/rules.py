@@ -114,13 +114,8 @@ def topic_keys(record: Record) -> list[tuple[str, str]]:
     """
     keys: dict[str, str] = {}
     for name in record.topics:
-        keys.setdefault(cached_slug(name), name)
+        keys.setdefault(topic_slug(name), name)
     return list(keys.items())
-
-
-#: The slug of a topic name (`text.topic_slug` caches: slugging, transliteration
-#: included, is slow and a corpus repeats a few hundred names).
-cached_slug = topic_slug
 
 
 def memberships(record: Record) -> list[tuple[FeedKey, str]]:

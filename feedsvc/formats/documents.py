@@ -2,7 +2,7 @@
 
 `feedsvc build` (`build/render.py`) renders feeds and archive pages with the
 functions here and writes the documents to disk; `feedsvc serve` sends those
-files. `build`/`assemble` make a whole site in memory from loaded records, in
+files. `build_in_memory`/`assemble` make a whole site in memory from loaded records, in
 one go: the reference the incremental build is tested against.
 """
 
@@ -47,7 +47,7 @@ class Build:
         return self.loaded.problems + self.selection_problems
 
 
-def build(config: Config, records_dir: Path | None = None) -> Build:
+def build_in_memory(config: Config, records_dir: Path | None = None) -> Build:
     """Load the records and render every document."""
     loaded = load_records(records_dir or config.records_dir, config)
     return assemble(loaded, config)

@@ -40,7 +40,6 @@ from feedgen.feed import FeedGenerator
 from feedgen.util import xml_elem
 
 from feedsvc import __version__
-from feedsvc.feeds.rules import cached_slug
 from feedsvc.formats.common import (
     Site,
     content_html,
@@ -51,7 +50,7 @@ from feedsvc.formats.common import (
     size_attributes,
 )
 from feedsvc.model import ALL, ArchivePage, Feed, Record, archive_path
-from feedsvc.text import image_media_type
+from feedsvc.text import image_media_type, topic_slug
 
 #: The date an empty feed claims: fixed, so an empty feed is deterministic too.
 EMPTY_FEED_DATE = datetime(2000, 1, 1, tzinfo=UTC)
@@ -260,7 +259,7 @@ def _entry(fe: FeedEntry, r: Record, updated: datetime) -> None:
     fe.author(name=plain(r.provider.name), uri=safe_url(f"https://{r.provider.domain}/"))
     fe.dc.dc_creator(plain(r.provider.name))
     for name in r.topics:
-        fe.category(term=cached_slug(name), label=plain(name))
+        fe.category(term=topic_slug(name), label=plain(name))
     for image in r.images:
         fe.media.content(
             url=safe_url(image.url), medium="image", group=None, **size_attributes(image.width, image.height)

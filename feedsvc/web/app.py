@@ -45,7 +45,7 @@ from feedsvc.config import Config, base_url, load_config
 from feedsvc.formats.common import Site
 from feedsvc.formats.html import render_not_found
 from feedsvc.formats.registry import HTML, is_subscription
-from feedsvc.web.custom import CustomFeeds, QueryError, kind_of, parse
+from feedsvc.web.custom import CustomFeeds, QueryError, parse, queried_kind
 from feedsvc.web.http import etag_matches, not_modified, wants_gzip
 from feedsvc.web.log import AccessLog, configure_logging, log_path
 from feedsvc.web.metrics import Instrumented, Metrics
@@ -207,7 +207,7 @@ class _Responder:
             client = limiter.client(environ.get("REMOTE_ADDR") or "-", environ.get("HTTP_X_FORWARDED_FOR"))
         gz = accept is not None and wants_gzip(accept)
         if query_string:
-            kind = kind_of(path)
+            kind = queried_kind(path)
             if kind is not None:  # a feed: the query makes it a custom feed
                 try:
                     query = parse(kind, query_string, self.max_entries)

@@ -46,12 +46,11 @@ from feedsvc.build.served import Served, etag_of
 from feedsvc.build.store import Store
 from feedsvc.config import Config
 from feedsvc.errors import FeedsvcError
-from feedsvc.feeds.rules import cached_slug
 from feedsvc.formats.common import Site, titled
 from feedsvc.formats.compress import gzipped
 from feedsvc.formats.registry import FeedFormat, feed_path
 from feedsvc.model import Document, Feed, FeedKey, FeedKind, Record
-from feedsvc.text import MAX_SLUG, provider_key
+from feedsvc.text import MAX_SLUG, provider_key, topic_slug
 
 #: Most topics one custom feed may combine.
 MAX_TOPICS = 10
@@ -172,7 +171,7 @@ def _slug(name: str) -> str:
     return _slug_uncommon(name)
 
 
-_slug_uncommon = functools.lru_cache(maxsize=1024)(getattr(cached_slug, "__wrapped__", cached_slug))
+_slug_uncommon = functools.lru_cache(maxsize=1024)(getattr(topic_slug, "__wrapped__", topic_slug))
 
 
 def _number(values: Mapping[str, list[str]], name: str, low: int, high: int) -> int | None:
@@ -201,7 +200,7 @@ def feed_of(path: str) -> tuple[FeedKey, FeedFormat] | None:
     return named.key, named.format
 
 
-def kind_of(path: str) -> FeedKind | None:
+def queried_kind(path: str) -> FeedKind | None:
     """The kind of feed `path` names if a query applies to it, else None."""
     feed = feed_of(path)
     return feed[0].kind if feed else None

@@ -53,7 +53,7 @@ ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
 RELOAD_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
-def kind_of(path: str) -> str:
+def request_kind(path: str) -> str:
     """What a request path asks for: a kind of feed (its archive pages too), a page, or something else."""
     if path.endswith(".html") or path == "/":
         return "pages"
@@ -198,7 +198,7 @@ class Metrics:
         return generate_latest(self.registry), CONTENT_TYPE_PLAIN_0_0_4
 
 
-#: The kinds that are feeds (`kind_of`): the only responses a `FeedObserver` is shown.
+#: The kinds that are feeds (`request_kind`): the only responses a `FeedObserver` is shown.
 FEED_KINDS = frozenset(("all", "topics", "providers"))
 #: Told of every response to a request for a feed, with its status code; must never raise.
 FeedObserver = Callable[[dict[str, Any], int], None]
@@ -230,7 +230,7 @@ class Instrumented:
                     if name == "Content-Length" or name.lower() == "content-length":
                         size = int(value) if value.isdigit() else 0
                         break
-            kind = kind_of(environ.get("PATH_INFO", ""))
+            kind = request_kind(environ.get("PATH_INFO", ""))
             metrics.response(kind, code, size)
             if observe is not None and kind in FEED_KINDS:
                 observe(environ, code)

@@ -22,7 +22,7 @@ from feedsvc.build import incremental, refresh
 from feedsvc.build.write import MANIFEST, files_for
 from feedsvc.config import ArchivesConfig, Config
 from feedsvc.feeds.archives import FIRST
-from feedsvc.formats.documents import build as build_in_memory
+from feedsvc.formats.documents import build_in_memory
 from feedsvc.synth import write_corpus
 
 RECORDS = 120

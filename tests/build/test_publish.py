@@ -12,7 +12,7 @@ from conftest import feed_files
 
 from feedsvc.build.write import MANIFEST, UnsafePath, files_for, publish, safe_target
 from feedsvc.config import Config
-from feedsvc.formats.documents import build
+from feedsvc.formats.documents import build_in_memory
 from feedsvc.model import Document
 
 OLD = 1_000_000_000  # 2001-09-09: a modification time no write of ours can produce
@@ -45,7 +45,7 @@ def test_every_file_is_written_by_rename(config: Config, monkeypatch: pytest.Mon
         real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", spy)
-    result = build(config)
+    result = build_in_memory(config)
     publish(result.documents, config.output_dir)
     targets = {dst.relative_to(config.output_dir).as_posix() for _, dst in renames}
     assert targets == set(files_for(result.documents)) | {MANIFEST}
@@ -54,7 +54,7 @@ def test_every_file_is_written_by_rename(config: Config, monkeypatch: pytest.Mon
 
 
 def test_a_failed_write_leaves_no_temporary_file(config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
-    result = build(config)
+    result = build_in_memory(config)
     calls = 0
     real_replace = os.replace
 
@@ -75,7 +75,7 @@ def test_a_failed_write_leaves_no_temporary_file(config: Config, monkeypatch: py
 
 
 def test_temporary_files_of_a_killed_build_are_cleaned_up(config: Config) -> None:
-    result = build(config)
+    result = build_in_memory(config)
     publish(result.documents, config.output_dir)
     out = config.output_dir
     leftovers = [out / ".index.html.k3j_9x2a.tmp", out / "feeds/topics/.ai.rss.abcdefgh.tmp"]
@@ -89,35 +89,35 @@ def test_temporary_files_of_a_killed_build_are_cleaned_up(config: Config) -> Non
 
 def test_builds_a_second_apart_are_byte_identical(config: Config, tmp_path: Path) -> None:
     first, second = tmp_path / "first", tmp_path / "second"
-    publish(build(config).documents, first)
+    publish(build_in_memory(config).documents, first)
     time.sleep(1.1)
-    publish(build(config).documents, second)
+    publish(build_in_memory(config).documents, second)
     assert _snapshot(first) == _snapshot(second)
     assert len(feed_files(first)) == 10
 
 
 def test_a_rebuild_leaves_unchanged_files_alone(config: Config) -> None:
     out = config.output_dir
-    publish(build(config).documents, out)
+    publish(build_in_memory(config).documents, out)
     _age(out)
-    result = publish(build(config).documents, out)
+    result = publish(build_in_memory(config).documents, out)
     assert (result.written, result.removed) == (0, 0)
     assert set(_mtimes(out).values()) == {OLD}
 
 
 def test_unchanged_files_stay_even_without_the_manifest(config: Config) -> None:
     out = config.output_dir
-    publish(build(config).documents, out)
+    publish(build_in_memory(config).documents, out)
     (out / MANIFEST).unlink()
     _age(out)
-    result = publish(build(config).documents, out)
+    result = publish(build_in_memory(config).documents, out)
     assert result.written == 0
     assert {k: v for k, v in _mtimes(out).items() if k != MANIFEST} == {k: OLD for k in _mtimes(out) if k != MANIFEST}
 
 
 def test_a_changed_file_is_restored_even_at_the_same_size(config: Config) -> None:
     out = config.output_dir
-    documents = build(config).documents
+    documents = build_in_memory(config).documents
     publish(documents, out)
     target = out / "feeds/all.rss"
     body = target.read_bytes()
@@ -129,7 +129,7 @@ def test_a_changed_file_is_restored_even_at_the_same_size(config: Config) -> Non
 
 def test_one_changed_record_rewrites_only_what_shows_it(config: Config) -> None:
     out = config.output_dir
-    publish(build(config).documents, out)
+    publish(build_in_memory(config).documents, out)
     _age(out)
     before = _snapshot(out)
     seed = next(p for p in sorted(config.records_dir.iterdir()) if "jalopnik" in p.read_text(encoding="utf-8"))
@@ -137,7 +137,7 @@ def test_one_changed_record_rewrites_only_what_shows_it(config: Config) -> None:
     seed.write_text(
         seed.read_text(encoding="utf-8").replace("UK Police Can Now", "UK Police Can Soon"), encoding="utf-8"
     )
-    result = publish(build(config).documents, out)
+    result = publish(build_in_memory(config).documents, out)
     after = _snapshot(out)
     changed = {k for k in after if after[k] != before.get(k)}
     assert "feeds/providers/biometricupdate.com.rss" not in changed
@@ -148,8 +148,8 @@ def test_one_changed_record_rewrites_only_what_shows_it(config: Config) -> None:
 
 def test_gone_feeds_are_removed_but_only_files_feedsvc_wrote(config: Config) -> None:
     out = config.output_dir
-    before = files_for(build(config).documents)
-    publish(build(config).documents, out)
+    before = files_for(build_in_memory(config).documents)
+    publish(build_in_memory(config).documents, out)
     mine = [out / "mine.html", out / "feeds/providers/notes.txt", out / "feeds/providers/jalopnik.com.xml"]
     for p in mine:
         p.write_text("the user's own file")
@@ -159,7 +159,7 @@ def test_gone_feeds_are_removed_but_only_files_feedsvc_wrote(config: Config) -> 
     for seed in config.records_dir.iterdir():
         if "jalopnik" in seed.read_text(encoding="utf-8"):
             seed.unlink()
-    result = publish(build(config).documents, out)
+    result = publish(build_in_memory(config).documents, out)
     assert not (out / "feeds/providers/jalopnik.com.rss").exists()
     assert not (out / "feeds/providers/jalopnik.com.atom").exists()
     # Every file of the gone feed (each format, each .gz) but the edited page.
@@ -173,10 +173,10 @@ def test_gone_feeds_are_removed_but_only_files_feedsvc_wrote(config: Config) -> 
 
 def test_emptied_folders_are_pruned(config: Config) -> None:
     out = config.output_dir
-    publish(build(config).documents, out)
+    publish(build_in_memory(config).documents, out)
     for seed in config.records_dir.iterdir():
         seed.unlink()
-    publish(build(config).documents, out)
+    publish(build_in_memory(config).documents, out)
     assert not (out / "feeds/topics").exists()
     assert not (out / "feeds/providers").exists()
     assert (out / "feeds/all.rss").exists()
@@ -184,7 +184,7 @@ def test_emptied_folders_are_pruned(config: Config) -> None:
 
 def test_nothing_is_written_outside_the_output_folder(config: Config, tmp_path: Path) -> None:
     before = {p for p in tmp_path.rglob("*") if config.output_dir not in (p, *p.parents)}
-    publish(build(config).documents, config.output_dir)
+    publish(build_in_memory(config).documents, config.output_dir)
     after = {p for p in tmp_path.rglob("*") if config.output_dir not in (p, *p.parents)}
     assert after == before
 
@@ -204,17 +204,17 @@ def test_a_symlink_out_of_the_folder_is_refused_before_writing(config: Config, t
     out.mkdir()
     (out / "feeds").symlink_to(outside, target_is_directory=True)
     with pytest.raises(UnsafePath):
-        publish(build(config).documents, out)
+        publish(build_in_memory(config).documents, out)
     assert list(outside.iterdir()) == []
     assert sorted(p.name for p in out.iterdir()) == ["feeds"]
 
 
 def test_a_corrupt_manifest_removes_nothing(config: Config) -> None:
     out = config.output_dir
-    publish(build(config).documents, out)
+    publish(build_in_memory(config).documents, out)
     (out / MANIFEST).write_text("{not json")
     extra = Document("feeds/topics/extra.rss", b"<rss/>", "application/rss+xml")
-    documents = dict(build(config).documents)
+    documents = dict(build_in_memory(config).documents)
     result = publish({**documents, extra.path: extra}, out)
     assert result.removed == 0
     result = publish(documents, out)
@@ -223,7 +223,7 @@ def test_a_corrupt_manifest_removes_nothing(config: Config) -> None:
 
 def test_an_interrupted_build_still_tracks_what_it_wrote(config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
     out = config.output_dir
-    documents = dict(build(config).documents)
+    documents = dict(build_in_memory(config).documents)
     extra = Document("feeds/topics/extra.rss", b"<rss/>", "application/rss+xml")
     real_replace = os.replace
 
@@ -250,7 +250,7 @@ def test_documents_are_written_before_the_listings(config: Config, monkeypatch: 
         real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", spy)
-    publish(build(config).documents, config.output_dir)
+    publish(build_in_memory(config).documents, config.output_dir)
     written = [p.removesuffix(".gz") for p in order if p != MANIFEST]
     assert set(written[-4:]) == {"feeds.opml", "index.html"}
     assert set(written[:-4]).isdisjoint({"feeds.opml", "index.html"})
@@ -258,5 +258,5 @@ def test_documents_are_written_before_the_listings(config: Config, monkeypatch: 
 
 def test_config_output_dir_is_used_as_given(config: Config, tmp_path: Path) -> None:
     nested = dataclasses.replace(config, output_dir=tmp_path / "a" / "b" / "site")
-    publish(build(nested).documents, nested.output_dir)
+    publish(build_in_memory(nested).documents, nested.output_dir)
     assert (nested.output_dir / "index.html").is_file()

@@ -35,7 +35,7 @@ from test_query import expected_links, stories
 from test_websub import BlackHole, Receiver
 
 from feedsvc.config import load_config
-from feedsvc.formats.documents import build
+from feedsvc.formats.documents import build_in_memory
 
 QUERY_RECORDS = DATA / "queries" / "records"
 BASE_URL = "https://news.example.org/"
@@ -268,7 +268,7 @@ def test_a_change_is_built_once_and_each_changed_feed_notified_once(tmp_path: Pa
         s = start(tmp_path / "websub", websub={"hubs": [hub.url, dead.url], "timeout": 3}, server=server)
         try:
             config = load_config(s.config)
-            feeds = sorted(p for p in build(config).documents if p.endswith(FEED_SUFFIXES))
+            feeds = sorted(p for p in build_in_memory(config).documents if p.endswith(FEED_SUFFIXES))
             before = {p: s.server.get("/" + p).body for p in feeds}
             parsed = feedparser.parse(before["feeds/all.rss"])
             assert [link.href for link in parsed.feed.links if link.rel == "hub"] == [hub.url, dead.url]

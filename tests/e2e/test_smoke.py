@@ -8,11 +8,11 @@ import feedparser
 
 from feedsvc.build.write import publish
 from feedsvc.config import Config
-from feedsvc.formats.documents import build
+from feedsvc.formats.documents import build_in_memory
 
 
 def test_seed_build_parses(config: Config) -> None:
-    result = build(config)
+    result = build_in_memory(config)
     publish(result.documents, config.output_dir)
     feeds = sorted(p for p in Path(config.output_dir).rglob("*") if p.suffix in (".rss", ".atom"))
     assert len(feeds) == 10

@@ -37,7 +37,7 @@ from feedsvc.build.served import ARCHIVE_MAX_AGE
 from feedsvc.config import ArchivesConfig, Config
 from feedsvc.feeds.archives import FIRST, Paging, layout, mark, split, threshold
 from feedsvc.feeds.rules import select, topic_keys
-from feedsvc.formats.documents import build as build_in_memory
+from feedsvc.formats.documents import build_in_memory
 from feedsvc.formats.rss_atom import FH_NS
 from feedsvc.model import FeedKind
 from feedsvc.records.read import load_records

@@ -18,7 +18,7 @@ from lxml import etree
 from feedsvc.build.write import publish
 from feedsvc.config import Config, base_url
 from feedsvc.formats.common import Site
-from feedsvc.formats.documents import Build, build
+from feedsvc.formats.documents import Build, build_in_memory
 from feedsvc.formats.html import render_feed_page
 from feedsvc.formats.registry import HTML, ICO
 from feedsvc.model import ALL, Feed, FeedKey, FeedKind, Image, Provider, Record
@@ -155,7 +155,7 @@ def test_names_from_records_are_escaped(config: Config, write_records: Callable[
         }
     )
     config = dataclasses.replace(config, records_dir=records)
-    site = build(config)
+    site = build_in_memory(config)
     publish(site.documents, config.output_dir)
     provider = next(f for f in site.feeds if f.key.kind is FeedKind.PROVIDER)
     topic = next(f for f in site.feeds if f.key.kind is FeedKind.TOPIC)
@@ -295,7 +295,7 @@ def test_topics_sort_naturally(config: Config, write_records: Callable[[dict[str
     names = ["Topic 10", "Topic 2", "topic 1", "Topic 1b", "AI", "Zebra", "Topic 100"]
     records = _one_story_per_topic(write_records, names)
     config = dataclasses.replace(config, records_dir=records)
-    publish(build(config).documents, config.output_dir)
+    publish(build_in_memory(config).documents, config.output_dir)
     rows = list(_feed_rows(_html(config.output_dir / "index.html")))
     topics = rows[1 : 1 + len(names)]
     assert topics == ["AI", "topic 1", "Topic 1b", "Topic 2", "Topic 10", "Topic 100", "Zebra"]
@@ -310,7 +310,7 @@ def test_initialisms_dotted_any_way_are_one_topic(
     """Issue 13.16: "A.I.", "A.I" and "AI" are one feed, ai; "U.S." and "US" one, us."""
     spellings = ["A.I.", "A.I", "AI", "A.I.", "U.S.", "US"]
     records = _one_story_per_topic(write_records, spellings)
-    site = build(dataclasses.replace(config, records_dir=records))
+    site = build_in_memory(dataclasses.replace(config, records_dir=records))
     topics = {f.key.slug: f for f in site.feeds if f.key.kind is FeedKind.TOPIC}
     assert set(topics) == {"ai", "us"}
     assert topics["ai"].total == 4 and topics["ai"].name == "A.I."  # the most common spelling

@@ -27,7 +27,7 @@ from feedsvc import synth
 from feedsvc.config import ArchivesConfig, Config
 from feedsvc.formats.common import Site, entry_updated_times, plain, safe_url
 from feedsvc.formats.documents import Build
-from feedsvc.formats.documents import build as site_build
+from feedsvc.formats.documents import build_in_memory as site_build
 from feedsvc.formats.rss_atom import EMPTY_FEED_DATE, keep_fragments, render_archive, render_feed  # fmt: skip
 from feedsvc.model import ArchivePage, Feed, FeedKey, FeedKind, Image, Provider, Record, Related
 

@@ -29,7 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from feedsvc.config import Config, PoliteConfig
 from feedsvc.web import builder
 from feedsvc.web.app import create_app
-from feedsvc.web.metrics import ENV_VAR, kind_of
+from feedsvc.web.metrics import ENV_VAR, request_kind
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -101,8 +101,8 @@ def client(app: Flask) -> FlaskClient:
         ("/feeds/../etc/passwd", "other"),
     ],
 )
-def test_kind_of(path: str, kind: str) -> None:
-    assert kind_of(path) == kind
+def test_request_kind(path: str, kind: str) -> None:
+    assert request_kind(path) == kind
 
 
 def test_requests_are_counted_by_kind_and_status(client: FlaskClient) -> None:

@@ -35,7 +35,7 @@ from test_validity import check_feed
 
 from feedsvc.build import incremental
 from feedsvc.config import Config, PoliteConfig, QueriesConfig, SiteConfig
-from feedsvc.formats.documents import build as build_in_memory
+from feedsvc.formats.documents import build_in_memory
 from feedsvc.model import FeedKind
 from feedsvc.web.app import create_app
 from feedsvc.web.custom import MAX_PARAMS, Query, QueryError, parse

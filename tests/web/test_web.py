@@ -42,7 +42,7 @@ from feedsvc.build import incremental
 from feedsvc.build.served import etag_of
 from feedsvc.build.store import Store
 from feedsvc.config import Config, load_config
-from feedsvc.formats.documents import Build, build
+from feedsvc.formats.documents import Build, build_in_memory
 from feedsvc.model import Record
 from feedsvc.web import builder
 from feedsvc.web.app import create_app
@@ -79,7 +79,7 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture
 def expected(web_config: Config) -> Build:
     """What `feedsvc build` produces for the same config, made in memory."""
-    return build(web_config)
+    return build_in_memory(web_config)
 
 
 def output(app: Flask) -> Output:
@@ -601,7 +601,7 @@ def test_healthz(web_config: Config, expected: Build) -> None:
     after = health(client)
     assert after["generation"] == status["generation"] + 1
     assert (after["records_loaded"], after["records_rejected"]) == (3, 0)
-    assert after["feeds"] == len(build(web_config).feeds) > status["feeds"]
+    assert after["feeds"] == len(build_in_memory(web_config).feeds) > status["feeds"]
     assert datetime.fromisoformat(after["last_build"]) > last
 
 
@@ -675,7 +675,7 @@ def test_a_rebuild_serves_added_and_deleted_records(client: FlaskClient, web_con
     again = client.get("/feeds/all.rss", headers={"If-None-Match": old.headers["ETag"]})
     assert again.status_code == 200 and again.data == now.data
     assert client.get("/feeds/topics/quantum-sensing.rss").status_code == 200
-    for path, doc in build(web_config).documents.items():
+    for path, doc in build_in_memory(web_config).documents.items():
         assert client.get("/" + path).data == doc.body, path
 
     new.unlink()
@@ -729,7 +729,7 @@ def test_changing_one_record_changes_only_the_feeds_it_is_in(
         st_ = os.stat(out / path)
         assert (st_.st_ino, st_.st_mtime_ns) == (files_before[path].st_ino, files_before[path].st_mtime_ns), path
     # What is served now is what a build from scratch makes of the changed records.
-    for path, doc in build(web_config).documents.items():
+    for path, doc in build_in_memory(web_config).documents.items():
         assert client.get("/" + path).data == doc.body, path
 
 
@@ -784,7 +784,7 @@ def test_custom_feeds_follow_a_rebuild(client: FlaskClient, web_config: Config) 
     second = client.get(url)
     assert second.status_code == 200
     assert "https://late.example/stories/11" in entry_links(second.data)
-    assert entry_links(second.data) == entry_links(build(web_config).documents["feeds/all.atom"].body)
+    assert entry_links(second.data) == entry_links(build_in_memory(web_config).documents["feeds/all.atom"].body)
     assert second.headers["ETag"] != first.headers["ETag"]
     assert client.get(url, headers={"If-None-Match": first.headers["ETag"]}).status_code == 200
 
@@ -880,7 +880,7 @@ def test_a_failed_build_keeps_serving_the_previous_build(
     assert health(client)["generation"] == generation
 
     rebuild(web_config)  # the next build does what the failed one did not
-    now = build(web_config)
+    now = build_in_memory(web_config)
     assert served_bodies(client, paths) == {p: now.documents[p].body for p in paths}
     assert health(client)["generation"] == generation + 1
 
@@ -893,7 +893,7 @@ def test_a_build_that_dies_between_its_files_and_its_rows_never_mixes(
     before = validators_of(client, paths)
     retitle(first_record(web_config), "A headline half written")
     _build_dies(web_config, monkeypatch, Store, "set_documents")
-    now = build(web_config)
+    now = build_in_memory(web_config)
     changed = {p for p in paths if now.documents[p].body != expected.documents[p].body}
     assert changed
 
@@ -989,7 +989,7 @@ def test_a_build_committing_during_a_request_never_pairs_an_old_etag_with_new_by
     title = re.search(r'^title: "(.*)"$', target.read_text("utf-8"), re.MULTILINE)
     assert title
     retitle(target, title.group(1).swapcase())
-    new = build(web_config).documents[path].body
+    new = build_in_memory(web_config).documents[path].body
     assert new != old.data and len(new) == len(old.data)
 
     # A big build writes its files long before it commits their rows.
@@ -1109,7 +1109,7 @@ def test_secured_never_reaches_a_response_or_the_log(
     # What the server's builder does: build, log the summary and each rejected file.
     assert builder.Builder(web_config, Path(web_config.output_dir), build=builder.build_once).build().ok
     bodies = []
-    for path in sorted(build(web_config).documents) + ["healthz", "nope", "feeds/all.atom?limit=5"]:
+    for path in sorted(build_in_memory(web_config).documents) + ["healthz", "nope", "feeds/all.atom?limit=5"]:
         bodies.append(client.get("/" + path).data)
         z = client.get("/" + path, headers=GZ).data
         bodies.append(gzip.decompress(z) if z[:2] == b"\x1f\x8b" else z)

@@ -38,7 +38,7 @@ from test_validity import check_feed
 
 from feedsvc.build import incremental
 from feedsvc.config import ArchivesConfig, Config, WebSubConfig, base_url
-from feedsvc.formats.documents import build
+from feedsvc.formats.documents import build_in_memory
 from feedsvc.web import builder
 from feedsvc.web.app import create_app
 from feedsvc.web.websub import Delivery, Notifier, feed_urls, hub_name, post_publish
@@ -167,7 +167,7 @@ HUBS = ("https://hub.example.org/websub", "https://pubsubhubbub.example.com/")
 def test_every_feed_names_its_hubs_and_itself(config: Config) -> None:
     config = with_hubs(config, *HUBS)
     client = served_app(config).test_client()
-    documents = build(config).documents
+    documents = build_in_memory(config).documents
     feeds = sorted(p for p in documents if p.endswith(FEED_SUFFIXES))
     assert len(feeds) == 15
     for path in feeds:
@@ -208,7 +208,7 @@ def test_archive_pages_name_no_hub_in_the_body_or_the_link_header(config: Config
         with_hubs(config, *HUBS), max_entries=1, archives=ArchivesConfig(enabled=True, page_size=1)
     )
     client = served_app(config).test_client()
-    pages = sorted(p for p in build(config).documents if "/archive/" in p)
+    pages = sorted(p for p in build_in_memory(config).documents if "/archive/" in p)
     assert pages
     for path in pages:
         r = client.get("/" + path)
@@ -355,7 +355,7 @@ def test_a_build_notifies_the_feeds_whose_bytes_changed(config: Config, receiver
     outcomes: list[tuple[str, int]] = []
     notifier = Notifier(config.websub.hubs, config.websub.timeout, on_outcome=lambda o, n: outcomes.append((o, n)))
     b = builder.Builder(config, config.output_dir, build=builder.build_once, notifier=notifier)
-    feeds = sorted(p for p in build(config).documents if p.endswith(FEED_SUFFIXES))
+    feeds = sorted(p for p in build_in_memory(config).documents if p.endswith(FEED_SUFFIXES))
     # The first build writes every feed: each is announced, as `feedsvc build` does.
     first = b.build()
     assert first.ok, first.summary
@@ -385,7 +385,7 @@ def test_workers_never_notify_only_the_builder_does(config: Config, receiver: Re
     config = with_hubs(config, receiver.url)
     incremental.build(config)  # built before the server, as `feedsvc serve` does (not a change to announce)
     workers = [create_app(config).test_client() for _ in range(3)]
-    feeds = sorted(p for p in build(config).documents if p.endswith(FEED_SUFFIXES))
+    feeds = sorted(p for p in build_in_memory(config).documents if p.endswith(FEED_SUFFIXES))
     before = feed_bodies(workers[0], feeds)
     for w in workers:
         assert "Link" in w.get("/feeds/all.atom").headers  # they do name the hub
@@ -428,7 +428,7 @@ def test_the_builder_rebuilds_on_a_file_event_and_notifies(config: Config, recei
     try:
         assert poll(lambda: outcomes, timeout=60)  # the first build
         assert outcomes[0][1].ok, outcomes[0][1].summary
-        feeds = sorted(p for p in build(config).documents if p.endswith(FEED_SUFFIXES))
+        feeds = sorted(p for p in build_in_memory(config).documents if p.endswith(FEED_SUFFIXES))
         receiver.wait_for(len(feeds))
         quiet(receiver, len(feeds))
         client = create_app(config).test_client()
