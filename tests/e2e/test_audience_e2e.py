@@ -200,7 +200,14 @@ def test_a_broken_store_never_fails_a_request(tmp_path: Path) -> None:
         path.write_bytes(os.urandom(65536))
         play(site.server.port, [dict(reader, polls=7)])
         assert poll(path.with_name(path.name + ".damaged").exists, timeout=SHOWN)
-        assert figures_when(site, total_polls(7))["total"]["polls"] == 7
+        # Polls one worker wrote into the garbage before the other set it aside are
+        # lost with it (at most these 7); from the fresh store on, every poll counts.
+        settled = figures_when(site, lambda f: 0 < f["total"].get("polls", 0) <= 7)["total"]["polls"]
+        assert 0 < settled <= 7
+        time.sleep(4 * FLUSH)
+        settled = figures_when(site, lambda f: True)["total"]["polls"]
+        play(site.server.port, [dict(reader, polls=5)])
+        assert figures_when(site, total_polls(settled + 5))["total"]["polls"] == settled + 5
         # A folder in its way: nothing can be written; the polls are counted as lost.
         for part in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
             part.unlink(missing_ok=True)
@@ -220,7 +227,9 @@ def test_a_broken_store_never_fails_a_request(tmp_path: Path) -> None:
     statuses = re.findall(r'"GET [^"]+ HTTP/1.1" (\d{3}) ', log)
     assert statuses and set(statuses) <= {"200", "304"}, sorted(set(statuses))
     warnings = [line for line in log.splitlines() if "audience: cannot write" in line]
-    assert 1 <= len(warnings) <= 2, warnings  # once per worker that tried
+    # Once per worker and time the store broke: the folder, and (when one worker set
+    # the garbage aside while the other opened it) the garbage.
+    assert 1 <= len(warnings) <= 4, warnings
     shutil.rmtree(tmp_path / "public", ignore_errors=True)
 
 
