@@ -75,9 +75,10 @@ def render(
     return documents, tuple(gone)
 
 
-#: Entry fragments each render process keeps (`render.Fragments`): about 3 KB
-#: each, enough for the pages of every feed around one date (measured in one
-#: process: 20,000 records, shipped config, 1.08 entries written per entry used once).
+#: Entry fragments each render process keeps (`rss_atom.Fragments`): about 3 KB
+#: each, enough for the pages of every feed around one date. Measured on 20,000
+#: records with config.yaml: one process writes 1.08 entries per entry needed;
+#: two, which keep their own, 1.68 (docs/benchmarks.md).
 FRAGMENTS_KEPT = 32_768
 
 #: Most archive pages one render job reads (in one query) and renders.
