@@ -158,12 +158,15 @@ class Fragments:
     Off (`limit` 0) unless a build turns it on (`keep`): a web worker renders
     few custom feeds and keeps them whole. The cache keeps the `limit` most
     recently used entries; the build renders pages in date order, so the
-    feeds that share an entry ask for it close together.
+    feeds that share an entry ask for it close together. An entry is known by
+    its record's path, its updated time and the format: while it is on (each
+    `keep` starts afresh: once per render, in each render process) a path
+    names one record, and a small key keeps no record alive and hashes fast.
     """
 
     def __init__(self) -> None:
         self.limit = 0
-        self._kept: dict[tuple[Record, datetime, str], bytes] = {}
+        self._kept: dict[tuple[str, datetime, str], bytes] = {}
         self._writers: dict[str, FeedGenerator] = {}
 
     def keep(self, limit: int) -> None:
@@ -172,11 +175,11 @@ class Fragments:
 
     def get(self, entries: Sequence[Record], updated: Sequence[datetime], fmt: str) -> list[bytes]:
         """The serialized entries, in order; those not kept are written in one document."""
-        keys = [(r, when, fmt) for r, when in zip(entries, updated, strict=True)]
+        keys = [(r.path, when, fmt) for r, when in zip(entries, updated, strict=True)]
         found: list[bytes | None] = [self._kept.pop(key, None) for key in keys]
         missing = [i for i, got in enumerate(found) if got is None]
         if missing:
-            written = self._write([keys[i] for i in missing], fmt)
+            written = self._write([(entries[i], updated[i]) for i in missing], fmt)
             for i, fragment in zip(missing, written, strict=True):
                 found[i] = fragment
         done = [fragment for fragment in found if fragment is not None]
@@ -187,13 +190,13 @@ class Fragments:
             del self._kept[next(iter(self._kept))]  # the least recently used
         return done
 
-    def _write(self, keys: Sequence[tuple[Record, datetime, str]], fmt: str) -> list[bytes]:
+    def _write(self, entries: Sequence[tuple[Record, datetime]], fmt: str) -> list[bytes]:
         fg = self._writers.get(fmt)
         if fg is None:
             fg = self._writers[fmt] = _generator(_FRAGMENT_FEED, _FRAGMENT_SITE, fmt, EMPTY_FEED_DATE, "", None)
         fg.entry([], replace=True)
-        for record, updated, _fmt in keys:
-            _entry(fg.add_entry(order="append"), record, updated)
+        for record, when in entries:
+            _entry(fg.add_entry(order="append"), record, when)
         doc = _serialize(fg, fmt)
         fg.entry([], replace=True)
         # Text and attribute values are escaped, so an entry's start tag at the
