@@ -19,7 +19,7 @@ from feedsvc.build.refresh import Plan
 from feedsvc.build.store import Store
 from feedsvc.build.write import MANIFEST
 from feedsvc.config import Config
-from feedsvc.feeds.archives import Paging
+from feedsvc.feeds.archives import Paging, page_order
 from feedsvc.formats.common import Site
 from feedsvc.formats.compress import with_gzip
 from feedsvc.formats.documents import archive_documents, feed_documents, site_documents
@@ -51,7 +51,7 @@ def render(
     jobs: list[_Job] = [(feeds[i : i + 16], [], paging, site) for i in range(0, len(feeds), 16)]
     # Newest pages first, across feeds: the pages that share an entry (one per
     # feed the record is in) come close together, while its fragment is kept.
-    runs.sort(key=lambda run: run[1][0].name.replace("first", "0"), reverse=True)
+    runs.sort(key=lambda run: page_order(run[1][0].name), reverse=True)
     jobs += [([], runs[i : i + 2], paging, site) for i in range(0, len(runs), 2)]
     if workers > 1 and len(plan.feeds) + len(runs) >= PARALLEL_FEEDS:
         with ProcessPoolExecutor(

@@ -182,6 +182,11 @@ def layout(entries: Sequence[tuple[str, int]], paging: Paging) -> list[Span]:
     ]
 
 
+def page_order(name: str) -> str:
+    """A key that sorts page names by the date they start: `FIRST` before every dated name."""
+    return "" if name == FIRST else name
+
+
 def split(newest_first: Sequence[tuple[str, int]], paging: Paging) -> tuple[int, list[Span]]:
     """(entries the subscription document holds, the pages) of a feed whose entries are
     `newest_first` as (entry id, published microseconds)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from feedsvc.formats import jsonfeed, rss_atom
@@ -103,6 +104,9 @@ class FeedPath:
     page: str | None = None
 
 
+#: Asked once per request (metrics, the audience, hub links): the paths in use are
+#: few, so each is parsed once; a flood of odd ones only cycles the cache.
+@lru_cache(maxsize=4096)
 def feed_path(path: str) -> FeedPath | None:
     """The feed document `path` names ("feeds/topics/ai.atom", "feeds/all/archive/first.rss"), if any.
 

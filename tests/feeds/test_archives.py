@@ -35,7 +35,7 @@ from servers import Server, free_port, poll, write_config
 from feedsvc.build import incremental
 from feedsvc.build.served import ARCHIVE_MAX_AGE
 from feedsvc.config import ArchivesConfig, Config
-from feedsvc.feeds.archives import FIRST, Paging, layout, mark, split, threshold
+from feedsvc.feeds.archives import FIRST, Paging, layout, mark, page_order, split, threshold
 from feedsvc.feeds.rules import select, topic_keys
 from feedsvc.formats.documents import build_in_memory
 from feedsvc.formats.rss_atom import FH_NS
@@ -665,3 +665,13 @@ def test_a_cache_with_numbered_pages_removes_them(records_dir: Path, tmp_path: P
     with sqlite3.connect(cache) as db:
         assert not db.execute("SELECT 1 FROM sqlite_master WHERE name='archive_pages'").fetchone()
         assert not db.execute("SELECT 1 FROM archive_digests WHERE page='1'").fetchone()
+
+
+def test_page_order_sorts_pages_by_the_date_they_start() -> None:
+    """The build renders pages newest first across feeds (build/render.py) by this key."""
+    names = [s.name for s in layout(entries(2_000, seed=3), Paging(50, 5))]
+    assert names[0] == FIRST and len(names) > 10
+    ordered = sorted(sorted(names, key=lambda n: n[::-1]), key=page_order)
+    assert ordered[0] == FIRST
+    # By the day a page starts (pages starting on one day may come in any order).
+    assert [n[:8] for n in ordered[1:]] == [n[:8] for n in names[1:]]

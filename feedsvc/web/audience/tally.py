@@ -30,11 +30,11 @@ MAX_PENDING = 20_000
 Key = tuple[int, str, str, str | None, str]
 
 
-@lru_cache(maxsize=4096)
 def is_feed(path: str) -> bool:
     """Whether `path` ("/feeds/all.atom", no query) is a feed's subscription URL, in its one spelling.
 
-    `formats.registry.is_subscription` is the one home of what a path means;
+    `formats.registry.is_subscription` is the one home of what a path means
+    (and keeps the parse of each path it is asked about);
     archive pages are not subscriptions (a reader walks them once) and are
     not counted.
     """
