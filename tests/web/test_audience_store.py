@@ -17,15 +17,17 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import served_app
 
 from feedsvc.config import AudienceConfig, Config
 from feedsvc.web.audience.recorder import MAX_PENDING, Recorder
-from feedsvc.web.audience.store import store_path
+from feedsvc.web.audience.store import Store, store_path
 
 FEED = "/feeds/all.atom"
 MINIFLUX = "Miniflux/2.1.0 (+https://miniflux.app)"
@@ -357,3 +359,35 @@ def test_a_store_that_cannot_be_read_shows_an_empty_report(
     report, problem = recorder.report()
     assert problem is not None and report.feeds == ()
     assert path.read_bytes().startswith(b"garbage")  # a reader never sets a file aside: the next write does
+
+
+def test_a_report_during_a_write_counts_the_lost_polls_once(
+    workers: Callable[[], Recorder], audience_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A report read while a write moves a worker's lost polls into the store sees them once, not twice.
+
+    The page is served by a request thread while the worker's writer thread
+    writes: the report is asked for just after the write commits, as a request
+    arriving at that moment would.
+    """
+    recorder = workers()
+    path = store_path(audience_config.output_dir)
+    path.mkdir(parents=True)  # nothing can be written: the polls are lost, to be written as dropped
+    for i in range(3):
+        recorder.note(environ(addr=f"198.51.100.{i}"), 200)
+    recorder.flush()
+    path.rmdir()
+    seen: list[int] = []
+    reading = threading.Thread(target=lambda: seen.append(recorder.report()[0].skipped.dropped))
+    write = Store.write
+
+    def write_then_report(store: Store, *args: Any, **kwargs: Any) -> None:
+        write(store, *args, **kwargs)
+        reading.start()
+        reading.join(timeout=1.0)  # the report waits for the write to end, or reads now
+
+    monkeypatch.setattr(Store, "write", write_then_report)
+    recorder.flush()
+    reading.join()
+    assert seen == [3]
+    assert report_of(recorder)["dropped"] == 3

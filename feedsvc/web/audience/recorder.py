@@ -183,16 +183,20 @@ class Recorder:
         rows: list[Tally] = []
         skipped: dict[str, dict[int, int]] = {REFUSED: {}, DROPPED: {}}
         problem = None
-        if self.path.exists():
-            store = Store(self.path, readonly=True)
-            try:
-                rows, skipped = store.read(oldest)
-            except StoreError as e:
-                problem = str(e)
-            finally:
-                store.close()
+        # The store and this worker's lost polls are read with no write between them: a write
+        # moves the lost polls into the store, and a report seeing both would count them twice.
+        with self._writing:
+            if self.path.exists():
+                store = Store(self.path, readonly=True)
+                try:
+                    rows, skipped = store.read(oldest)
+                except StoreError as e:
+                    problem = str(e)
+                finally:
+                    store.close()
+            lost = dict(self._lost)
         dropped = dict(skipped.get(DROPPED, {}))
-        for minute, n in self._lost.items():
+        for minute, n in lost.items():
             dropped[minute] = dropped.get(minute, 0) + n
         report = compute(
             rows, source="server", end=now, window_seconds=self.window, polite=self.polite,
