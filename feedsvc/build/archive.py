@@ -12,7 +12,8 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from feedsvc.build.store import NEWEST_FIRST, Store, decode
+from feedsvc.build.rows import decode
+from feedsvc.build.store import NEWEST_FIRST, Store
 from feedsvc.feeds.archives import Paging, layout
 from feedsvc.model import ArchivePage, FeedKey
 

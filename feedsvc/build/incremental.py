@@ -31,8 +31,9 @@ from feedsvc import __version__
 from feedsvc.build.archive import use_page_size
 from feedsvc.build.refresh import cores, refresh
 from feedsvc.build.render import render
+from feedsvc.build.rows import CacheDamaged
 from feedsvc.build.served import Served, etag_of_digest
-from feedsvc.build.store import CacheDamaged, Store
+from feedsvc.build.store import Store
 from feedsvc.build.write import MANIFEST, PublishResult, publish, write_atomic
 from feedsvc.config import Config, check_output_dir
 from feedsvc.errors import FeedsvcError, RecordError
@@ -185,17 +186,17 @@ def _build(
         with store.transaction():
             # What servers send that differs from what they sent: what hubs hear of
             # (a build that died after writing the files still counts them).
-            before = store.etags() if served else {}  # a no-op build reads no row
+            before = store.served.etags() if served else {}  # a no-op build reads no row
             changed = tuple(sorted(r.path for r in served if before.get(r.path) != r.etag))
             if documents or gone or not signal.is_file():  # a new generation of what is served
-                store.set_documents(served, gone, time.time_ns(), after=_generation_in(signal))
+                store.served.set(served, gone, time.time_ns(), after=_generation_in(signal))
             if news:
                 store.record_totals()
             store.clear_pending()
         if news:
             # After the commit: a server that sees this file change finds the new rows
             # (or, after a build that changed only counts, the new counts).
-            write_atomic(signal, f"{store.state()[0]}\n".encode("ascii"))
+            write_atomic(signal, f"{store.served.state()[0]}\n".encode("ascii"))
         problems = with_identity_lines(config.records_dir, store.problems())
         _files, rejected = store.counts()
         left_out = store.left_out()

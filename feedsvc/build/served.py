@@ -1,4 +1,4 @@
-"""What a server needs to know of each document the build wrote: its manifest entry.
+"""What a server needs to know of each document the build wrote: its manifest entry, and the manifest.
 
 `feedsvc build` is the only code that makes documents. For each one it writes
 the file (and its ``.gz``) into the output folder and, in the same build, a
@@ -16,6 +16,9 @@ the same validators for the same bytes.
 from __future__ import annotations
 
 import hashlib
+import json
+import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
 from email.utils import formatdate
 from functools import lru_cache
@@ -88,3 +91,62 @@ class Served:
             self.path, self.media_type, self.last_modified, self.policy,
             self.etag, self.size, self.gz_etag, self.gz_size,
         )  # fmt: skip
+
+
+class Manifest:
+    """The cache's ``documents`` table, with the generation and totals servers watch.
+
+    It shares its `Store`'s connection (and so its transactions): the build
+    writes the rows in the transaction that clears its pending mark.
+    """
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def set(self, served: Iterable[Served], removed: Iterable[str], published_ns: int, *, after: int = 0) -> None:
+        """Record the documents a build wrote and those it removed; a new generation.
+
+        Call after the files are written: a server trusts a file only if it is
+        older than `published_ns` (see `web.output`).
+        """
+        self.db.executemany("INSERT OR REPLACE INTO documents VALUES (?,?,?,?,?,?,?,?)", [s.as_row() for s in served])
+        self.db.executemany("DELETE FROM documents WHERE path=?", [(p,) for p in removed])
+        generation, _ = self.state()
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (str(max(generation, after) + 1),))
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('published_ns', ?)", (str(published_ns),))
+
+    def etags(self) -> dict[str, str]:
+        """Every served document's plain ETag, by path."""
+        return dict(self.db.execute("SELECT path, etag FROM documents").fetchall())
+
+    def document(self, path: str) -> Served | None:
+        row = self.db.execute("SELECT * FROM documents WHERE path=?", (path,)).fetchone()
+        return Served(*row) if row is not None else None
+
+    def state(self) -> tuple[int, int]:
+        """(generation, published_ns) of the documents table: 0, 0 before the first build."""
+        meta = dict(self.db.execute("SELECT key, value FROM meta WHERE key IN ('generation', 'published_ns')"))
+        return int(meta.get("generation", 0)), int(meta.get("published_ns", 0))
+
+    def counts(self) -> tuple[int, int]:
+        """(feeds, documents) served."""
+        (feeds,) = self.db.execute("SELECT count(*) FROM summaries").fetchone()
+        (documents,) = self.db.execute("SELECT count(*) FROM documents").fetchone()
+        return feeds, documents
+
+    def record_totals(self, loaded: int, rejected: int) -> None:
+        """Keep what /healthz shows in one row: counting 100,000 rows is the build's job.
+
+        A worker reads it (`totals`) at every new build it notices; a count of
+        the files table there would stall its requests each time.
+        """
+        value = json.dumps([loaded, rejected, *self.counts()])
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('totals', ?)", (value,))
+
+    def totals(self) -> tuple[int, int, int, int] | None:
+        """(records loaded, records rejected, feeds, documents) as the last build recorded them."""
+        row = self.db.execute("SELECT value FROM meta WHERE key='totals'").fetchone()
+        if row is None:
+            return None
+        loaded, rejected, feeds, documents = json.loads(row[0])
+        return int(loaded), int(rejected), int(feeds), int(documents)

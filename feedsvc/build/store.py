@@ -8,7 +8,7 @@ dies half-way leaves the cache as it was before: a half-written cache is never
 trusted. The cache is rebuilt from scratch whenever its fingerprint (feedsvc's
 version and every setting that shapes the output) differs.
 
-The rules are the same as `feeds.py`'s, applied row by row: duplicates of one
+The rules are those of `feeds/rules.py`, applied row by row: duplicates of one
 article (same entry id) are merged first, the most recently updated file
 winning and ties going to the path that sorts first; the winner is published
 when it passes the filters; entries sort newest first, ties broken by id.
@@ -16,17 +16,16 @@ when it passes the filters; entries sort newest first, ties broken by id.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import marshal
 import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-from feedsvc.build.served import Served
-from feedsvc.errors import FeedsvcError, RecordError
+from feedsvc.build.rows import CacheDamaged, Parsed, ScanRow, Stamp, decode, decode_problems, encode_problems, rec_sum
+from feedsvc.build.served import Manifest
+from feedsvc.errors import RecordError
 from feedsvc.feeds import rules
 from feedsvc.feeds.rules import ALL_NAME, display_name, election_key
 from feedsvc.model import Feed, FeedKey, FeedKind, FeedSummary, Record
@@ -61,55 +60,6 @@ CREATE TABLE IF NOT EXISTS documents (
 NEWEST_FIRST = "m.published DESC, m.id"
 
 
-@dataclass(frozen=True, slots=True)
-class Stamp:
-    """A file's identity: unchanged stamp means unchanged file (no read needed)."""
-
-    size: int
-    mtime_ns: int
-    ino: int
-
-
-@dataclass(frozen=True, slots=True)
-class Parsed:
-    """One file's parse, encoded for the cache (made in worker processes)."""
-
-    rel: str
-    stamp: Stamp
-    digest: str
-    #: codec-encoded Record, or None if the file was rejected.
-    rec: bytes | None
-    id: str | None
-    updated: int | None
-    published: int | None
-    #: Whether the record passes the filters (published flag, min_quality).
-    selected: bool
-    #: (feed key text, display name) for each feed the record belongs to.
-    feeds: tuple[tuple[str, str], ...]
-    problems: tuple[RecordError, ...]
-    #: Why the record is not published (None: it is), for the summary line.
-    left_out: str | None = None
-
-
-class CacheDamaged(FeedsvcError):
-    """The cache holds something it did not write: it cannot be trusted."""
-
-
-def rec_sum(rec: bytes) -> int:
-    """The checksum kept beside each cached record (64 bits of BLAKE2b), checked on every use."""
-    return int.from_bytes(hashlib.blake2b(rec, digest_size=8).digest(), "big", signed=True)
-
-
-def decode(rec: bytes, check: int | None) -> Record:
-    """A cached record, verified: a flipped byte must never reach a feed."""
-    if not isinstance(rec, bytes) or check is None or rec_sum(rec) != check:
-        raise CacheDamaged("a cached record does not match its checksum")
-    try:
-        return codec.decode(rec)
-    except Exception as e:  # noqa: BLE001 - whatever a damaged blob makes marshal do
-        raise CacheDamaged(f"a cached record cannot be read ({type(e).__name__})") from None
-
-
 class Store:
     """The cache in one SQLite file; every change happens in one transaction."""
 
@@ -121,6 +71,7 @@ class Store:
         # default 2 MB of page cache a full build spends most of its time there.
         self.db.execute("PRAGMA cache_size=-65536")
         self.db.executescript(_SCHEMA)
+        self.served = Manifest(self.db)
         row = self.db.execute("SELECT value FROM meta WHERE key='fingerprint'").fetchone()
         self.fresh = row is None or row[0] != fingerprint
         if self.fresh:
@@ -138,10 +89,10 @@ class Store:
     def transaction(self) -> _Transaction:
         return _Transaction(self.db)
 
-    def stamps(self) -> dict[str, tuple[tuple[int, int, int], str]]:
-        """Every cached file's stamp (size, mtime_ns, inode) and content digest."""
+    def stamps(self) -> dict[str, tuple[Stamp, str]]:
+        """Every cached file's stamp and content digest."""
         return {
-            rel: ((size, mtime, ino), digest)
+            rel: (Stamp(size, mtime, ino), digest)
             for rel, size, mtime, ino, digest in self.db.execute("SELECT rel, size, mtime_ns, ino, digest FROM files")
         }
 
@@ -153,20 +104,20 @@ class Store:
             out.update(self.db.execute(f"SELECT rel, digest FROM files WHERE rel IN ({marks})", chunk))
         return out
 
-    def scan(self) -> list[tuple[str, int, int, int]] | None:
+    def scan(self) -> list[ScanRow] | None:
         """Every file's (path, size, mtime_ns, inode) as the files table has them, or None if unknown."""
         row = self.db.execute("SELECT value FROM meta WHERE key='scan'").fetchone()
         if row is None or not isinstance(row[0], bytes):
             return None
         try:
-            rows: list[tuple[str, int, int, int]] = marshal.loads(row[0])
+            rows: list[ScanRow] = marshal.loads(row[0])
         except (ValueError, EOFError, TypeError):
             raise CacheDamaged("the stored scan cannot be read") from None
         if not isinstance(rows, list):
             raise CacheDamaged("the stored scan is not a list of files")
         return rows
 
-    def set_scan(self, rows: list[tuple[str, int, int, int]]) -> None:
+    def set_scan(self, rows: list[ScanRow]) -> None:
         """Remember what the files table now holds, as `scan` gives it, for the next build to compare."""
         self.db.execute("INSERT OR REPLACE INTO meta VALUES ('scan', ?)", (marshal.dumps(rows),))
 
@@ -199,7 +150,7 @@ class Store:
             " problems, rec_sum, left_out) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             [
                 (p.rel, p.stamp.size, p.stamp.mtime_ns, p.stamp.ino, p.digest, p.rec, p.id, p.updated,
-                 p.published, int(p.selected), int(p.id is not None), _encode_problems(p.problems),
+                 p.published, int(p.selected), int(p.id is not None), encode_problems(p.problems),
                  rec_sum(p.rec) if p.rec is not None else None, p.left_out)
                 for p in parsed
             ],
@@ -210,33 +161,18 @@ class Store:
         return affected
 
     def _elect(self, ids: set[str], fresh: dict[str, Parsed]) -> set[str]:
-        """Choose each article's file again (`best`); publish it if it passes the filters."""
+        """Choose each article's file again (`best`); publish it if it passes the filters.
+
+        `fresh` are the files just inserted (as best, with no member rows yet).
+        Returns the feeds whose members changed.
+        """
         rows: list[tuple[str, str, int, int, int]] = []
         for chunk in _chunks(sorted(ids)):
             marks = ",".join("?" * len(chunk))
             rows += self.db.execute(
                 f"SELECT id, rel, updated, selected, best FROM files WHERE id IN ({marks})", chunk
             ).fetchall()
-        by_id: dict[str, list[tuple[str, int, int, int]]] = {}
-        for id_, rel, updated, selected, best in rows:
-            by_id.setdefault(id_, []).append((rel, updated, selected, best))
-        flags: list[tuple[int, str]] = []
-        leaving: list[str] = []
-        joining: list[str] = []
-        for group in by_id.values():
-            chosen = min(group, key=lambda g: election_key(g[1], g[0]))[0]
-            for rel, _updated, selected, best in group:
-                is_best = rel == chosen
-                if rel in fresh:  # inserted as best, with no member rows yet
-                    if not is_best:
-                        flags.append((0, rel))
-                elif is_best == bool(best):
-                    continue
-                else:
-                    flags.append((int(is_best), rel))
-                    leaving.append(rel)
-                if is_best and selected:
-                    joining.append(rel)
+        flags, leaving, joining = _election(rows, fresh)
         self.db.executemany("UPDATE files SET best=? WHERE rel=?", flags)
         affected: set[str] = set()
         for chunk in _chunks(leaving):
@@ -245,21 +181,30 @@ class Store:
                 f for (f,) in self.db.execute(f"SELECT DISTINCT feed FROM members WHERE rel IN ({marks})", chunk)
             )
             self.db.execute(f"DELETE FROM members WHERE rel IN ({marks})", chunk)
+        members = self._members_of(joining, fresh)
+        self.db.executemany("INSERT INTO members (feed, rel, name, published, id) VALUES (?,?,?,?,?)", members)
+        affected.update(m[0] for m in members)
+        return affected
+
+    def _members_of(self, rels: list[str], fresh: dict[str, Parsed]) -> list[tuple[str, str, str, int, str]]:
+        """The member rows of the files `rels`, sorted by feed (each feed's index pages are written together).
+
+        A fresh parse brings its feeds; a file already cached that becomes its
+        article's choice is decoded to find them.
+        """
         members: list[tuple[str, str, str, int, str]] = []
-        for rel in joining:
+        for rel in rels:
             p = fresh.get(rel)
             if p is not None and p.id is not None and p.published is not None:
                 members += [(f, rel, name, p.published, p.id) for f, name in p.feeds]
-        for chunk in _chunks([rel for rel in joining if rel not in fresh]):
+        for chunk in _chunks([rel for rel in rels if rel not in fresh]):
             marks = ",".join("?" * len(chunk))
             for rel, rec, check, id_, published in self.db.execute(
                 f"SELECT rel, rec, rec_sum, id, published FROM files WHERE rel IN ({marks})", chunk
             ):
                 members += [(f, rel, name, published, id_) for f, name in memberships(decode(rec, check))]
-        members.sort()  # by feed: each feed's index pages are written together
-        self.db.executemany("INSERT INTO members (feed, rel, name, published, id) VALUES (?,?,?,?,?)", members)
-        affected.update(m[0] for m in members)
-        return affected
+        members.sort()
+        return members
 
     def fingerprint(self) -> str:
         """The fingerprint the cache was made with (it salts the archive page digests)."""
@@ -278,6 +223,7 @@ class Store:
         """A read-only view of a committed cache (for render worker processes)."""
         store = cls.__new__(cls)
         store.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+        store.served = Manifest(store.db)
         store.fresh = False
         return store
 
@@ -348,7 +294,7 @@ class Store:
         """Every stored problem in path order, then a warning per merged duplicate."""
         out: list[RecordError] = []
         for (blob,) in self.db.execute("SELECT problems FROM files WHERE problems IS NOT NULL ORDER BY rel"):
-            out.extend(_decode_problems(blob))
+            out.extend(decode_problems(blob))
         # Only ids given more than once can have a loser: found from the id index alone.
         dupes = self.db.execute(
             "SELECT f.rel, b.rel FROM files f JOIN files b ON b.id = f.id AND b.best = 1"
@@ -358,61 +304,19 @@ class Store:
         out.extend(RecordError.duplicate(loser, winner) for loser, winner in dupes)
         return out
 
-    # -- what the server serves -------------------------------------------------
-
-    def set_documents(
-        self, served: Iterable[Served], removed: Iterable[str], published_ns: int, *, after: int = 0
-    ) -> None:
-        """Record the documents a build wrote and those it removed; a new generation.
-
-        Call in the transaction that clears the pending mark, after the files
-        are written: a server trusts a file only if it is older than
-        `published_ns` (see `web.files`).
-        """
-        self.db.executemany("INSERT OR REPLACE INTO documents VALUES (?,?,?,?,?,?,?,?)", [s.as_row() for s in served])
-        self.db.executemany("DELETE FROM documents WHERE path=?", [(p,) for p in removed])
-        generation, _ = self.state()
-        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (str(max(generation, after) + 1),))
-        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('published_ns', ?)", (str(published_ns),))
-
-    def etags(self) -> dict[str, str]:
-        """Every served document's plain ETag, by path."""
-        return dict(self.db.execute("SELECT path, etag FROM documents").fetchall())
-
-    def document(self, path: str) -> Served | None:
-        row = self.db.execute("SELECT * FROM documents WHERE path=?", (path,)).fetchone()
-        return Served(*row) if row is not None else None
-
-    def state(self) -> tuple[int, int]:
-        """(generation, published_ns) of the documents table: 0, 0 before the first build."""
-        meta = dict(self.db.execute("SELECT key, value FROM meta WHERE key IN ('generation', 'published_ns')"))
-        return int(meta.get("generation", 0)), int(meta.get("published_ns", 0))
-
-    def totals(self) -> tuple[int, int]:
-        """(feeds, documents) served."""
-        (feeds,) = self.db.execute("SELECT count(*) FROM summaries").fetchone()
-        (documents,) = self.db.execute("SELECT count(*) FROM documents").fetchone()
-        return feeds, documents
-
-    def record_totals(self) -> None:
-        """Keep what /healthz shows in one row: counting 100,000 rows is the build's job.
-
-        A worker reads it (`served_totals`) at every new build it notices; a
-        count of the files table there would stall its requests each time.
-        """
-        files, rejected = self.counts()
-        feeds, documents = self.totals()
-        value = json.dumps([files - rejected, rejected, feeds, documents])
-        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('totals', ?)", (value,))
-
     def served_totals(self) -> tuple[int, int, int, int]:
         """(records loaded, records rejected, feeds, documents) as the last build recorded them."""
-        row = self.db.execute("SELECT value FROM meta WHERE key='totals'").fetchone()
-        if row is None:  # a cache from before this row existed
-            files, rejected = self.counts()
-            return (files - rejected, rejected, *self.totals())
-        loaded, rejected, feeds, documents = json.loads(row[0])
-        return int(loaded), int(rejected), int(feeds), int(documents)
+        recorded = self.served.totals()
+        if recorded is not None:
+            return recorded
+        files, rejected = self.counts()  # a cache from before the row existed
+        feeds, documents = self.served.counts()
+        return files - rejected, rejected, feeds, documents
+
+    def record_totals(self) -> None:
+        """Keep what /healthz shows in one row (`Manifest.record_totals`)."""
+        files, rejected = self.counts()
+        self.served.record_totals(files - rejected, rejected)
 
     def feed_name(self, text: str) -> str | None:
         """A feed's display name as its documents show it; None for a feed that does not exist."""
@@ -475,21 +379,39 @@ class _Transaction:
         self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
 
 
+def _election(
+    rows: list[tuple[str, str, int, int, int]], fresh: dict[str, Parsed]
+) -> tuple[list[tuple[int, str]], list[str], list[str]]:
+    """From (id, rel, updated, selected, best) of every file of some articles: what the election changes.
+
+    Each article's choice is `election_key`'s (the rule's one home). Returns
+    the new `best` flags (flag, rel) to write, the files that leave their
+    feeds (their member rows go), and the chosen files that join them.
+    """
+    by_id: dict[str, list[tuple[str, int, int, int]]] = {}
+    for id_, rel, updated, selected, best in rows:
+        by_id.setdefault(id_, []).append((rel, updated, selected, best))
+    flags: list[tuple[int, str]] = []
+    leaving: list[str] = []
+    joining: list[str] = []
+    for group in by_id.values():
+        chosen = min(group, key=lambda g: election_key(g[1], g[0]))[0]
+        for rel, _updated, selected, best in group:
+            is_best = rel == chosen
+            if rel in fresh:  # inserted as best, with no member rows yet
+                if not is_best:
+                    flags.append((0, rel))
+            elif is_best == bool(best):
+                continue
+            else:
+                flags.append((int(is_best), rel))
+                leaving.append(rel)
+            if is_best and selected:
+                joining.append(rel)
+    return flags, leaving, joining
+
+
 def _chunks(items: Sequence[str] | list[str], size: int = 500) -> Iterable[list[str]]:
     items = list(items)
     for i in range(0, len(items), size):
         yield items[i : i + size]
-
-
-def _encode_problems(problems: tuple[RecordError, ...]) -> bytes | None:
-    import marshal
-
-    if not problems:
-        return None
-    return marshal.dumps(tuple((p.path, p.field, p.reason, p.line, p.severity) for p in problems))
-
-
-def _decode_problems(blob: bytes) -> list[RecordError]:
-    import marshal
-
-    return [RecordError(*p) for p in marshal.loads(blob)]

@@ -1,7 +1,7 @@
 """The output folder as a server reads it: manifest rows from the cache, bodies from the files.
 
 `feedsvc build` writes the files, then commits a `Served` row per document
-into the cache (`store.Store.set_documents`) and last rewrites the
+into the cache (`served.Manifest.set`) and last rewrites the
 generation file beside the output folder. A worker holds no documents: it
 looks a path up in the cache (and keeps the rows it was asked for until the
 next generation), then opens the file. Noticing a new build costs one stat
@@ -25,6 +25,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from feedsvc.build.rows import Stamp
 from feedsvc.build.served import Served, etag_of
 from feedsvc.build.store import Store
 
@@ -68,9 +69,10 @@ class Output:
         self.generation_file = generation_file
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: Stamp | None = None
         self._rows: dict[str, Served] = {}
-        self._verified: dict[str, tuple[int, int, int, str]] = {}
+        #: Files read and found to hold their row's bytes: name → (stamp, ETag), for the next request.
+        self._verified: dict[str, tuple[Stamp, str]] = {}
         #: The cache file's (device, inode) when last looked at: a new one means reopen.
         self._cache_id: tuple[int, int] | None = None
         self.state = State(0, 0)
@@ -95,8 +97,7 @@ class Output:
     def check(self) -> State:
         """Notice a newer build (one stat); returns the state being served."""
         try:
-            st = os.stat(self.generation_file)
-            stamp: tuple[int, int] | None = (st.st_ino, st.st_mtime_ns)
+            stamp: Stamp | None = Stamp.of(os.stat(self.generation_file))
         except OSError:
             stamp = None
         if stamp != self._stamp:
@@ -105,7 +106,7 @@ class Output:
                     self._reload(stamp)
         return self.state
 
-    def _reload(self, stamp: tuple[int, int] | None) -> None:
+    def _reload(self, stamp: Stamp | None) -> None:
         try:
             st = os.stat(self.cache)
         except OSError:
@@ -113,7 +114,7 @@ class Output:
             return
         self._cache_id = (st.st_dev, st.st_ino)
         db = self.db()
-        generation, published_ns = db.state()
+        generation, published_ns = db.served.state()
         loaded, rejected, feeds, documents = db.served_totals()
         # A new dict, not a cleared one: threads holding the old one finish with it.
         # (`_verified` stays: an identity and its hash hold across builds.)
@@ -128,7 +129,7 @@ class Output:
         rows = self._rows
         row = rows.get(path)
         if row is None and self.state.generation:
-            row = self.db().document(path)
+            row = self.db().served.document(path)
             if row is not None:
                 if len(rows) >= MAX_ROWS:
                     rows = self._rows = {}
@@ -137,7 +138,7 @@ class Output:
 
     def reread(self, path: str) -> Served | None:
         """The row as the cache has it now, past the rows kept (a build committed, its signal is due)."""
-        row = self.db().document(path)
+        row = self.db().served.document(path)
         if row is not None:
             self._rows[path] = row
         return row
@@ -160,11 +161,11 @@ class Output:
         f = os.fdopen(fd, "rb")
         try:
             st = os.fstat(fd)
-            identity = (st.st_ino, st.st_size, st.st_mtime_ns)
+            stamp = Stamp.of(st)
             if st.st_size == size and st.st_mtime_ns < state.published_ns - MARGIN_NS:
                 return Body(etag, size, file=f)
             known = self._verified.get(name)
-            if known is not None and known[:3] == identity and known[3] == etag:
+            if known == (stamp, etag):
                 return Body(etag, size, file=f)
             data = f.read()
         except BaseException:
@@ -174,6 +175,6 @@ class Output:
         actual = etag_of(data)
         if actual == etag and len(data) == size:
             if len(self._verified) < MAX_ROWS:
-                self._verified[name] = (*identity, etag)
+                self._verified[name] = (stamp, etag)
             return Body(etag, size, data=data)
         return Body(actual, len(data), data=data, current=False)

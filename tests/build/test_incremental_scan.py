@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from feedsvc.build import incremental, refresh
-from feedsvc.build.store import Stamp
+from feedsvc.build.rows import Stamp
 from feedsvc.config import Config
 from feedsvc.synth import write_corpus
 

@@ -39,8 +39,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from feedsvc.build import incremental
-from feedsvc.build.served import etag_of
-from feedsvc.build.store import Store
+from feedsvc.build.served import Manifest, etag_of
 from feedsvc.config import Config, load_config
 from feedsvc.formats.documents import Build, build_in_memory
 from feedsvc.model import Record
@@ -892,7 +891,7 @@ def test_a_build_that_dies_between_its_files_and_its_rows_never_mixes(
     paths = sorted(expected.documents)
     before = validators_of(client, paths)
     retitle(first_record(web_config), "A headline half written")
-    _build_dies(web_config, monkeypatch, Store, "set_documents")
+    _build_dies(web_config, monkeypatch, Manifest, "set")
     now = build_in_memory(web_config)
     changed = {p for p in paths if now.documents[p].body != expected.documents[p].body}
     assert changed
