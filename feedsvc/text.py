@@ -47,6 +47,15 @@ _NONCHARACTERS = "\ufdd0-\ufdef" + "".join(
 UNPUBLISHABLE = re.compile(
     f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffd\ufffe\uffff{_NONCHARACTERS}\U000f0080-\U000f009f]"
 )
+
+
+def publishable(text: str) -> str:
+    """`text` without what `UNPUBLISHABLE` matches; printable ASCII holds none of it (checked first: most text)."""
+    if text.isascii() and text.isprintable():
+        return text
+    return UNPUBLISHABLE.sub("", text)
+
+
 #: "<" before a letter, "/", "!" or "?" reads as a tag: the W3C validator flags
 #: it in an RSS plain-text field, so what nh3 leaves of it gets a space.
 _TAG_START = re.compile(r"<(?=[/!?]|[^\W\d_])")
@@ -195,7 +204,7 @@ def _plain_text(value: str, repair: bool, max_chars: int | None) -> str:
             break
         text = _BLOCK_TAG.sub(" <", text)
         text = html.unescape(nh3.clean(text, tags=set(), clean_content_tags={"script", "style"}))
-    text = UNPUBLISHABLE.sub("", text)
+    text = publishable(text)
     text = unicodedata.normalize("NFC", _SPACE.sub(" ", text).strip())
     if "<" in text:
         text = _TAG_START.sub("< ", text)

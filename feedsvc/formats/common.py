@@ -21,7 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from feedsvc.config import Config, base_url
 from feedsvc.model import ArchivePage, Feed, FeedKey, FeedKind, FeedSummary, Record
-from feedsvc.text import UNPUBLISHABLE, encode_url_part
+from feedsvc.text import encode_url_part, publishable
 
 #: Where a plain-text field reads as markup to a reader that treats it as HTML
 #: (and to the feed validator): a tag opener, or "&" starting an entity name.
@@ -120,8 +120,7 @@ def plain(text: str) -> str:
     renders titles as HTML) would see markup. Text from `text.plain_text` rarely
     has either; this is the last line of defence, not the cleaning.
     """
-    if not (text.isascii() and text.isprintable()):  # printable ASCII holds nothing to drop
-        text = UNPUBLISHABLE.sub("", text)
+    text = publishable(text)
     if "<" in text:
         text = _TAG_OPEN.sub("<" + _JOINER, text)
     if "&" in text:
@@ -136,12 +135,14 @@ def _break_reference(m: re.Match[str]) -> str:
     return m.group(0)
 
 
+@functools.lru_cache(maxsize=65_536)
 def safe_url(url: str) -> str:
     """`url` with anything a URI may not hold outside its host percent-encoded.
 
     Record URLs arrive normalised by `text.http_url`; this only guarantees the
     result, e.g. for "[" and "]" in a path, which RFC 3986 reserves for IPv6
-    hosts and the feed validator rejects.
+    hosts and the feed validator rejects. Kept: an entry gives its image URL
+    four times in each format, and every format and page asks again.
     """
     if (
         url.startswith(("http://", "https://"))
@@ -169,7 +170,7 @@ def content_html(r: Record) -> str:
     """The entry's HTML body: excerpt, lead image, related coverage; all text escaped."""
 
     def esc(text: str) -> str:
-        return html.escape(UNPUBLISHABLE.sub("", text))
+        return html.escape(publishable(text))
 
     parts = []
     if r.excerpt:

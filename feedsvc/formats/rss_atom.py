@@ -28,7 +28,6 @@ related        <link rel="related" title>       (content:encoded only)
 from __future__ import annotations
 
 import html
-import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -133,7 +132,6 @@ def _serialize(fg: FeedGenerator, fmt: str) -> bytes:
 _ENTRIES_END = {"atom": b"</feed>\n", "rss": b"  </channel>\n</rss>\n"}
 #: How a serialized entry begins at its depth (pretty-printed: two spaces a level).
 _ENTRY_START = {"atom": b"\n  <entry>", "rss": b"\n    <item>"}
-_ENTRY_SPLIT = {fmt: re.compile(rb"(?<=\n)(?=" + start[1:] + rb")") for fmt, start in _ENTRY_START.items()}
 
 
 def _splice(head: bytes, fragments: Sequence[bytes], fmt: str) -> bytes:
@@ -200,9 +198,13 @@ class Fragments:
         doc = _serialize(fg, fmt)
         fg.entry([], replace=True)
         # Text and attribute values are escaped, so an entry's start tag at the
-        # start of a line appears nowhere else: splitting there gives the entries.
-        body = doc[doc.index(_ENTRY_START[fmt]) + 1 : -len(_ENTRIES_END[fmt])]
-        return _ENTRY_SPLIT[fmt].split(body)
+        # start of a line appears nowhere else: splitting there gives the entries
+        # (bytes.split, not a regular expression: a zero-width pattern tries
+        # every position of the document, a quarter of the time an entry takes).
+        start = _ENTRY_START[fmt]
+        parts = doc[doc.index(start) + len(start) : -len(_ENTRIES_END[fmt])].split(start)
+        tag = start[1:]
+        return [tag + part + b"\n" for part in parts[:-1]] + [tag + parts[-1]]
 
 
 _FRAGMENTS = Fragments()
