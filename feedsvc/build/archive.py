@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from feedsvc.build.rows import decode
-from feedsvc.build.store import NEWEST_FIRST, Store
+from feedsvc.build.store import FROM_ENTRY, NEWEST_FIRST, Store
 from feedsvc.feeds.archives import Paging, layout
 from feedsvc.model import ArchivePage, FeedKey
 
@@ -77,6 +77,8 @@ class PageRef:
     #: [lo, hi) of the page's entries in the feed's newest-first order.
     lo: int
     hi: int
+    #: Its newest entry's (published, id): where a query for its entries starts.
+    newest: tuple[int, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +91,8 @@ class PagePlan:
     gone: tuple[str, ...]
     #: Every page's name, oldest first (`Feed.pages`).
     names: tuple[str, ...]
+    #: The feed's display name ("" when it has no pages).
+    name: str = ""
 
 
 def plan_pages(store: Store, text: str, paging: Paging, salt: str, *, everything: bool = False) -> PagePlan:
@@ -122,7 +126,10 @@ def plan_pages(store: Store, text: str, paging: Paging, salt: str, *, everything
         digest = h.hexdigest()
         if everything or old.get(span.name) != digest:
             lo = current + archived - span.stop
-            render.append(PageRef(span.name, span.prev, span.next, lo, lo + span.stop - span.start))
+            newest_id, newest_published, _digest = rows[span.stop - 1]
+            render.append(
+                PageRef(span.name, span.prev, span.next, lo, lo + span.stop - span.start, (newest_published, newest_id))
+            )
             staged.append((text, span.name, digest))
     names = tuple(span.name for span in spans)
     gone = tuple(sorted(old.keys() - set(names)))
@@ -133,7 +140,7 @@ def plan_pages(store: Store, text: str, paging: Paging, salt: str, *, everything
         staged,
     )
     render.sort(key=lambda ref: ref.lo)
-    return PagePlan(tuple(render), gone, names)
+    return PagePlan(tuple(render), gone, names, name)
 
 
 def paged_feeds(store: Store) -> set[str]:
@@ -141,19 +148,19 @@ def paged_feeds(store: Store) -> set[str]:
     return {f for (f,) in store.db.execute("SELECT DISTINCT feed FROM archive_digests")}
 
 
-def archive_pages(store: Store, text: str, refs: Sequence[PageRef]) -> list[ArchivePage]:
-    """The pages `refs` (adjacent, newest first) of the feed, read in one query."""
+def archive_pages(store: Store, text: str, name: str, refs: Sequence[PageRef]) -> list[ArchivePage]:
+    """The pages `refs` (adjacent, newest first) of the feed named `name`, read in one query."""
     if not refs:
         return []
     key = FeedKey.from_text(text)
     first, last = refs[0].lo, refs[-1].hi
+    published, id_ = refs[0].newest
     rows = store.db.execute(
-        "SELECT f.rec, f.rec_sum FROM members m JOIN files f ON f.rel = m.rel WHERE m.feed=?"
-        f" ORDER BY {NEWEST_FIRST} LIMIT ? OFFSET ?",
-        (text, last - first, first),
+        "SELECT f.rec, f.rec_sum FROM members m JOIN files f ON f.rel = m.rel"
+        f" WHERE m.feed=? AND {FROM_ENTRY} ORDER BY {NEWEST_FIRST} LIMIT ?",
+        (text, published, published, id_, last - first),
     ).fetchall()
     records = [decode(rec, check) for rec, check in rows]
-    name = store.name_of(key, text)
     return [
         ArchivePage(key, name, ref.name, tuple(records[ref.lo - first : ref.hi - first]), ref.prev, ref.next)
         for ref in refs

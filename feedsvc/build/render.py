@@ -51,7 +51,7 @@ def render(
     jobs: list[_Job] = [(feeds[i : i + 16], [], paging, site) for i in range(0, len(feeds), 16)]
     # Newest pages first, across feeds: the pages that share an entry (one per
     # feed the record is in) come close together, while its fragment is kept.
-    runs.sort(key=lambda run: page_order(run[1][0].name), reverse=True)
+    runs.sort(key=lambda run: page_order(run[2][0].name), reverse=True)
     jobs += [([], runs[i : i + 2], paging, site) for i in range(0, len(runs), 2)]
     if workers > 1 and len(plan.feeds) + len(runs) >= PARALLEL_FEEDS:
         with ProcessPoolExecutor(
@@ -84,7 +84,8 @@ FRAGMENTS_KEPT = 32_768
 #: Most archive pages one render job reads (in one query) and renders.
 PAGES_PER_RUN = 8
 
-_Run = tuple[str, tuple[PageRef, ...]]
+#: A feed's key text and display name, and adjacent pages of it to render.
+_Run = tuple[str, str, tuple[PageRef, ...]]
 
 
 def _plan_archives(
@@ -108,7 +109,7 @@ def _plan_archives(
             pages = plan_pages(store, text, paging, salt, everything=everything)
             names[text] = pages.names
             for run in _consecutive(pages.render):
-                runs += [(text, run[i : i + PAGES_PER_RUN]) for i in range(0, len(run), PAGES_PER_RUN)]
+                runs += [(text, pages.name, run[i : i + PAGES_PER_RUN]) for i in range(0, len(run), PAGES_PER_RUN)]
             key = FeedKey.from_text(text)
             gone += [f"{archive_path(key, n)}.{fmt.suffix}" for n in pages.gone for fmt in ARCHIVE_FORMATS]
     return runs, names, gone
@@ -151,8 +152,8 @@ def _render_with(
         feed = store.feed(text, paging.max_entries, pages)
         if feed is not None:
             docs.extend(feed_documents(feed, site))
-    for text, refs in runs:
-        for page in archive_pages(store, text, refs):
+    for text, name, refs in runs:
+        for page in archive_pages(store, text, name, refs):
             docs.extend(archive_documents(page, site))
     # Compressed here, in the worker that rendered it, not one by one in the main process.
     return [with_gzip(doc) for doc in docs]

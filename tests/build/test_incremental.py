@@ -157,6 +157,26 @@ def test_a_full_build_equals_the_in_memory_site(config: Config) -> None:
     assert got == expected
 
 
+def test_pages_of_entries_published_at_one_instant_equal_the_in_memory_site(config: Config) -> None:
+    """Every record published at the same second: page boundaries fall between ties, broken by id.
+
+    A page's entries are read from its newest entry on (`store.FROM_ENTRY`),
+    not by position; with every date equal, only the id orders them.
+    """
+    for path in files(config):
+        text = path.read_text(encoding="utf-8")
+        path.write_text(
+            re.sub(r"(?m)^publishedDateTime: .*$", "publishedDateTime: 2026-01-01T00:00:00Z", text), encoding="utf-8"
+        )
+    config = dataclasses.replace(config, archives=ArchivesConfig(enabled=True, page_size=3))
+    report = incremental.build(config)
+    assert len(_archive_paths(report)) > 40
+    expected = files_for(build_in_memory(config).documents)
+    got = snapshot(config.output_dir)
+    got.pop(MANIFEST)
+    assert got == expected
+
+
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_an_incremental_build_equals_a_full_one(name: str, config: Config, tmp_path: Path) -> None:
     first = incremental.build(config)
