@@ -9,7 +9,7 @@ The file is framed by python-frontmatter's YAML delimiter rule (a ``---``
 line, the YAML, the next ``---`` line), located here so that line numbers stay
 the file's own; the YAML is read with PyYAML's safe loader (the C one where
 PyYAML has it), hardened against hostile input; the field rules live in
-`fields.py`.
+`fields.py` (the record as a whole), `scalars.py` and `structured.py` (each field).
 docs/design.md ("Input rules") says why each rule is what it is.
 """
 
@@ -28,8 +28,9 @@ import frontmatter
 from feedsvc.config import Config
 from feedsvc.errors import NOT_UTF8_PREFIX, RecordError
 from feedsvc.model import Record
-from feedsvc.records.fields import Settings, kind_of_value, record_from_mapping
+from feedsvc.records.fields import Settings, record_from_mapping
 from feedsvc.records.frontyaml import Reject, first_content_line, load_yaml
+from feedsvc.records.problems import kind_of_value
 from feedsvc.records.walk import NOT_UTF8_REASON, record_files
 from feedsvc.text import FILE_CONTROLS, clean_file_text
 
