@@ -22,16 +22,13 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import yaml
 
 from feedsvc.errors import ConfigError
-from feedsvc.text import normalize_host
+from feedsvc.text import UNPUBLISHABLE, normalize_host
 
 ENV_VAR = "FEEDSVC_CONFIG"
 #: The base URL when none is configured and no server says where it listens.
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/"
 DEFAULT_FILE = "config.yaml"
 
-#: Characters no configuration text may hold: XML 1.0 forbids most of them and
-#: the W3C feed validator flags the rest (C1 controls, U+FFFD).
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffd\ufffe\uffff]")
 #: Markup in a plain-text setting (a tag or an entity) would reach RSS as HTML.
 _MARKUP = re.compile(r"<[A-Za-z/!?]|&#?\w+;")
 #: An RFC 5646 language tag, in the shape the feed validator accepts.
@@ -460,7 +457,10 @@ def _convert(hint: Any, value: Any, src: str, key: str) -> Any:
     if hint is str:
         if not isinstance(value, str):
             raise ConfigError(src, key, "must be text")
-        if _CONTROL.search(value):
+        # Settings reach the feeds and pages as a record's text does (site.title
+        # is in every one), so they are held to the same characters
+        # (`text.UNPUBLISHABLE`): refused here, not dropped where they are written.
+        if UNPUBLISHABLE.search(value):
             raise ConfigError(src, key, "must not contain control characters")
         return value
     raise TypeError(f"config field {key} has an unsupported type {hint!r}")

@@ -40,7 +40,11 @@ _BEFORE_REPAIR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\
 #: What a published text field may not hold: the above, plus C1 controls,
 #: U+FFFD (the W3C feed validator flags both as signs of broken encoding),
 #: the Unicode noncharacters, which make an HTML parser (html5lib) report an
-#: error, and left-over stand-ins.
+#: error, and left-over stand-ins. The one set for every text that is
+#: published: record fields lose these characters (`plain_text`, and
+#: `formats.common.plain` as the last line of defence), and config.py refuses
+#: a setting holding one (site.title and site.description are in every feed
+#: and page; a lone surrogate could not even be written as UTF-8).
 _NONCHARACTERS = "\ufdd0-\ufdef" + "".join(
     f"{chr(p + 0xFFFE)}{chr(p + 0xFFFF)}" for p in range(0x10000, 0x110000, 0x10000)
 )
