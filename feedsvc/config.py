@@ -1,28 +1,27 @@
 """Configuration: `config.yaml` read once into a typed, frozen `Config`.
 
-The dataclasses below are the schema: a key that is not a field is an error that
-names the known keys, and a value of the wrong type is an error naming the key.
-Relative paths are resolved against the config file's folder, so `feedsvc build`
-gives the same result from any working directory.
+The dataclasses below are the schema: `config_file.py` reads the file into
+them (a key that is not a field is an error that names the known keys, a value
+of the wrong type is an error naming the key), and `check` here refuses values
+a type alone cannot (ranges, URL shapes). Relative paths are resolved against
+the config file's folder, so `feedsvc build` gives the same result from any
+working directory.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import math
 import os
 import re
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-import yaml
-
+from feedsvc.config_file import from_mapping, read_mapping
 from feedsvc.errors import ConfigError
-from feedsvc.text import UNPUBLISHABLE, normalize_host
+from feedsvc.text import normalize_host
 
 ENV_VAR = "FEEDSVC_CONFIG"
 #: The base URL when none is configured and no server says where it listens.
@@ -33,8 +32,6 @@ DEFAULT_FILE = "config.yaml"
 _MARKUP = re.compile(r"<[A-Za-z/!?]|&#?\w+;")
 #: An RFC 5646 language tag, in the shape the feed validator accepts.
 _LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*$")
-#: Most items a list setting may hold.
-MAX_LIST = 1_000
 #: What may stay unescaped in the path of site.base_url (RFC 3986 pchar and "/").
 _PATH_SAFE = "/!$&'()*+,;=:@-._~%"
 
@@ -177,23 +174,8 @@ def default_path() -> Path:
 def load_config(path: Path | str | None = None) -> Config:
     """Read and check a config file; raise `ConfigError` naming the bad key."""
     path = Path(path) if path is not None else default_path()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError(str(path), "-", f"cannot read: {e.strerror or e}") from e
-    except UnicodeDecodeError as e:
-        raise ConfigError(str(path), "-", "not UTF-8 text") from e
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else "-"
-        raise ConfigError(str(path), where, f"not valid YAML: {getattr(e, 'problem', e)}") from e
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(str(path), "-", "must be a mapping of keys to values")
-    config = _build(Config, data, str(path), "")
+    data = read_mapping(path)
+    config = from_mapping(Config, data, str(path))
     base = path.resolve().parent
     config = dataclasses.replace(
         config,
@@ -407,60 +389,3 @@ def _resolve(base: Path, p: Path) -> Path:
     """`p` against the config file's folder; a leading ``~`` is the home folder, as in a shell."""
     p = p.expanduser()
     return p if p.is_absolute() else base / p
-
-
-def _build(cls: type, data: dict[Any, Any], src: str, prefix: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    known = [f.name for f in dataclasses.fields(cls) if f.name != "source"]
-    values: dict[str, Any] = {}
-    for key, value in data.items():
-        dotted = f"{prefix}{key}"
-        if key not in known:
-            raise ConfigError(src, dotted, f"unknown key; known keys here: {', '.join(known)}")
-        values[key] = _convert(hints[key], value, src, dotted)
-    return cls(**values)
-
-
-def _convert(hint: Any, value: Any, src: str, key: str) -> Any:
-    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        if value is None:
-            return hint()
-        if not isinstance(value, dict):
-            raise ConfigError(src, key, "must be a mapping")
-        return _build(hint, value, src, key + ".")
-    if hint is Path:
-        if not isinstance(value, str) or not value.strip():
-            raise ConfigError(src, key, "must be a path (text)")
-        if "\x00" in value:
-            raise ConfigError(src, key, "must not contain a NUL character")
-        return Path(value).expanduser()
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(src, key, "must be true or false")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(src, key, "must be a whole number")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(src, key, "must be a number")
-        if not math.isfinite(value):
-            raise ConfigError(src, key, "must be a finite number")
-        return float(value)
-    if typing.get_origin(hint) is tuple:
-        if value is None:
-            return ()
-        if not isinstance(value, list) or len(value) > MAX_LIST:
-            raise ConfigError(src, key, f"must be a list (at most {MAX_LIST} items)")
-        return tuple(_convert(str, item, src, f"{key}[{i}]") for i, item in enumerate(value))
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(src, key, "must be text")
-        # Settings reach the feeds and pages as a record's text does (site.title
-        # is in every one), so they are held to the same characters
-        # (`text.UNPUBLISHABLE`): refused here, not dropped where they are written.
-        if UNPUBLISHABLE.search(value):
-            raise ConfigError(src, key, "must not contain control characters")
-        return value
-    raise TypeError(f"config field {key} has an unsupported type {hint!r}")
