@@ -301,27 +301,9 @@ _URL_CHARS = re.compile(r"^[A-Za-z0-9\-._~:/?\[\]@!$&'()*+,;=%]+$")
 
 
 def _check_features(config: Config) -> None:
-    """WebSub, polite polling and custom-feed settings."""
+    """WebSub, polite polling, custom-feed, audience and archive settings."""
     src = config.source
-    seen: set[str] = set()
-    for i, hub in enumerate(config.websub.hubs):
-        key = f"websub.hubs[{i}]"
-        try:
-            parts = urlsplit(hub)
-            _ = parts.port  # raises ValueError for a bad port
-        except ValueError:
-            raise ConfigError(src, key, "not a valid URL") from None
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(src, key, "must be an absolute http(s) URL")
-        if parts.username is not None or parts.password is not None:
-            raise ConfigError(src, key, "must not contain a user name or password (every feed shows it)")
-        if not _URL_CHARS.match(hub) or parts.fragment or hub.endswith("#"):
-            raise ConfigError(
-                src, key, "must be a plain ASCII URL without spaces or a fragment (percent-encode the rest)"
-            )
-        if hub in seen:
-            raise ConfigError(src, key, "is listed twice")
-        seen.add(hub)
+    _check_hubs(config)
     if config.websub.timeout <= 0:
         raise ConfigError(src, "websub.timeout", "must be positive")
     for name in ("max_requests", "window_seconds", "max_clients"):
@@ -351,6 +333,30 @@ def _check_features(config: Config) -> None:
             f"must be from 1 to max_entries ({config.max_entries}): "
             "a page is cut from the entries the feed no longer holds",
         )
+
+
+def _check_hubs(config: Config) -> None:
+    """Each hub is published in every feed: an absolute, plain ASCII http(s) URL, listed once."""
+    src = config.source
+    seen: set[str] = set()
+    for i, hub in enumerate(config.websub.hubs):
+        key = f"websub.hubs[{i}]"
+        try:
+            parts = urlsplit(hub)
+            _ = parts.port  # raises ValueError for a bad port
+        except ValueError:
+            raise ConfigError(src, key, "not a valid URL") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(src, key, "must be an absolute http(s) URL")
+        if parts.username is not None or parts.password is not None:
+            raise ConfigError(src, key, "must not contain a user name or password (every feed shows it)")
+        if not _URL_CHARS.match(hub) or parts.fragment or hub.endswith("#"):
+            raise ConfigError(
+                src, key, "must be a plain ASCII URL without spaces or a fragment (percent-encode the rest)"
+            )
+        if hub in seen:
+            raise ConfigError(src, key, "is listed twice")
+        seen.add(hub)
 
 
 def _check_audience(config: Config) -> None:
