@@ -5,7 +5,7 @@ in JSON Feed, and a ``Link`` header when served), so a subscriber can ask a
 hub to push it new versions. When a feed's bytes change, each hub gets a
 publish notification, the de-facto form hubs accept (WebSub leaves it to the
 hub): ``POST <hub>`` with ``hub.mode=publish&hub.url=<feed self URL>``, one
-per feed URL. Only feeds are announced (RSS, Atom and JSON Feed, not pages),
+per feed URL (`websub_post.py` sends it). Only feeds are announced (RSS, Atom and JSON Feed, not pages),
 and only those whose bytes changed, so a hub fetches nothing for nothing.
 
 Notifications go out from background threads, never from a request or
@@ -30,16 +30,13 @@ import logging
 import os
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
-from feedsvc import __version__
 from feedsvc.config import Config, base_url
 from feedsvc.formats.registry import is_subscription
+from feedsvc.web.websub_post import post_publish
 
 log = logging.getLogger("feedsvc.websub")
 
@@ -51,7 +48,6 @@ MAX_BACKOFF = 30.0
 REQUEST_TIMEOUT = 10.0
 #: Notifications on the wire at once, per hub.
 CONCURRENCY = 4
-USER_AGENT = f"feedsvc/{__version__} (WebSub publisher)"
 
 #: Sends one notification: (hub URL, feed URL, timeout) → (HTTP status, Retry-After seconds or None).
 Send = Callable[[str, str, float], tuple[int, float | None]]
@@ -86,49 +82,6 @@ def notify(config: Config, changed_paths: Iterable[str], *, wait: float | None =
 
 #: Seconds `notify` waits past its `wait` for senders meeting their deadline.
 _GIVE_UP_GRACE = 1.0
-
-
-def post_publish(hub: str, feed_url: str, timeout: float) -> tuple[int, float | None]:
-    """POST the publish notification for `feed_url` to `hub`; its status and Retry-After.
-
-    Network failures raise OSError. Redirects are not followed (a POST must
-    not turn into a GET); a 3xx is final like any other non-2xx answer.
-    """
-    body = urlencode({"hub.mode": "publish", "hub.url": feed_url}).encode("ascii")
-    req = urllib.request.Request(
-        hub,
-        data=body,
-        method="POST",
-        headers={"Content-Type": "application/x-www-form-urlencoded", "User-Agent": USER_AGENT},
-    )
-    try:
-        with _OPENER.open(req, timeout=timeout) as resp:
-            resp.read(65_536)
-            return resp.status, None
-    except urllib.error.HTTPError as e:
-        status, retry = e.code, _retry_after(e.headers.get("Retry-After"))
-        e.close()
-        return status, retry
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirect)
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
 
 
 def hub_name(hub: str) -> str:

@@ -41,7 +41,8 @@ from feedsvc.config import ArchivesConfig, Config, WebSubConfig, base_url
 from feedsvc.formats.documents import build_in_memory
 from feedsvc.web import builder
 from feedsvc.web.app import create_app
-from feedsvc.web.websub import Delivery, Notifier, feed_urls, hub_name, post_publish
+from feedsvc.web.websub import Delivery, Notifier, feed_urls, hub_name
+from feedsvc.web.websub_post import post_publish
 
 FEED_SUFFIXES = (".rss", ".atom", ".json")
 
