@@ -301,45 +301,58 @@ class Notifier:
         return None
 
     def _attempt(self, state: _Hub, job: _Job) -> None:
-        remaining = job.deadline - self.clock()
-        outcome: bool | None = None  # True sent, False failed for good, None try again
-        retry_after: float | None = None
-        if remaining <= 0:
-            outcome = False
-            job.last_error = job.last_error or "out of time"
-        else:
-            job.attempts += 1
-            try:
-                status, retry_after = self.send(job.hub, job.url, min(REQUEST_TIMEOUT, remaining))
-            except (OSError, ValueError) as e:  # network trouble: worth another try
-                job.last_error = _describe(e)
-            else:
-                if 200 <= status < 300:
-                    outcome = True
-                else:
-                    job.last_error = f"HTTP {status}"
-                    if status not in RETRY_STATUSES:
-                        outcome = False
+        """Send `job` once, then queue it again or finish it, and tell who waits."""
+        outcome, retry_after = self._send_once(job)
         with self._cond:
-            state.in_flight.discard(job.url)
-            if outcome is None:
-                backoff = min(self.max_backoff, self.first_backoff * 2 ** (job.attempts - 1))
-                job.due = self.clock() + max(backoff, min(retry_after or 0.0, self.max_backoff))
-                if job.due >= job.deadline:
-                    outcome = False
-                    job.last_error += ", then out of time"
-            again = state.again.pop(job.url, None)
-            if outcome is None:
-                if again is not None:  # it is sent again anyway, after the change
-                    job.deliveries += again[0]
-                    job.deadline = max(job.deadline, again[1])
-                heapq.heappush(state.queue, (job.due, job.url))
-            else:
-                state.jobs.pop(job.url, None)
-                if again is not None:
-                    fresh = state.jobs[job.url] = _Job(job.hub, job.url, again[1], self.clock(), deliveries=again[0])
-                    heapq.heappush(state.queue, (fresh.due, fresh.url))
+            outcome = self._settle(state, job, outcome, retry_after)
             self._cond.notify_all()
+        self._report(job, outcome)
+
+    def _send_once(self, job: _Job) -> tuple[bool | None, float | None]:
+        """One try unless out of time: True sent, False failed for good, None try again; the hub's Retry-After."""
+        remaining = job.deadline - self.clock()
+        if remaining <= 0:
+            job.last_error = job.last_error or "out of time"
+            return False, None
+        job.attempts += 1
+        try:
+            status, retry_after = self.send(job.hub, job.url, min(REQUEST_TIMEOUT, remaining))
+        except (OSError, ValueError) as e:  # network trouble: worth another try
+            job.last_error = _describe(e)
+            return None, None
+        if 200 <= status < 300:
+            return True, retry_after
+        job.last_error = f"HTTP {status}"
+        return (None if status in RETRY_STATUSES else False), retry_after
+
+    def _settle(self, state: _Hub, job: _Job, outcome: bool | None, retry_after: float | None) -> bool | None:
+        """Under the lock: `job` queued again after its backoff, or taken off; the final outcome (None: queued).
+
+        A change announced while `job` was on the wire rides along with a
+        retry, or, when `job` is done, is queued as a fresh job.
+        """
+        state.in_flight.discard(job.url)
+        if outcome is None:
+            backoff = min(self.max_backoff, self.first_backoff * 2 ** (job.attempts - 1))
+            job.due = self.clock() + max(backoff, min(retry_after or 0.0, self.max_backoff))
+            if job.due >= job.deadline:
+                outcome = False
+                job.last_error += ", then out of time"
+        again = state.again.pop(job.url, None)
+        if outcome is None:
+            if again is not None:  # it is sent again anyway, after the change
+                job.deliveries += again[0]
+                job.deadline = max(job.deadline, again[1])
+            heapq.heappush(state.queue, (job.due, job.url))
+        else:
+            state.jobs.pop(job.url, None)
+            if again is not None:
+                fresh = state.jobs[job.url] = _Job(job.hub, job.url, again[1], self.clock(), deliveries=again[0])
+                heapq.heappush(state.queue, (fresh.due, fresh.url))
+        return outcome
+
+    def _report(self, job: _Job, outcome: bool | None) -> None:
+        """Log a finished job, then finish its deliveries and count it; nothing while it is queued."""
         # Log before finishing the deliveries: a waiter woken by the last one
         # prints its summary, and that must come after every line about it.
         if outcome is True:
