@@ -51,6 +51,7 @@ from feedsvc.web.log import AccessLog, configure_logging, log_path
 from feedsvc.web.metrics import Instrumented, Metrics
 from feedsvc.web.output import Body, Output, State
 from feedsvc.web.polite import COST_FULL, COST_NOT_MODIFIED, Limiter
+from feedsvc.web.spelling import OneSpelling, encoded_separator
 
 log = logging.getLogger("feedsvc.web")
 
@@ -78,7 +79,6 @@ _VARY = ("Vary", "Accept-Encoding")
 _NO_STORE = ("Cache-Control", "no-store")
 _HTML = HTML.content_type
 _TEXT = "text/plain; charset=utf-8"
-# What needs no escaping in a log line: the common case, checked before quoting.
 
 
 class _Final(Response):
@@ -130,7 +130,7 @@ def create_app(config: Config | None = None, *, out: Path | None = None) -> Flas
         app.add_url_rule(rule, endpoint, view, methods=methods, provide_automatic_options=False)
     app.register_error_handler(HTTPException, responder.http_error)
     app.register_error_handler(Exception, responder.server_error)
-    inner: Callable[..., Iterable[bytes]] = OneSpelling(app.wsgi_app, responder)
+    inner: Callable[..., Iterable[bytes]] = OneSpelling(app.wsgi_app, responder.not_found)
     observe = None
     if config.audience.enabled:  # who polls the feeds: recorded, /audience.html, gauges (web/audience/)
         from feedsvc.web.audience.app import Audience
@@ -139,26 +139,6 @@ def create_app(config: Config | None = None, *, out: Path | None = None) -> Flas
         observe = inner.recorder.note
     app.wsgi_app = AccessLog(Instrumented(inner, metrics, observe))  # type: ignore[method-assign]
     return app
-
-
-class OneSpelling:
-    """WSGI middleware: 404 for any path but a document's one spelling, before routing.
-
-    ``//metrics``, ``////feeds/all.html`` or ``/%2f/healthz`` would otherwise
-    reach a view (or werkzeug's redirect to the merged path), so one document
-    would answer at many URLs and caches would hold each.
-    """
-
-    def __init__(self, app: Callable[..., Iterable[bytes]], responder: _Responder) -> None:
-        self.app = app
-        self.responder = responder
-
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        raw = (environ.get("RAW_URI") or environ.get("REQUEST_URI") or "").partition("?")[0]
-        # The raw target too: werkzeug's server reads "//metrics" as a host and a path "/".
-        if "//" in environ.get("PATH_INFO", "") or "//" in raw or _encoded_separator(environ):
-            return self.responder.not_found()(environ, start_response)  # type: ignore[no-any-return]
-        return self.app(environ, start_response)
 
 
 class _Responder:
@@ -190,7 +170,7 @@ class _Responder:
         query_string = environ.get("QUERY_STRING", "")
         if len(query_string) > MAX_QUERY:
             return _plain(414, "URI Too Long")
-        if len(path) > MAX_PATH or _encoded_separator(environ):
+        if len(path) > MAX_PATH or encoded_separator(environ):
             return self.not_found()
         state = self.output.check()
         row = self.output.get(path)
@@ -382,23 +362,5 @@ def _plain(code: int, text: str) -> Response:
     return _Final(body, code, Headers(headers))
 
 
-def _encoded_separator(environ: dict[str, Any]) -> bool:
-    """Whether the path as sent hid a slash, backslash or NUL in a %-escape.
-
-    WSGI servers decode PATH_INFO, so "/feeds%2Fall.rss" would arrive as
-    "/feeds/all.rss"; the raw request target where the server passes it (RAW_URI, werkzeug's
-    REQUEST_URI) still shows the escape.
-    """
-    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI") or ""
-    target = raw.partition("?")[0]
-    if "%" not in target:
-        return False
-    target = target.lower()
-    return "%2f" in target or "%5c" in target or "%00" in target
-
-
 def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
-
-
-# -- access log ----------------------------------------------------------------

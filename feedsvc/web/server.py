@@ -170,7 +170,7 @@ class _DevRequestHandler(WSGIRequestHandler):
     def make_environ(self) -> Any:
         # Python's http.server turns a leading "//" into "/" before werkzeug
         # sees the path: RAW_URI gets the target as sent, so "//metrics" is
-        # 404 here as under granian (web.OneSpelling).
+        # 404 here as under granian (web/spelling.py).
         environ = super().make_environ()
         parts = self.requestline.split(" ")
         if len(parts) == 3:
