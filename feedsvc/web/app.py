@@ -231,22 +231,13 @@ class _Responder:
         if client is not None and limiter is not None:
             if wait := limiter.spend(client, path, COST_NOT_MODIFIED if fresh else COST_FULL):
                 return self.too_many(wait)
-        head = request.environ.get("REQUEST_METHOD") == "HEAD"
         if body is None and not fresh:
             body = self.output.body(row, gz, state)
-            if body is not None and not body.current:
-                # A build is writing this file right now. Its bytes go out with its
-                # row once the build commits (soon: rows are committed right after
-                # the files), so a client never sees them before the rest of that
-                # build and then an older file that build has not reached yet.
-                newer = self.output.reread(path)
-                deadline = time.monotonic() + COMMIT_WAIT
-                while (newer is None or newer == row) and time.monotonic() < deadline:
-                    time.sleep(0.01)
-                    newer = self.output.reread(path)
+            if body is not None and not body.current:  # a build is writing this file right now
+                newer = self._committed_row(path, row)
                 state = self.output.check()
-                if newer is not None and newer != row:
-                    body.file and body.file.close()  # type: ignore[attr-defined]
+                if newer is not None:
+                    _close(body)
                     gz = gz and newer.gz_etag is not None
                     return self.respond(newer, path, gz, inm, ims, client, None, state, hub=hub)
             if body is None:  # the file went away under us (a build removing it)
@@ -254,30 +245,57 @@ class _Responder:
         if body is not None and body.etag != etag:
             etag = body.etag  # bytes newer than any row yet: named by their own hash
             fresh = inm is not None and etag_matches(inm, etag)
+        headers = self._validators(row, etag, body)
+        if fresh:
+            _close(body)
+            return _Final(None, 304, Headers(headers))
+        headers += self._entity_headers(row, path, gz, body, hub)
+        return self._send(body, headers)
+
+    def _committed_row(self, path: str, row: Served) -> Served | None:
+        """The row the build writing `path` right now commits for it (within `COMMIT_WAIT`), if any.
+
+        The file's bytes go out with their own row once the build commits
+        (soon: rows are committed right after the files), so a client never
+        sees them before the rest of that build and then an older file that
+        build has not reached yet.
+        """
+        newer = self.output.reread(path)
+        deadline = time.monotonic() + COMMIT_WAIT
+        while (newer is None or newer == row) and time.monotonic() < deadline:
+            time.sleep(0.01)
+            newer = self.output.reread(path)
+        return newer if newer is not None and newer != row else None
+
+    def _validators(self, row: Served, etag: str, body: Body | None) -> list[tuple[str, str]]:
+        """What a 304 and a 200 both carry: the validators, caching and the security headers."""
         headers = [("ETag", etag)]
         last_modified = row.last_modified_http
         if last_modified is not None and (body is None or body.current):
             headers.append(("Last-Modified", last_modified))
         headers += (self.cache_archive if row.policy == ARCHIVE else self.cache_control, _VARY, _NOSNIFF)
-        media_type = row.media_type
-        if media_type == _HTML:
+        if row.media_type == _HTML:
             headers.append(_CSP)
-        if fresh:
-            if body is not None and body.file is not None:
-                body.file.close()  # type: ignore[attr-defined]
-            return _Final(None, 304, Headers(headers))
+        return headers
+
+    def _entity_headers(self, row: Served, path: str, gz: bool, body: Body | None, hub: bool) -> list[tuple[str, str]]:
+        """What only a 200 carries: WebSub discovery, and the body's type, length and encoding."""
+        headers = []
         if hub and self.hub_links and is_subscription(path):
             # Archive pages name no hub (nobody subscribes to a page), and custom
             # feeds none either (web/custom.py): only what hubs are told about.
             headers.append(("Link", self.link_header(path)))
         size = body.size if body is not None else ((row.gz_size if gz else row.size) or 0)
-        headers.append(("Content-Type", media_type))
+        headers.append(("Content-Type", row.media_type))
         headers.append(("Content-Length", str(size)))
         if gz:
             headers.append(("Content-Encoding", "gzip"))
-        if head or body is None:  # the headers a GET would get, no body
-            if body is not None and body.file is not None:
-                body.file.close()  # type: ignore[attr-defined]
+        return headers
+
+    def _send(self, body: Body | None, headers: list[tuple[str, str]]) -> Response:
+        """A 200: no body for HEAD (or when there is none), else the bytes or the file (sendfile where it can)."""
+        if request.environ.get("REQUEST_METHOD") == "HEAD" or body is None:  # the headers a GET would get
+            _close(body)
             return _Final(None, 200, Headers(headers))
         if body.file is not None:
             wrapper = request.environ.get("wsgi.file_wrapper")
@@ -354,6 +372,12 @@ class _Responder:
         log.error("error answering %s: %s", log_path(request.environ), type(e).__name__)
         log.debug("error detail", exc_info=True)
         return _plain(500, "Internal Server Error")
+
+
+def _close(body: Body | None) -> None:
+    """Close the file of a body that will not be sent."""
+    if body is not None and body.file is not None:
+        body.file.close()  # type: ignore[attr-defined]
 
 
 def _plain(code: int, text: str) -> Response:
