@@ -51,6 +51,16 @@ KINDS = ("all", "topics", "providers", "pages", "other")
 COMMON_STATUSES = (200, 304, 400, 404, 429)
 ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
 RELOAD_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+#: The counters with one label: the `Metrics` attribute holding their children,
+#: name, help, label, and the label's values (every child exists from the start).
+_COUNTERS = (
+    ("_not_modified", "feedsvc_http_not_modified", "304 Not Modified responses by kind of URL.", "kind", KINDS),
+    ("_sent", "feedsvc_http_response_bytes", "Response body bytes sent, by kind of URL.", "kind", KINDS),
+    ("_limited", "feedsvc_http_rate_limited", "429 Too Many Requests responses (polite polling).", "kind", KINDS),
+    ("_custom", "feedsvc_custom_feeds", "Custom feed requests, from the cache or rendered.", "result", ("hit", "miss")),
+    ("_reloads", "feedsvc_reloads", "Scans of records_dir, by outcome.", "outcome", ("changed", "unchanged", "failed")),
+    ("_websub", "feedsvc_websub_notifications", "WebSub hub notifications, by outcome.", "outcome", ("sent", "failed")),
+)
 
 
 def request_kind(path: str) -> str:
@@ -63,6 +73,14 @@ def request_kind(path: str) -> str:
 
 class Metrics:
     """The counters of one app, in this process or (multiprocess) in shared files."""
+
+    # The children of each counter in `_COUNTERS`, by label value.
+    _not_modified: dict[str, Any]
+    _sent: dict[str, Any]
+    _limited: dict[str, Any]
+    _custom: dict[str, Any]
+    _reloads: dict[str, Any]
+    _websub: dict[str, Any]
 
     def __init__(self, multiprocess_dir: str | None = None) -> None:
         # Imported here, not at the top: prometheus-client picks its value
@@ -82,19 +100,12 @@ class Metrics:
         # are registered nowhere; otherwise in this app's own registry.
         self.registry = None if self.multiprocess_dir else CollectorRegistry()
         reg: dict[str, Any] = {"registry": self.registry}
-        requests = Counter(
+        self._requests_family = Counter(
             "feedsvc_http_requests", "HTTP responses by kind of URL and status class.", ["kind", "status"], **reg
         )
-        not_modified = Counter(
-            "feedsvc_http_not_modified", "304 Not Modified responses by kind of URL.", ["kind"], **reg
-        )
-        sent = Counter("feedsvc_http_response_bytes", "Response body bytes sent, by kind of URL.", ["kind"], **reg)
-        limited = Counter(
-            "feedsvc_http_rate_limited", "429 Too Many Requests responses (polite polling).", ["kind"], **reg
-        )
-        custom = Counter("feedsvc_custom_feeds", "Custom feed requests, from the cache or rendered.", ["result"], **reg)
-        reloads = Counter("feedsvc_reloads", "Scans of records_dir, by outcome.", ["outcome"], **reg)
-        websub = Counter("feedsvc_websub_notifications", "WebSub hub notifications, by outcome.", ["outcome"], **reg)
+        for attribute, name, documentation, label, label_values in _COUNTERS:
+            family = Counter(name, documentation, [label], **reg)
+            setattr(self, attribute, {value: family.labels(value) for value in label_values})
         self.reload_seconds = Histogram(
             "feedsvc_reload_duration_seconds", "Seconds a scan of records_dir took.", buckets=RELOAD_BUCKETS, **reg
         )
@@ -108,14 +119,7 @@ class Metrics:
             "feedsvc_records_rejected", "Record files rejected.", multiprocess_mode="livemostrecent", **reg
         )
         # Label children resolved once: a request only increments.
-        self._requests_family = requests
-        self._requests = {(k, c): requests.labels(k, str(c)) for k in KINDS for c in COMMON_STATUSES}
-        self._not_modified = {k: not_modified.labels(k) for k in KINDS}
-        self._sent = {k: sent.labels(k) for k in KINDS}
-        self._limited = {k: limited.labels(k) for k in KINDS}
-        self._custom = {r: custom.labels(r) for r in ("hit", "miss")}
-        self._reloads = {o: reloads.labels(o) for o in ("changed", "unchanged", "failed")}
-        self._websub = {o: websub.labels(o) for o in ("sent", "failed")}
+        self._requests = {(k, c): self._requests_family.labels(k, str(c)) for k in KINDS for c in COMMON_STATUSES}
         self._audience: dict[str, Any] | None = None
 
     def response(self, kind: str, status: int, body_bytes: int) -> None:
