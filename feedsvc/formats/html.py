@@ -44,12 +44,17 @@ class Listed(Protocol):
 
 #: The templates, the stylesheet and the favicon the pages are made from.
 TEMPLATES = files(__package__).joinpath("templates")
+#: The one environment over TEMPLATES, for every page made from them (the
+#: audience report's too, web/audience/page.py), so each is escaped, strict
+#: about missing values and filtered the same way.
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader(__package__, "templates"),
     autoescape=jinja2.select_autoescape(["html", "opml"], default_for_string=True),
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=True,
 )
+_ENV.filters["thousands"] = lambda n: f"{n:,}"
+_ENV.filters["percent"] = lambda share: f"{share:.0%}"
 _DIGITS = re.compile(r"(\d+)")
 SECTIONS = ((FeedKind.ALL, "All articles"), (FeedKind.TOPIC, "Topics"), (FeedKind.PROVIDER, "Providers"))
 
@@ -127,7 +132,9 @@ def render_index(feeds: Sequence[Listed], site: Site) -> bytes:
     """/index.html: every feed with its size, newest date and subscribe links."""
     all_feeds = [f for f in feeds if f.key.kind is FeedKind.ALL]
     discovery = [a for f in all_feeds for a in _autodiscovery(f, site)]
-    return _render("index.html", site=site, page_title=site.title, sections=_rows(feeds, site), autodiscovery=discovery)
+    return render_template(
+        "index.html", site=site, page_title=site.title, sections=_rows(feeds, site), autodiscovery=discovery
+    )
 
 
 def render_feed_page(feed: Feed, site: Site, archive_links: Sequence[str] = ()) -> bytes:
@@ -139,7 +146,7 @@ def render_feed_page(feed: Feed, site: Site, archive_links: Sequence[str] = ()) 
     a click away.
     """
     older = feed.total - len(feed.entries)
-    return _render(
+    return render_template(
         "feed.html",
         site=site,
         page_title=f"{feed.name} · {site.title}",
@@ -161,7 +168,7 @@ def render_feed_page(feed: Feed, site: Site, archive_links: Sequence[str] = ()) 
 
 def render_not_found(site: Site) -> bytes:
     """The 404 page, with the site's look: the build writes it as /404.html, the app sends it."""
-    return _render("404.html", site=site, page_title=f"Not found · {site.title}", autodiscovery=[])
+    return render_template("404.html", site=site, page_title=f"Not found · {site.title}", autodiscovery=[])
 
 
 def render_opml(feeds: Sequence[Listed], site: Site) -> bytes:
@@ -172,7 +179,7 @@ def render_opml(feeds: Sequence[Listed], site: Site) -> bytes:
     """
     newest = max((f.updated for f in feeds if f.updated), default=None)
     updated = format_datetime(newest) if newest else None
-    return _render("feeds.opml", site=site, sections=_rows(feeds, site), updated=updated)
+    return render_template("feeds.opml", site=site, sections=_rows(feeds, site), updated=updated)
 
 
 def stylesheet() -> bytes:
@@ -202,7 +209,8 @@ def _human(when: datetime) -> str:
     return when.strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _render(template: str, **context: Any) -> bytes:
+def render_template(template: str, **context: Any) -> bytes:
+    """The file `template` of TEMPLATES rendered with `context`, as UTF-8."""
     return _ENV.get_template(template).render(**context).encode("utf-8")
 
 

@@ -1,6 +1,7 @@
 """The report written out: an HTML page with SVG charts, JSON for machines, text for a terminal.
 
-The page is templates/audience.html, on the site's base.html: served at
+The page is templates/audience.html, on the site's base.html, rendered like
+every page of the site (`formats.html.render_template`): served at
 /audience.html it links the site's stylesheet like every page (and keeps the
 strict CSP: no script, no style attribute); written by `feedsvc audience
 --html` it carries the stylesheet inline, so the file reads on its own.
@@ -12,21 +13,10 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-import jinja2
-
 from feedsvc.formats.common import Site
-from feedsvc.formats.html import stylesheet
+from feedsvc.formats.html import render_template, stylesheet
 from feedsvc.web.audience.charts import charts
 from feedsvc.web.audience.model import FeedAudience, Report
-
-_ENV = jinja2.Environment(
-    loader=jinja2.PackageLoader("feedsvc.formats", "templates"),
-    autoescape=True,
-    undefined=jinja2.StrictUndefined,
-    keep_trailing_newline=True,
-)
-_ENV.filters["count"] = lambda n: f"{n:,}"
-_ENV.filters["percent"] = lambda share: f"{share:.0%}"
 
 
 def render_html(report: Report, site: Site, *, notice: str | None = None, standalone: bool = False) -> bytes:
@@ -47,7 +37,7 @@ def render_html(report: Report, site: Site, *, notice: str | None = None, standa
     }
     if standalone:
         context["inline_css"] = stylesheet().decode("utf-8")
-    return _ENV.get_template("audience.html").render(**context).encode("utf-8")
+    return render_template("audience.html", **context)
 
 
 def as_json(report: Report) -> dict[str, Any]:
