@@ -126,8 +126,9 @@ def publish(
     _remove_leftover_temps(out, targets.values())
     written: list[str] = []
     unchanged = 0
+    folders: set[Path] = set()
     for rel in ordered:
-        if write_if_changed(targets[rel], files[rel]):
+        if write_if_changed(targets[rel], files[rel], folders):
             written.append(rel)
         else:
             unchanged += 1
@@ -175,20 +176,31 @@ def _holds_other_bytes(target: Path, body: bytes) -> bool:
     return st.st_size != len(body) or target.read_bytes() != body
 
 
-def write_if_changed(target: Path, body: bytes) -> bool:
-    """Write `body` to `target` unless it already holds exactly that; True if written."""
+def write_if_changed(target: Path, body: bytes, folders: set[Path] | None = None) -> bool:
+    """Write `body` to `target` unless it already holds exactly that; True if written.
+
+    `folders` remembers the folders known to exist (see `write_atomic`).
+    """
     try:
         if target.stat().st_size == len(body) and target.read_bytes() == body:
             return False
     except OSError:
         pass
-    write_atomic(target, body)
+    write_atomic(target, body, folders)
     return True
 
 
-def write_atomic(target: Path, body: bytes) -> None:
-    """Replace `target` whole: write a temporary file beside it, then rename."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+def write_atomic(target: Path, body: bytes, folders: set[Path] | None = None) -> None:
+    """Replace `target` whole: write a temporary file beside it, then rename.
+
+    A folder in `folders` is taken to exist (a build writes thousands of
+    files into a few hundred folders: one mkdir each, not one per file).
+    """
+    folder = target.parent
+    if folders is None or folder not in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+        if folders is not None:
+            folders.add(folder)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as f:
