@@ -9,11 +9,11 @@ it and at most one beside it (docs/design.md, "Archive pages").
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from feedsvc.build.rows import decode
-from feedsvc.build.store import FROM_ENTRY, NEWEST_FIRST, Store
+from feedsvc.build.rows import FROM_ENTRY, NEWEST_FIRST, decode
 from feedsvc.feeds.archives import Paging, layout
 from feedsvc.model import ArchivePage, FeedKey
 
@@ -44,29 +44,6 @@ _ARCHIVE_SCHEMA = (
 )
 
 
-def use_page_size(store: Store, page_size: int) -> None:
-    """Make the cache ready for archive pages averaging `page_size` entries (0: archives off).
-
-    A cache from before content-defined pages kept numbered pages in
-    ``archive_pages``: their names carry over (with no digest), so the next
-    build removes their files. The size is part of the fingerprint, so
-    changing it lays every feed out again.
-    """
-    db = store.db
-    with store.transaction():
-        for statement in _ARCHIVE_SCHEMA:
-            db.execute(statement)
-        if db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='archive_pages'").fetchone():
-            db.execute(
-                "INSERT OR IGNORE INTO archive_digests (feed, page) SELECT feed, CAST(page AS TEXT) FROM archive_pages"
-            )
-            db.execute("DROP TRIGGER IF EXISTS archive_pages_written")
-            db.execute("DROP TABLE archive_pages")
-        row = db.execute("SELECT value FROM meta WHERE key='page_size'").fetchone()
-        if row is None or row[0] != str(page_size):
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('page_size', ?)", (str(page_size),))
-
-
 @dataclass(frozen=True, slots=True)
 class PageRef:
     """One archive page to render: its name, its neighbours and where its entries are."""
@@ -95,73 +72,100 @@ class PagePlan:
     name: str = ""
 
 
-def plan_pages(store: Store, text: str, paging: Paging, salt: str, *, everything: bool = False) -> PagePlan:
-    """Lay the feed out (`archives.layout`), compare with the stored digests, stage the new ones.
+class Archives:
+    """The cache's record of archive pages (``archive_digests``), on its `Store`'s connection (`Store.archives`)."""
 
-    Call inside `store.transaction()`. `salt` is mixed into every digest (the
-    cache's fingerprint: settings that change every page). `everything`
-    renders every page (an output folder without a manifest).
-    """
-    db = store.db
-    old = dict(db.execute("SELECT page, digest FROM archive_digests WHERE feed=?", (text,)).fetchall())
-    if old:
-        db.execute("UPDATE archive_digests SET staged=NULL WHERE feed=? AND staged IS NOT NULL", (text,))
-    rows: list[tuple[str, int, str]] = []
-    if paging.page_size:
-        rows = db.execute(
-            "SELECT m.id, m.published, f.digest FROM members m JOIN files f ON f.rel = m.rel WHERE m.feed=?"
-            f" ORDER BY {NEWEST_FIRST} LIMIT -1 OFFSET ?",
-            (text, paging.max_entries),
-        ).fetchall()
-        rows.reverse()  # oldest first
-    spans = layout([(id_, published) for id_, published, _digest in rows], paging)
-    name = store.name_of(FeedKey.from_text(text), text) if spans else ""
-    archived, current = len(rows), paging.max_entries
-    render: list[PageRef] = []
-    staged: list[tuple[str, str, str]] = []
-    for span in spans:
-        h = hashlib.sha256(f"{salt}\0{name}\0{span.name}\0{span.prev or ''}\0{span.next or ''}".encode())
-        for _id, _published, digest in rows[span.start : span.stop]:
-            h.update(b"\0" + digest.encode("ascii"))
-        digest = h.hexdigest()
-        if everything or old.get(span.name) != digest:
-            lo = current + archived - span.stop
-            newest_id, newest_published, _digest = rows[span.stop - 1]
-            render.append(
-                PageRef(span.name, span.prev, span.next, lo, lo + span.stop - span.start, (newest_published, newest_id))
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def use_page_size(self, page_size: int) -> None:
+        """Make the cache ready for archive pages averaging `page_size` entries (0: archives off).
+
+        A cache from before content-defined pages kept numbered pages in
+        ``archive_pages``: their names carry over (with no digest), so the next
+        build removes their files. The size is part of the fingerprint, so
+        changing it lays every feed out again. Call inside `Store.transaction()`.
+        """
+        db = self.db
+        for statement in _ARCHIVE_SCHEMA:
+            db.execute(statement)
+        if db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='archive_pages'").fetchone():
+            db.execute(
+                "INSERT OR IGNORE INTO archive_digests (feed, page) SELECT feed, CAST(page AS TEXT) FROM archive_pages"
             )
-            staged.append((text, span.name, digest))
-    names = tuple(span.name for span in spans)
-    gone = tuple(sorted(old.keys() - set(names)))
-    staged += [(text, page, "-") for page in gone]
-    db.executemany(
-        "INSERT INTO archive_digests (feed, page, staged) VALUES (?,?,?)"
-        " ON CONFLICT (feed, page) DO UPDATE SET staged=excluded.staged",
-        staged,
-    )
-    render.sort(key=lambda ref: ref.lo)
-    return PagePlan(tuple(render), gone, names, name)
+            db.execute("DROP TRIGGER IF EXISTS archive_pages_written")
+            db.execute("DROP TABLE archive_pages")
+        row = db.execute("SELECT value FROM meta WHERE key='page_size'").fetchone()
+        if row is None or row[0] != str(page_size):
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('page_size', ?)", (str(page_size),))
 
+    def plan(self, text: str, name: str, paging: Paging, salt: str, *, everything: bool = False) -> PagePlan:
+        """Lay the feed out (`archives.layout`), compare with the stored digests, stage the new ones.
 
-def paged_feeds(store: Store) -> set[str]:
-    """Every feed the cache knows archive pages of (written, or staged by a build that died)."""
-    return {f for (f,) in store.db.execute("SELECT DISTINCT feed FROM archive_digests")}
+        `name` is the feed's display name. Call inside `Store.transaction()`. `salt` is mixed into every digest (the
+        cache's fingerprint: settings that change every page). `everything`
+        renders every page (an output folder without a manifest).
+        """
+        db = self.db
+        old = dict(db.execute("SELECT page, digest FROM archive_digests WHERE feed=?", (text,)).fetchall())
+        if old:
+            db.execute("UPDATE archive_digests SET staged=NULL WHERE feed=? AND staged IS NOT NULL", (text,))
+        rows: list[tuple[str, int, str]] = []
+        if paging.page_size:
+            rows = db.execute(
+                "SELECT m.id, m.published, f.digest FROM members m JOIN files f ON f.rel = m.rel WHERE m.feed=?"
+                f" ORDER BY {NEWEST_FIRST} LIMIT -1 OFFSET ?",
+                (text, paging.max_entries),
+            ).fetchall()
+            rows.reverse()  # oldest first
+        spans = layout([(id_, published) for id_, published, _digest in rows], paging)
+        name = name if spans else ""
+        archived, current = len(rows), paging.max_entries
+        render: list[PageRef] = []
+        staged: list[tuple[str, str, str]] = []
+        for span in spans:
+            h = hashlib.sha256(f"{salt}\0{name}\0{span.name}\0{span.prev or ''}\0{span.next or ''}".encode())
+            for _id, _published, digest in rows[span.start : span.stop]:
+                h.update(b"\0" + digest.encode("ascii"))
+            digest = h.hexdigest()
+            if everything or old.get(span.name) != digest:
+                lo = current + archived - span.stop
+                newest_id, newest_published, _digest = rows[span.stop - 1]
+                render.append(
+                    PageRef(
+                        span.name, span.prev, span.next, lo, lo + span.stop - span.start, (newest_published, newest_id)
+                    )
+                )
+                staged.append((text, span.name, digest))
+        names = tuple(span.name for span in spans)
+        gone = tuple(sorted(old.keys() - set(names)))
+        staged += [(text, page, "-") for page in gone]
+        db.executemany(
+            "INSERT INTO archive_digests (feed, page, staged) VALUES (?,?,?)"
+            " ON CONFLICT (feed, page) DO UPDATE SET staged=excluded.staged",
+            staged,
+        )
+        render.sort(key=lambda ref: ref.lo)
+        return PagePlan(tuple(render), gone, names, name)
 
+    def feeds(self) -> set[str]:
+        """Every feed the cache knows archive pages of (written, or staged by a build that died)."""
+        return {f for (f,) in self.db.execute("SELECT DISTINCT feed FROM archive_digests")}
 
-def archive_pages(store: Store, text: str, name: str, refs: Sequence[PageRef]) -> list[ArchivePage]:
-    """The pages `refs` (adjacent, newest first) of the feed named `name`, read in one query."""
-    if not refs:
-        return []
-    key = FeedKey.from_text(text)
-    first, last = refs[0].lo, refs[-1].hi
-    published, id_ = refs[0].newest
-    rows = store.db.execute(
-        "SELECT f.rec, f.rec_sum FROM members m JOIN files f ON f.rel = m.rel"
-        f" WHERE m.feed=? AND {FROM_ENTRY} ORDER BY {NEWEST_FIRST} LIMIT ?",
-        (text, published, published, id_, last - first),
-    ).fetchall()
-    records = [decode(rec, check) for rec, check in rows]
-    return [
-        ArchivePage(key, name, ref.name, tuple(records[ref.lo - first : ref.hi - first]), ref.prev, ref.next)
-        for ref in refs
-    ]
+    def pages(self, text: str, name: str, refs: Sequence[PageRef]) -> list[ArchivePage]:
+        """The pages `refs` (adjacent, newest first) of the feed named `name`, read in one query."""
+        if not refs:
+            return []
+        key = FeedKey.from_text(text)
+        first, last = refs[0].lo, refs[-1].hi
+        published, id_ = refs[0].newest
+        rows = self.db.execute(
+            "SELECT f.rec, f.rec_sum FROM members m JOIN files f ON f.rel = m.rel"
+            f" WHERE m.feed=? AND {FROM_ENTRY} ORDER BY {NEWEST_FIRST} LIMIT ?",
+            (text, published, published, id_, last - first),
+        ).fetchall()
+        records = [decode(rec, check) for rec, check in rows]
+        return [
+            ArchivePage(key, name, ref.name, tuple(records[ref.lo - first : ref.hi - first]), ref.prev, ref.next)
+            for ref in refs
+        ]

@@ -28,7 +28,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from feedsvc import __version__
-from feedsvc.build.archive import use_page_size
 from feedsvc.build.refresh import cores, refresh
 from feedsvc.build.render import render
 from feedsvc.build.rows import CacheDamaged
@@ -282,7 +281,8 @@ def open_store(path: Path, config: Config) -> Store:
         store = Store(path, fingerprint(config))
     except sqlite3.DatabaseError as e:
         raise CacheDamaged(f"not a usable SQLite file: {e}") from None
-    use_page_size(store, Paging.from_config(config).page_size)
+    with store.transaction():
+        store.archives.use_page_size(Paging.from_config(config).page_size)
     return store
 
 

@@ -14,7 +14,7 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-from feedsvc.build.archive import PageRef, archive_pages, paged_feeds, plan_pages
+from feedsvc.build.archive import PageRef
 from feedsvc.build.refresh import Plan
 from feedsvc.build.store import Store
 from feedsvc.build.write import MANIFEST
@@ -39,7 +39,7 @@ def render(
 
     Reads the committed cache; many feeds are rendered in worker processes,
     each reading the cache on its own. Of a feed's archive pages only those
-    whose entries or links changed are rendered (`build.archive.plan_pages`); every
+    whose entries or links changed are rendered (`build.archive.Archives.plan`); every
     page when `out` has no manifest (a new or emptied output folder).
     """
     site = Site.from_config(config)
@@ -104,9 +104,10 @@ def _plan_archives(
     with store.transaction():
         planned = (*plan.feeds, *plan.gone)
         live = set(store.summarized_feeds())
-        orphans = sorted(paged_feeds(store) - live - set(planned))
+        orphans = sorted(store.archives.feeds() - live - set(planned))
         for text in (*planned, *orphans):
-            pages = plan_pages(store, text, paging, salt, everything=everything)
+            name = store.name_of(FeedKey.from_text(text), text) if paging.page_size else ""
+            pages = store.archives.plan(text, name, paging, salt, everything=everything)
             names[text] = pages.names
             for run in _consecutive(pages.render):
                 runs += [(text, pages.name, run[i : i + PAGES_PER_RUN]) for i in range(0, len(run), PAGES_PER_RUN)]
@@ -153,7 +154,7 @@ def _render_with(
         if feed is not None:
             docs.extend(feed_documents(feed, site))
     for text, name, refs in runs:
-        for page in archive_pages(store, text, name, refs):
+        for page in store.archives.pages(text, name, refs):
             docs.extend(archive_documents(page, site))
     # Compressed here, in the worker that rendered it, not one by one in the main process.
     return [with_gzip(doc) for doc in docs]

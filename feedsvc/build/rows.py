@@ -4,6 +4,9 @@
 server's check of a file it sends); `Parsed` is one parse as a worker process
 hands it to the cache; a cached record travels with a checksum (`rec_sum`)
 checked on every use (`decode`), and a file's problems as a marshal blob.
+Here too, the order of a feed's members in SQL, which every query that lists
+entries uses (`NEWEST_FIRST` is `feeds.rules`' order, as the cache's
+``members_order`` index holds it).
 """
 
 from __future__ import annotations
@@ -22,6 +25,15 @@ from feedsvc.records import codec
 #: are, where an object per file would cost as much as the stat); `Stamp.of_row`
 #: names their fields.
 ScanRow = tuple[str, int, int, int]
+
+#: The one order of a feed's entries: newest published first, ties by entry id
+#: (as `members_order` indexes it). Every query that lists entries uses it.
+NEWEST_FIRST = "m.published DESC, m.id"
+#: The members from one entry on, in `NEWEST_FIRST` order: those at or after
+#: (published, id), given as (published, published, id). The index seeks to
+#: it, where an OFFSET walks every entry before it (deep in a long feed, the
+#: most of an archives-on build at 100,000 records).
+FROM_ENTRY = "m.published <= ? AND NOT (m.published = ? AND m.id < ?)"
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,9 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-from feedsvc.build.rows import CacheDamaged, Parsed, ScanRow, Stamp, decode, decode_problems, encode_problems, rec_sum
+from feedsvc.build import rows
+from feedsvc.build.archive import Archives
+from feedsvc.build.rows import NEWEST_FIRST, CacheDamaged, Parsed, ScanRow, Stamp, decode
 from feedsvc.build.served import Manifest
 from feedsvc.errors import RecordError
 from feedsvc.feeds import rules
@@ -55,15 +57,6 @@ CREATE TABLE IF NOT EXISTS documents (
 ) WITHOUT ROWID;
 """
 
-#: The one order of a feed's entries: newest published first, ties by entry id
-#: (as `members_order` indexes it). Every query that lists entries uses it.
-NEWEST_FIRST = "m.published DESC, m.id"
-#: The members from one entry on, in `NEWEST_FIRST` order: those at or after
-#: (published, id), given as (published, published, id). The index seeks to
-#: it, where an OFFSET walks every entry before it (deep in a long feed, the
-#: most of an archives-on build at 100,000 records).
-FROM_ENTRY = "m.published <= ? AND NOT (m.published = ? AND m.id < ?)"
-
 
 class Store:
     """The cache in one SQLite file; every change happens in one transaction."""
@@ -77,6 +70,7 @@ class Store:
         self.db.execute("PRAGMA cache_size=-65536")
         self.db.executescript(_SCHEMA)
         self.served = Manifest(self.db)
+        self.archives = Archives(self.db)
         row = self.db.execute("SELECT value FROM meta WHERE key='fingerprint'").fetchone()
         self.fresh = row is None or row[0] != fingerprint
         if self.fresh:
@@ -155,8 +149,8 @@ class Store:
             " problems, rec_sum, left_out) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             [
                 (p.rel, p.stamp.size, p.stamp.mtime_ns, p.stamp.ino, p.digest, p.rec, p.id, p.updated,
-                 p.published, int(p.selected), int(p.id is not None), encode_problems(p.problems),
-                 rec_sum(p.rec) if p.rec is not None else None, p.left_out)
+                 p.published, int(p.selected), int(p.id is not None), rows.encode_problems(p.problems),
+                 rows.rec_sum(p.rec) if p.rec is not None else None, p.left_out)
                 for p in parsed
             ],
         )  # fmt: skip
@@ -229,6 +223,7 @@ class Store:
         store = cls.__new__(cls)
         store.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
         store.served = Manifest(store.db)
+        store.archives = Archives(store.db)
         store.fresh = False
         return store
 
@@ -236,7 +231,7 @@ class Store:
         """The feed as `feeds.build_feeds` would make it, from the index alone.
 
         It holds the newest max_entries entries; `pages` names its archive
-        pages, oldest first (`plan_pages` says which).
+        pages, oldest first (`Archives.plan` says which).
         """
         key = FeedKey.from_text(text)
         (total,) = self.db.execute("SELECT count(*) FROM members WHERE feed=?", (text,)).fetchone()
@@ -299,7 +294,7 @@ class Store:
         """Every stored problem in path order, then a warning per merged duplicate."""
         out: list[RecordError] = []
         for (blob,) in self.db.execute("SELECT problems FROM files WHERE problems IS NOT NULL ORDER BY rel"):
-            out.extend(decode_problems(blob))
+            out.extend(rows.decode_problems(blob))
         # Only ids given more than once can have a loser: found from the id index alone.
         dupes = self.db.execute(
             "SELECT f.rel, b.rel FROM files f JOIN files b ON b.id = f.id AND b.best = 1"

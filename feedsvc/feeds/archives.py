@@ -31,7 +31,7 @@ there) and the page whose ``prev-archive`` names a page that came or went:
 never the pages around them, wherever the entry's date falls. The whole
 layout is a function of the entries' ids and dates alone, so a build of any
 history of changes gives the pages a full build gives (`layout` is the one
-implementation: the in-memory build and the cache's `build.archive.plan_pages` call
+implementation: the in-memory build and the cache's `build.archive.Archives.plan` call
 it).
 
 Nothing here knows about XML or URLs beyond a page's name.
