@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from feedsvc.build.rows import FROM_ENTRY, NEWEST_FIRST, decode
@@ -99,12 +99,16 @@ class Archives:
         if row is None or row[0] != str(page_size):
             db.execute("INSERT OR REPLACE INTO meta VALUES ('page_size', ?)", (str(page_size),))
 
-    def plan(self, text: str, name: str, paging: Paging, salt: str, *, everything: bool = False) -> PagePlan:
+    def plan(
+        self, text: str, name_of: Callable[[], str], paging: Paging, salt: str, *, everything: bool = False
+    ) -> PagePlan:
         """Lay the feed out (`archives.layout`), compare with the stored digests, stage the new ones.
 
-        `name` is the feed's display name. Call inside `Store.transaction()`. `salt` is mixed into every digest (the
-        cache's fingerprint: settings that change every page). `everything`
-        renders every page (an output folder without a manifest).
+        `name_of` gives the feed's display name, asked only when the feed has
+        pages (a feed that is gone has none, and no name). Call inside
+        `Store.transaction()`. `salt` is mixed into every digest (the cache's
+        fingerprint: settings that change every page). `everything` renders
+        every page (an output folder without a manifest).
         """
         db = self.db
         old = dict(db.execute("SELECT page, digest FROM archive_digests WHERE feed=?", (text,)).fetchall())
@@ -119,7 +123,7 @@ class Archives:
             ).fetchall()
             rows.reverse()  # oldest first
         spans = layout([(id_, published) for id_, published, _digest in rows], paging)
-        name = name if spans else ""
+        name = name_of() if spans else ""
         archived, current = len(rows), paging.max_entries
         render: list[PageRef] = []
         staged: list[tuple[str, str, str]] = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -106,12 +107,11 @@ def _plan_archives(
         live = set(store.summarized_feeds())
         orphans = sorted(store.archives.feeds() - live - set(planned))
         for text in (*planned, *orphans):
-            name = store.name_of(FeedKey.from_text(text), text) if paging.page_size else ""
-            pages = store.archives.plan(text, name, paging, salt, everything=everything)
+            key = FeedKey.from_text(text)
+            pages = store.archives.plan(text, partial(store.name_of, key, text), paging, salt, everything=everything)
             names[text] = pages.names
             for run in _consecutive(pages.render):
                 runs += [(text, pages.name, run[i : i + PAGES_PER_RUN]) for i in range(0, len(run), PAGES_PER_RUN)]
-            key = FeedKey.from_text(text)
             gone += [f"{archive_path(key, n)}.{fmt.suffix}" for n in pages.gone for fmt in ARCHIVE_FORMATS]
     return runs, names, gone
 

@@ -157,6 +157,23 @@ def test_a_full_build_equals_the_in_memory_site(config: Config) -> None:
     assert got == expected
 
 
+def test_deleting_the_only_record_of_a_feed_is_an_incremental_build(config: Config, tmp_path: Path) -> None:
+    """The feed is gone, pages and all, without the cache being taken for damaged and rebuilt from scratch."""
+    only = config.records_dir / "zzz_only.txt"
+    only.write_text(
+        "---\ntitle: The only story of its source\npublishedDateTime: 2026-01-01T00:00:00Z\n"
+        "originalUrl: https://only.example/story\nwebUrl: https://only.example/story\npublished: true\n"
+        "provider:\n  name: Only\n  domain: only.example\ntopics: [Only Here]\n---\n",
+        encoding="utf-8",
+    )
+    incremental.build(config)
+    only.unlink()
+    report = incremental.build(config)
+    assert (report.changes.parsed, report.changes.removed_files) == (0, 1)
+    assert "feeds/providers/only.example.atom" in report.changes.removed_paths
+    assert snapshot(config.output_dir) == full_build(config, tmp_path / "fresh")
+
+
 def test_pages_of_entries_published_at_one_instant_equal_the_in_memory_site(config: Config) -> None:
     """Every record published at the same second: page boundaries fall between ties, broken by id.
 
