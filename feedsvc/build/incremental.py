@@ -20,6 +20,7 @@ import dataclasses
 import fcntl
 import hashlib
 import os
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -33,7 +34,7 @@ from feedsvc.build.render import render
 from feedsvc.build.rows import CacheDamaged
 from feedsvc.build.served import Served, etag_of_digest
 from feedsvc.build.store import Store
-from feedsvc.build.write import MANIFEST, PublishResult, publish, write_atomic
+from feedsvc.build.write import MANIFEST, PublishResult, publish_files, staging_path, write_atomic
 from feedsvc.config import Config, check_output_dir
 from feedsvc.errors import FeedsvcError, RecordError
 from feedsvc.feeds.archives import Paging
@@ -48,6 +49,7 @@ from feedsvc.records.read import with_identity_lines
 class Changes:
     """What a refresh found: documents to write, paths to remove, and counts."""
 
+    #: The documents rendered, by URL path, without their bytes (those went to the files).
     documents: dict[str, Document]
     removed_paths: tuple[str, ...]
     files: int
@@ -176,8 +178,12 @@ def _build(
     try:
         with store.transaction():
             plan = refresh(store, config, render_all=not (out / MANIFEST).is_file(), workers=workers, progress=progress)
-        documents, gone = render(cache, store, config, plan, workers, out)
-        published = publish(documents, out, complete=False, removed=gone, overwrite=overwrite)
+        rendered = render(cache, store, config, plan, workers, out)
+        documents, gone = rendered.documents, rendered.gone
+        try:
+            published = publish_files(rendered.files, documents, out, complete=False, removed=gone, overwrite=overwrite)
+        finally:
+            shutil.rmtree(staging_path(out), ignore_errors=True)
         signal = generation_path(out)
         # Anything a server shows changed: documents, or the record counts /healthz gives.
         news = bool(documents or gone or plan.parsed or plan.removed_files or not signal.is_file())

@@ -4,13 +4,15 @@ listings, in worker processes that read the committed cache on their own.
 Each render process writes an entry once (feedgen, `rss_atom.Fragments`) and
 reuses it in every feed and archive page that holds it; pages are rendered
 newest first across feeds so those come close together. Each document is
-gzipped where it was rendered.
+gzipped where it was rendered, and written there into the staging folder
+(`write.stage`), so only its digest and length come back.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
@@ -18,7 +20,7 @@ from pathlib import Path
 from feedsvc.build.archive import PageRef
 from feedsvc.build.refresh import Plan
 from feedsvc.build.store import Store
-from feedsvc.build.write import MANIFEST
+from feedsvc.build.write import MANIFEST, Body, StagedBody, empty_staging, files_for, stage, without_bytes
 from feedsvc.config import Config
 from feedsvc.feeds.archives import Paging, page_order
 from feedsvc.formats.common import Site
@@ -32,21 +34,34 @@ from feedsvc.model import Document, Feed, FeedKey, archive_path
 PARALLEL_FEEDS = 64
 
 
-def render(
-    cache: Path, store: Store, config: Config, plan: Plan, workers: int, out: Path | None = None
-) -> tuple[dict[str, Document], tuple[str, ...]]:
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """What a render made: the files to put in place, the documents they are (without their bytes), what is gone."""
+
+    #: URL path → bytes, each document's and its .gz (`write.publish_files`).
+    files: dict[str, Body | StagedBody]
+    #: URL path → the document, without its bytes (`files` has them).
+    documents: dict[str, Document]
+    #: URL paths of the documents gone.
+    gone: tuple[str, ...]
+
+
+def render(cache: Path, store: Store, config: Config, plan: Plan, workers: int, out: Path) -> Rendered:
     """Documents of the planned feeds and their changed archive pages, plus the
     listings, and the paths of gone feeds and pages.
 
     Reads the committed cache; many feeds are rendered in worker processes,
-    each reading the cache on its own. Of a feed's archive pages only those
-    whose entries or links changed are rendered (`build.archive.Archives.plan`); every
-    page when `out` has no manifest (a new or emptied output folder).
+    each reading the cache on its own and writing what it renders into the
+    staging folder beside `out` (`write.stage`), so the bytes never pass
+    through this process. Of a feed's archive pages only those whose entries
+    or links changed are rendered (`build.archive.Archives.plan`); every page
+    when `out` has no manifest (a new or emptied output folder).
     """
     site = Site.from_config(config)
     paging = Paging.from_config(config)
-    everything = out is not None and not (out / MANIFEST).is_file()
+    everything = not (out / MANIFEST).is_file()
     runs, names, gone = _plan_archives(store, plan, paging, site, everything)
+    files: dict[str, Body | StagedBody] = {}
     documents: dict[str, Document] = {}
     feeds = [(text, names.get(text, ())) for text in plan.feeds]
     jobs: list[_Job] = [(feeds[i : i + 16], [], paging, site) for i in range(0, len(feeds), 16)]
@@ -55,25 +70,34 @@ def render(
     runs.sort(key=lambda run: page_order(run[2][0].name), reverse=True)
     jobs += [([], runs[i : i + 2], paging, site) for i in range(0, len(runs), 2)]
     if workers > 1 and len(plan.feeds) + len(runs) >= PARALLEL_FEEDS:
+        staging = empty_staging(out)
         with ProcessPoolExecutor(
-            max_workers=workers, mp_context=get_context("fork"), initializer=_open_reader, initargs=(cache,)
+            max_workers=workers, mp_context=get_context("fork"), initializer=_open_reader, initargs=(cache, staging)
         ) as pool:
             # A few long runs of jobs per worker, not one job at a time: each
             # worker then renders a span of dates, and most entries in one only.
-            for docs in pool.map(_render_chunk, jobs, chunksize=max(1, len(jobs) // (4 * workers))):
-                documents.update((d.path, d) for d in docs)
+            for staged in pool.map(_render_chunk, jobs, chunksize=max(1, len(jobs) // (4 * workers))):
+                for doc, written in staged:
+                    documents[doc.path] = doc
+                    files.update((rel, StagedBody(staging / rel, *known)) for rel, known in written.items())
     else:
         keep_fragments(FRAGMENTS_KEPT)
         try:
             for job in jobs:
-                documents.update((d.path, d) for d in _render_with(store, *job))
+                _keep(_render_with(store, *job), files, documents)
         finally:
             keep_fragments(0)
     gone += [d.path for text in plan.gone for d in feed_documents(_empty(text), site)]
     if documents or gone:
-        for doc in site_documents(store.summaries(), site):
-            documents[doc.path] = doc
-    return documents, tuple(gone)
+        _keep(site_documents(store.summaries(), site), files, documents)
+    return Rendered(files, documents, tuple(gone))
+
+
+def _keep(docs: Iterable[Document], files: dict[str, Body | StagedBody], documents: dict[str, Document]) -> None:
+    """Documents rendered in this process: their files are kept in memory, as bytes to write."""
+    kept = {doc.path: doc for doc in docs}
+    files.update((rel, Body(data)) for rel, data in files_for(kept).items())
+    documents.update((path, without_bytes(doc)) for path, doc in kept.items())
 
 
 #: Entry fragments each render process keeps (`rss_atom.Fragments`): about 3 KB
@@ -128,11 +152,13 @@ def _consecutive(refs: Sequence[PageRef]) -> list[tuple[PageRef, ...]]:
 
 
 _READER: Store | None = None
+_STAGING: Path | None = None
 
 
-def _open_reader(cache: Path) -> None:
-    global _READER
+def _open_reader(cache: Path, staging: Path) -> None:
+    global _READER, _STAGING
     _READER = Store.reader(cache)
+    _STAGING = staging
     keep_fragments(FRAGMENTS_KEPT)
 
 
@@ -140,9 +166,9 @@ def _open_reader(cache: Path) -> None:
 _Job = tuple[list[tuple[str, tuple[str, ...]]], list[_Run], Paging, Site]
 
 
-def _render_chunk(args: _Job) -> list[Document]:
-    assert _READER is not None
-    return _render_with(_READER, *args)
+def _render_chunk(args: _Job) -> list[tuple[Document, dict[str, tuple[str, int]]]]:
+    assert _READER is not None and _STAGING is not None
+    return stage(_STAGING, _render_with(_READER, *args))
 
 
 def _render_with(

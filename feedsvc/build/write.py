@@ -8,17 +8,24 @@ change). Feeds are written before the index and OPML that list them; files
 from an earlier build that are gone now are removed last, and only files that
 feedsvc itself wrote there (listed in its manifest, with the digest of what it
 wrote) are ever removed: a file someone else put or changed there is left alone.
+
+A big build's files are written by the render workers into a staging folder
+beside the output folder (`stage`), and put in place from there by a rename
+(`StagedBody`): the build process handles each file's digest and length, never
+its bytes, and the rules above hold as for files it writes itself (`Body`).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 from feedsvc.errors import FeedsvcError
@@ -40,6 +47,105 @@ class PublishResult:
     changed: tuple[str, ...] = ()
     #: Each file of the documents given (".gz" ones included): (SHA-256, length).
     files: Mapping[str, tuple[str, int]] = field(default_factory=dict)
+
+
+class Body:
+    """A file's bytes, held in memory: what `publish` writes."""
+
+    __slots__ = ("data", "digest", "size")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.digest = _digest(data)
+        self.size = len(data)
+
+    def held_by(self, target: Path) -> bool:
+        """Whether the regular file at `target` holds exactly these bytes (False when there is none)."""
+        try:
+            return target.stat().st_size == self.size and target.read_bytes() == self.data
+        except OSError:
+            return False
+
+    def put(self, target: Path, folders: set[Path]) -> None:
+        write_atomic(target, self.data, folders)
+
+
+class StagedBody:
+    """A file's bytes, written by a render worker into the staging folder (`staging_path`).
+
+    Putting it in place is a rename, on the same file system: the build
+    process never holds the bytes of the documents the workers rendered.
+    """
+
+    __slots__ = ("digest", "path", "size")
+
+    def __init__(self, path: Path, digest: str, size: int) -> None:
+        self.path = path
+        self.digest = digest
+        self.size = size
+
+    def held_by(self, target: Path) -> bool:
+        try:
+            return target.stat().st_size == self.size and _digest(target.read_bytes()) == self.digest
+        except OSError:
+            return False
+
+    def put(self, target: Path, folders: set[Path]) -> None:
+        _made(target.parent, folders)
+        try:
+            os.replace(self.path, target)
+        except OSError as e:
+            if e.errno != errno.EXDEV:
+                raise
+            # The output folder is a file system of its own (a mount): copied, then renamed there.
+            write_atomic(target, self.path.read_bytes(), folders)
+            self.path.unlink()
+
+
+def staging_path(out: Path) -> Path:
+    """Where render workers write the files of a build before it puts them in `out`: beside it, like the cache."""
+    return out.parent / f".{out.name}.feedsvc-staging"
+
+
+def empty_staging(out: Path) -> Path:
+    """The staging folder of `out`, emptied (a build that died may have left files in it)."""
+    staging = staging_path(out)
+    if staging.is_symlink():
+        staging.unlink()  # never followed: a link put there is not our folder
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    return staging
+
+
+def without_bytes(doc: Document) -> Document:
+    """`doc` as the build process keeps it once its files are written or staged: what it is, not its bytes."""
+    return replace(doc, body=b"", packed=None)
+
+
+def stage(staging: Path, documents: Iterable[Document]) -> list[tuple[Document, dict[str, tuple[str, int]]]]:
+    """Write `documents` (each with its .gz) into the empty `staging` folder, in a render worker.
+
+    Returns each document without its bytes, with the (SHA-256, length) of
+    each of its files by URL path: what the build process needs to put the
+    files in place (`StagedBody`) and to record what is served.
+    """
+    out: list[tuple[Document, dict[str, tuple[str, int]]]] = []
+    folders: set[Path] = set()
+    checked: dict[Path, bool] = {}
+    for doc in documents:
+        files: dict[str, tuple[str, int]] = {}
+        packed = gzipped(doc)
+        for rel, data in ((doc.path, doc.body), (doc.path + ".gz", packed)):
+            if data is None:
+                continue
+            target = safe_target(staging, rel, checked)
+            _made(target.parent, folders)
+            with open(target, "xb") as f:  # a fresh folder: a name taken twice is a bug
+                f.write(data)
+            os.chmod(target, 0o644)
+            files[rel] = (_digest(data), len(data))
+        out.append((without_bytes(doc), files))
+    return out
 
 
 class UnsafePath(FeedsvcError):
@@ -96,7 +202,21 @@ def publish(
     removed: Iterable[str] = (),
     overwrite: bool = False,
 ) -> PublishResult:
-    """Write `documents` (each with its .gz) under `out`; remove what is gone.
+    """Write `documents` (each with its .gz) under `out`; remove what is gone (see `publish_files`)."""
+    files: dict[str, Body | StagedBody] = {rel: Body(data) for rel, data in files_for(documents).items()}
+    return publish_files(files, documents.keys(), out, complete=complete, removed=removed, overwrite=overwrite)
+
+
+def publish_files(
+    files: Mapping[str, Body | StagedBody],
+    documents: Collection[str],
+    out: Path,
+    *,
+    complete: bool = True,
+    removed: Iterable[str] = (),
+    overwrite: bool = False,
+) -> PublishResult:
+    """Put `files` (URL path → bytes) under `out`, the files of the `documents`; remove what is gone.
 
     With `complete`, `documents` is the whole site and anything an earlier
     build wrote that is not in it is removed. Without, `documents` are the
@@ -108,12 +228,11 @@ def publish(
     (before anything is written) and `OSError` when the disk refuses.
     """
     out.mkdir(parents=True, exist_ok=True)
-    files = files_for(documents)
     ordered = sorted(files, key=lambda p: (p.removesuffix(".gz") in LISTINGS, p))
     checked: dict[Path, bool] = {}
     targets = {rel: safe_target(out, rel, checked) for rel in ordered}
     previous = _read_manifest(out)
-    current = {rel: _digest(files[rel]) for rel in ordered}
+    current = {rel: files[rel].digest for rel in ordered}
     if not overwrite:
         theirs = [rel for rel in ordered if rel not in previous and _holds_other_bytes(targets[rel], files[rel])]
         if theirs:
@@ -128,21 +247,23 @@ def publish(
     unchanged = 0
     folders: set[Path] = set()
     for rel in ordered:
-        if write_if_changed(targets[rel], files[rel], folders):
-            written.append(rel)
-        else:
+        body = files[rel]
+        if body.held_by(targets[rel]):
             unchanged += 1
+        else:
+            body.put(targets[rel], folders)
+            written.append(rel)
     removed_count = _remove_stale(out, {rel: previous[rel] for rel in gone})
     final = current if complete else {k: v for k, v in {**previous, **current}.items() if k not in gone}
     _write_manifest(out, final)
-    changed = tuple(sorted({rel.removesuffix(".gz") for rel in written} & documents.keys()))
-    sizes = {rel: (current[rel], len(files[rel])) for rel in ordered}
+    changed = tuple(sorted({rel.removesuffix(".gz") for rel in written} & set(documents)))
+    sizes = {rel: (current[rel], files[rel].size) for rel in ordered}
     return PublishResult(len(written), unchanged, removed_count, changed, sizes)
 
 
 def _gone(
-    documents: Mapping[str, Document],
-    files: Mapping[str, bytes],
+    documents: Collection[str],
+    files: Mapping[str, object],
     removed: Iterable[str],
     previous: Mapping[str, str],
     current: Mapping[str, str],
@@ -165,15 +286,15 @@ def files_for(documents: Mapping[str, Document]) -> dict[str, bytes]:
     return files
 
 
-def _holds_other_bytes(target: Path, body: bytes) -> bool:
+def _holds_other_bytes(target: Path, body: Body | StagedBody) -> bool:
     """Whether something other than `body` is at `target` (a file, a link, a folder)."""
     try:
-        st = target.lstat()
+        target.lstat()
     except OSError:
         return False
     if not os.path.isfile(target) or target.is_symlink():
         return True
-    return st.st_size != len(body) or target.read_bytes() != body
+    return not body.held_by(target)
 
 
 def write_if_changed(target: Path, body: bytes, folders: set[Path] | None = None) -> bool:
@@ -196,11 +317,7 @@ def write_atomic(target: Path, body: bytes, folders: set[Path] | None = None) ->
     A folder in `folders` is taken to exist (a build writes thousands of
     files into a few hundred folders: one mkdir each, not one per file).
     """
-    folder = target.parent
-    if folders is None or folder not in folders:
-        folder.mkdir(parents=True, exist_ok=True)
-        if folders is not None:
-            folders.add(folder)
+    _made(target.parent, folders)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -210,6 +327,14 @@ def write_atomic(target: Path, body: bytes, folders: set[Path] | None = None) ->
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _made(folder: Path, folders: set[Path] | None) -> None:
+    """`folder` exists now (made with its parents); `folders` remembers the ones made."""
+    if folders is None or folder not in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+        if folders is not None:
+            folders.add(folder)
 
 
 def _digest(body: bytes) -> str:

@@ -13,13 +13,14 @@ import os
 import re
 import shutil
 import sqlite3
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from feedsvc.build import incremental, refresh
-from feedsvc.build.write import MANIFEST, files_for
+from feedsvc.build import incremental, refresh, render
+from feedsvc.build.write import MANIFEST, files_for, staging_path
 from feedsvc.config import ArchivesConfig, Config
 from feedsvc.feeds.archives import FIRST
 from feedsvc.formats.documents import build_in_memory
@@ -243,7 +244,7 @@ def _build_dies_before_writing(config: Config, monkeypatch: pytest.MonkeyPatch) 
         raise OSError("disk full")
 
     with monkeypatch.context() as patch:
-        patch.setattr(incremental, "publish", dies)
+        patch.setattr(incremental, "publish_files", dies)
         with pytest.raises(OSError):
             incremental.build(config)
 
@@ -370,3 +371,91 @@ def test_the_fingerprint_follows_the_templates_and_ignores_serving_settings(
         assert incremental.fingerprint(config) != before
     finally:
         incremental.templates_digest.cache_clear()
+
+
+# -- rendered in worker processes, written through the staging folder --------------------------------
+
+
+@pytest.fixture
+def in_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every render in worker processes (as a big build does), each writing its files into the staging folder."""
+    monkeypatch.setattr(render, "PARALLEL_FEEDS", 1)
+
+
+def _built_by_workers(config: Config, out: Path | None = None) -> incremental.BuildReport:
+    report = incremental.build(config, out, workers=2)
+    assert not staging_path(out or config.output_dir).exists()  # removed once the files are in place
+    return report
+
+
+@pytest.mark.usefixtures("in_workers")
+def test_a_build_rendered_by_workers_equals_the_in_memory_site(config: Config) -> None:
+    report = _built_by_workers(config)
+    expected = files_for(build_in_memory(config).documents)
+    got = snapshot(config.output_dir)
+    got.pop(MANIFEST)
+    assert got == expected
+    assert all(doc.body == b"" for doc in report.changes.documents.values())  # the build process kept no bytes
+
+
+@pytest.mark.usefixtures("in_workers")
+@pytest.mark.parametrize("name", ["add", "delete", "backdate"])
+def test_an_incremental_build_by_workers_equals_a_full_one(name: str, config: Config, tmp_path: Path) -> None:
+    _built_by_workers(config)
+    before = mtimes(config.output_dir)
+    SCENARIOS[name](config)
+    report = _built_by_workers(config)
+    assert snapshot(config.output_dir) == full_build(config, tmp_path / "fresh")
+    after = mtimes(config.output_dir)
+    untouched = {p for p in before.keys() & after.keys() if before[p] == after[p]}
+    written = {p for p in after if p not in untouched}
+    # A staged file is renamed into place only when its bytes changed: the rest keep their mtimes.
+    assert written <= {*report.published.files, MANIFEST} and len(untouched) > len(written)
+
+
+@pytest.mark.usefixtures("in_workers")
+def test_a_staging_folder_left_by_a_build_that_died_is_emptied_first(config: Config, tmp_path: Path) -> None:
+    staging = staging_path(config.output_dir)
+    (staging / "feeds").mkdir(parents=True)
+    (staging / "feeds" / "all.atom").write_bytes(b"half a feed")  # where a worker will write
+    (staging / "stray.txt").write_bytes(b"left over")
+    _built_by_workers(config)
+    assert snapshot(config.output_dir) == full_build(config, tmp_path / "fresh")
+
+
+@pytest.mark.usefixtures("in_workers")
+def test_a_link_where_the_staging_folder_goes_is_never_followed(config: Config, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.txt").write_bytes(b"not feedsvc's")
+    config.output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging_path(config.output_dir).symlink_to(elsewhere, target_is_directory=True)
+    _built_by_workers(config)
+    assert snapshot(elsewhere) == {"keep.txt": b"not feedsvc's"}
+    assert snapshot(config.output_dir) == full_build(config, tmp_path / "fresh")
+
+
+@pytest.fixture
+def mounted_out(tmp_path: Path) -> Iterator[Path]:
+    """An output folder that is a file system of its own (a tmpfs mounted there), as a volume or a mount is."""
+    out = tmp_path / "mounted"
+    out.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(out)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a file system here (as root in CI): {done.stderr.strip()}")
+    try:
+        yield out
+    finally:
+        subprocess.run(["umount", str(out)], check=True)
+
+
+@pytest.mark.usefixtures("in_workers")
+def test_an_output_folder_on_its_own_file_system_gets_every_file(config: Config, mounted_out: Path) -> None:
+    """Staged files cannot be renamed across file systems: each is copied into the folder and renamed there."""
+    assert os.stat(mounted_out).st_dev != os.stat(staging_path(mounted_out).parent).st_dev
+    _built_by_workers(config, mounted_out)
+    expected = files_for(build_in_memory(config).documents)
+    got = snapshot(mounted_out)
+    got.pop(MANIFEST)
+    assert got == expected
+    assert not [p for p in mounted_out.rglob("*.tmp")]

@@ -872,7 +872,7 @@ def test_a_failed_build_keeps_serving_the_previous_build(
     before = validators_of(client, paths)
     generation = health(client)["generation"]
     retitle(first_record(web_config), "A headline nobody saw")
-    _build_dies(web_config, monkeypatch, incremental, "publish")  # dies before writing a file
+    _build_dies(web_config, monkeypatch, incremental, "publish_files")  # dies before writing a file
 
     assert served_bodies(client, paths) == {p: expected.documents[p].body for p in paths}
     assert validators_of(client, paths) == before
@@ -992,14 +992,14 @@ def test_a_build_committing_during_a_request_never_pairs_an_old_etag_with_new_by
     assert new != old.data and len(new) == len(old.data)
 
     # A big build writes its files long before it commits their rows.
-    real_publish = incremental.publish
+    real_publish = incremental.publish_files
 
     def slow_publish(*args: Any, **kwargs: Any) -> Any:
         result = real_publish(*args, **kwargs)
         time.sleep(0.3)
         return result
 
-    monkeypatch.setattr(incremental, "publish", slow_publish)
+    monkeypatch.setattr(incremental, "publish_files", slow_publish)
     served = output(app)
     real_get = served.get
 
