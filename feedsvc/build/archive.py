@@ -143,14 +143,17 @@ class Archives:
                 staged.append((text, span.name, digest))
         names = tuple(span.name for span in spans)
         gone = tuple(sorted(old.keys() - set(names)))
-        staged += [(text, page, "-") for page in gone]
-        db.executemany(
-            "INSERT INTO archive_digests (feed, page, staged) VALUES (?,?,?)"
-            " ON CONFLICT (feed, page) DO UPDATE SET staged=excluded.staged",
-            staged,
-        )
+        self._stage(staged + [(text, page, "-") for page in gone])
         render.sort(key=lambda ref: ref.lo)
         return PagePlan(tuple(render), gone, names, name)
+
+    def _stage(self, digests: list[tuple[str, str, str]]) -> None:
+        """Stage (feed, page, digest) rows ('-': the page is gone); they count once the build's files are written."""
+        self.db.executemany(
+            "INSERT INTO archive_digests (feed, page, staged) VALUES (?,?,?)"
+            " ON CONFLICT (feed, page) DO UPDATE SET staged=excluded.staged",
+            digests,
+        )
 
     def feeds(self) -> set[str]:
         """Every feed the cache knows archive pages of (written, or staged by a build that died)."""

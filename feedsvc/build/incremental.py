@@ -30,7 +30,7 @@ from pathlib import Path
 
 from feedsvc import __version__
 from feedsvc.build.refresh import cores, refresh
-from feedsvc.build.render import render
+from feedsvc.build.render import Rendered, render
 from feedsvc.build.rows import CacheDamaged
 from feedsvc.build.served import Served, etag_of_digest
 from feedsvc.build.store import Store
@@ -180,24 +180,11 @@ def _build(
             plan = refresh(store, config, render_all=not (out / MANIFEST).is_file(), workers=workers, progress=progress)
         rendered = render(cache, store, config, plan, workers, out)
         documents, gone = rendered.documents, rendered.gone
-        try:
-            published = publish_files(rendered.files, documents, out, complete=False, removed=gone, overwrite=overwrite)
-        finally:
-            shutil.rmtree(staging_path(out), ignore_errors=True)
+        published = _put_in_place(rendered, out, overwrite)
         signal = generation_path(out)
         # Anything a server shows changed: documents, or the record counts /healthz gives.
         news = bool(documents or gone or plan.parsed or plan.removed_files or not signal.is_file())
-        served = list(served_rows(documents, published.files))
-        with store.transaction():
-            # What servers send that differs from what they sent: what hubs hear of
-            # (a build that died after writing the files still counts them).
-            before = store.served.etags() if served else {}  # a no-op build reads no row
-            changed = tuple(sorted(r.path for r in served if before.get(r.path) != r.etag))
-            if documents or gone or not signal.is_file():  # a new generation of what is served
-                store.served.set(served, gone, time.time_ns(), after=_generation_in(signal))
-            if news:
-                store.record_totals()
-            store.clear_pending()
+        changed = _commit_served(store, rendered, published, signal, news)
         if news:
             # After the commit: a server that sees this file change finds the new rows
             # (or, after a build that changed only counts, the new counts).
@@ -216,6 +203,36 @@ def _build(
         changes, published, problems, rejected, time.perf_counter() - started,
         left_out=left_out, published_entries=entries, served_changes=changed,
     )  # fmt: skip
+
+
+def _commit_served(
+    store: Store, rendered: Rendered, published: PublishResult, signal: Path, news: bool
+) -> tuple[str, ...]:
+    """Tell the cache what is served now (its rows, a new generation, the totals) and clear the pending mark.
+
+    Returns the paths whose served bytes changed: what hubs hear of (a build
+    that died after writing the files still counts them).
+    """
+    served = list(served_rows(rendered.documents, published.files))
+    with store.transaction():
+        before = store.served.etags() if served else {}  # a no-op build reads no row
+        changed = tuple(sorted(r.path for r in served if before.get(r.path) != r.etag))
+        if rendered.documents or rendered.gone or not signal.is_file():  # a new generation of what is served
+            store.served.set(served, rendered.gone, time.time_ns(), after=_generation_in(signal))
+        if news:
+            store.record_totals()
+        store.clear_pending()
+    return changed
+
+
+def _put_in_place(rendered: Rendered, out: Path, overwrite: bool) -> PublishResult:
+    """Write (or move from the staging folder) what a render made; the staging folder goes, whatever happens."""
+    try:
+        return publish_files(
+            rendered.files, rendered.documents, out, complete=False, removed=rendered.gone, overwrite=overwrite
+        )
+    finally:
+        shutil.rmtree(staging_path(out), ignore_errors=True)
 
 
 def served_rows(documents: Mapping[str, Document], files: Mapping[str, tuple[str, int]]) -> Iterator[Served]:

@@ -243,22 +243,26 @@ def publish_files(
     # leaves a file behind that a later one would not know to remove.
     _write_manifest(out, {**previous, **current})
     _remove_leftover_temps(out, targets.values())
-    written: list[str] = []
-    unchanged = 0
-    folders: set[Path] = set()
-    for rel in ordered:
-        body = files[rel]
-        if body.held_by(targets[rel]):
-            unchanged += 1
-        else:
-            body.put(targets[rel], folders)
-            written.append(rel)
+    written = _put_all(files, targets)
+    unchanged = len(targets) - len(written)
     removed_count = _remove_stale(out, {rel: previous[rel] for rel in gone})
     final = current if complete else {k: v for k, v in {**previous, **current}.items() if k not in gone}
     _write_manifest(out, final)
     changed = tuple(sorted({rel.removesuffix(".gz") for rel in written} & set(documents)))
     sizes = {rel: (current[rel], files[rel].size) for rel in ordered}
     return PublishResult(len(written), unchanged, removed_count, changed, sizes)
+
+
+def _put_all(files: Mapping[str, Body | StagedBody], targets: Mapping[str, Path]) -> list[str]:
+    """Put each file at its target (in `targets`' order) unless it already holds those bytes; the ones put."""
+    written: list[str] = []
+    folders: set[Path] = set()
+    for rel, target in targets.items():
+        body = files[rel]
+        if not body.held_by(target):
+            body.put(target, folders)
+            written.append(rel)
+    return written
 
 
 def _gone(
