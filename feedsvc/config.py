@@ -17,11 +17,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from feedsvc.config_file import from_mapping, read_mapping
 from feedsvc.errors import ConfigError
-from feedsvc.text import normalize_host
+from feedsvc.text import encode_url_part, normalize_host
 
 ENV_VAR = "FEEDSVC_CONFIG"
 #: The base URL when none is configured and no server says where it listens.
@@ -32,8 +32,6 @@ DEFAULT_FILE = "config.yaml"
 _MARKUP = re.compile(r"<[A-Za-z/!?]|&#?\w+;")
 #: An RFC 5646 language tag, in the shape the feed validator accepts.
 _LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*$")
-#: What may stay unescaped in the path of site.base_url (RFC 3986 pchar and "/").
-_PATH_SAFE = "/!$&'()*+,;=:@-._~%"
 
 
 @dataclass(frozen=True)
@@ -222,9 +220,8 @@ def canonical_base_url(value: str, src: str = "<defaults>") -> str:
     segments = parts.path.split("/")
     if any(seg in (".", "..") for seg in segments):
         raise ConfigError(src, key, "the path must not contain '.' or '..' segments")
-    path = quote(parts.path, safe=_PATH_SAFE)
-    path = re.sub(r"%(?![0-9A-Fa-f]{2})", "%25", path)
-    path = re.sub(r"%[0-9a-f]{2}", lambda m: m.group(0).upper(), path)
+    # Percent-encoded as record URLs are (`text.encode_url_part`), escapes in upper case: one spelling of the base.
+    path = re.sub(r"%[0-9a-f]{2}", lambda m: m.group(0).upper(), encode_url_part(parts.path))
     return urlunsplit((scheme, host, path.rstrip("/") + "/", "", ""))
 
 
