@@ -235,6 +235,16 @@ def check_records_dir(config: Config) -> None:
         raise ConfigError(config.source, "records_dir", f"not a folder: {config.records_dir}")
 
 
+def beside_output(out: Path, name: str) -> Path:
+    """Where feedsvc keeps its state `name` for the output folder `out`: ``.<folder>.feedsvc-<name>`` beside it.
+
+    Never inside it (a web server would publish it), and next to it so a
+    rename between the two stays on one file system. The cache, the lock,
+    the generation file, the staging folder and the audience store live here.
+    """
+    return out.parent / f".{out.name}.feedsvc-{name}"
+
+
 def check_output_dir(out: Path, records_dir: Path, src: str = "<command line>") -> None:
     """Raise `ConfigError` for an output folder a build must never write into.
 

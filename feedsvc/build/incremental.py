@@ -35,7 +35,7 @@ from feedsvc.build.rows import CacheDamaged
 from feedsvc.build.served import Served, etag_of_digest
 from feedsvc.build.store import Store
 from feedsvc.build.write import MANIFEST, PublishResult, publish_files, staging_path, write_atomic
-from feedsvc.config import Config, check_output_dir
+from feedsvc.config import Config, beside_output, check_output_dir
 from feedsvc.errors import FeedsvcError, RecordError
 from feedsvc.feeds.archives import Paging
 from feedsvc.formats import compress
@@ -268,12 +268,12 @@ def _generation_in(signal: Path) -> int:
 
 def lock_path(out: Path) -> Path:
     """Beside the output folder, like the cache."""
-    return out.parent / f".{out.name}.feedsvc-lock"
+    return beside_output(out, "lock")
 
 
 def generation_path(out: Path) -> Path:
     """Rewritten after every build that changed what is served: what servers watch (`output.py`)."""
-    return out.parent / f".{out.name}.feedsvc-generation"
+    return beside_output(out, "generation")
 
 
 @contextmanager
@@ -332,4 +332,4 @@ def fingerprint(config: Config) -> str:
 
 def default_cache_path(out: Path) -> Path:
     """Beside the output folder, never in it: a web server must not publish it."""
-    return out.parent / f".{out.name}.feedsvc-cache.sqlite"
+    return beside_output(out, "cache.sqlite")

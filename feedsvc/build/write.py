@@ -28,6 +28,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
+from feedsvc.config import beside_output
 from feedsvc.errors import FeedsvcError
 from feedsvc.formats.compress import gzipped
 from feedsvc.formats.registry import LISTINGS
@@ -104,7 +105,7 @@ class StagedBody:
 
 def staging_path(out: Path) -> Path:
     """Where render workers write the files of a build before it puts them in `out`: beside it, like the cache."""
-    return out.parent / f".{out.name}.feedsvc-staging"
+    return beside_output(out, "staging")
 
 
 def empty_staging(out: Path) -> Path:

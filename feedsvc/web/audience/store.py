@@ -28,6 +28,7 @@ import stat
 from collections.abc import Mapping
 from pathlib import Path
 
+from feedsvc.config import beside_output
 from feedsvc.errors import FeedsvcError
 from feedsvc.web.audience.model import Tally
 
@@ -69,7 +70,7 @@ class StoreError(FeedsvcError):
 
 def store_path(out: Path) -> Path:
     """Beside the output folder, as the build's cache and lock are (`build.incremental.default_cache_path`)."""
-    return out.parent / f".{out.name}.feedsvc-audience.sqlite"
+    return beside_output(out, "audience.sqlite")
 
 
 class Store:
