@@ -399,7 +399,7 @@ def test_a_build_rendered_by_workers_equals_the_in_memory_site(config: Config) -
 
 
 @pytest.mark.usefixtures("in_workers")
-@pytest.mark.parametrize("name", ["add", "delete", "backdate"])
+@pytest.mark.parametrize("name", ["add", "change", "delete", "backdate"])
 def test_an_incremental_build_by_workers_equals_a_full_one(name: str, config: Config, tmp_path: Path) -> None:
     _built_by_workers(config)
     before = mtimes(config.output_dir)

@@ -38,7 +38,7 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from feedsvc.build import incremental
+from feedsvc.build import incremental, render
 from feedsvc.build.served import Manifest, etag_of
 from feedsvc.config import Config, load_config
 from feedsvc.formats.documents import Build, build_in_memory
@@ -882,6 +882,35 @@ def test_a_failed_build_keeps_serving_the_previous_build(
     now = build_in_memory(web_config)
     assert served_bodies(client, paths) == {p: now.documents[p].body for p in paths}
     assert health(client)["generation"] == generation + 1
+
+
+def _served_as_promised(client: FlaskClient, paths: list[str], old: dict[str, tuple[str, bytes]]) -> None:
+    """Each path sends the bytes its ETag names; the old ETag gets a 304 only where the bytes are the old ones."""
+    for path in paths:
+        r = client.get("/" + path)
+        assert r.status_code == 200 and r.headers["ETag"] == etag_of(r.data), path
+        again = client.get("/" + path, headers={"If-None-Match": old[path][0]})
+        assert again.status_code == (304 if r.data == old[path][1] else 200), path
+
+
+def test_files_renamed_in_from_the_render_workers_keep_every_validator_true(
+    client: FlaskClient, web_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A big build's files come from its workers' staging folder by rename: an edit and a deletion, served."""
+    monkeypatch.setattr(render, "PARALLEL_FEEDS", 1)  # every render in worker processes, as at scale
+    paths = sorted(build_in_memory(web_config).documents)
+    old = {p: (client.get("/" + p).headers["ETag"], client.get("/" + p).data) for p in paths}
+    retitle(first_record(web_config), "Renamed in from the staging folder")
+    assert incremental.build(web_config, workers=2).published.written > 0
+    assert served_bodies(client, paths) == {p: d.body for p, d in build_in_memory(web_config).documents.items()}
+    _served_as_promised(client, paths, old)
+    old = {p: (client.get("/" + p).headers["ETag"], client.get("/" + p).data) for p in paths}
+    first_record(web_config).unlink()
+    incremental.build(web_config, workers=2)
+    now = build_in_memory(web_config).documents
+    gone = [p for p in paths if p not in now]
+    assert all(client.get("/" + p).status_code == 404 for p in gone)
+    _served_as_promised(client, [p for p in paths if p in now], old)
 
 
 def test_a_build_that_dies_between_its_files_and_its_rows_never_mixes(
