@@ -165,21 +165,31 @@ class Fragments:
     def __init__(self) -> None:
         self.limit = 0
         self._kept: dict[tuple[str, datetime, str], bytes] = {}
-        self._writers: dict[str, FeedGenerator] = {}
+        self._writer: FeedGenerator | None = None
 
     def keep(self, limit: int) -> None:
         self.limit = limit
         self._kept.clear()
 
     def get(self, entries: Sequence[Record], updated: Sequence[datetime], fmt: str) -> list[bytes]:
-        """The serialized entries, in order; those not kept are written in one document."""
+        """The serialized entries, in order; those not kept are written in one document per format.
+
+        An entry missing in one format is written in both from the same
+        feedgen entries (`_write`): a feed's RSS and Atom documents are
+        rendered one after the other, so the second finds it kept.
+        """
         keys = [(r.path, when, fmt) for r, when in zip(entries, updated, strict=True)]
         found: list[bytes | None] = [self._kept.pop(key, None) for key in keys]
         missing = [i for i, got in enumerate(found) if got is None]
         if missing:
-            written = self._write([(entries[i], updated[i]) for i in missing], fmt)
-            for i, fragment in zip(missing, written, strict=True):
-                found[i] = fragment
+            written = self._write([(entries[i], updated[i]) for i in missing])
+            for other, fragments in written.items():
+                if other == fmt:
+                    for i, fragment in zip(missing, fragments, strict=True):
+                        found[i] = fragment
+                else:
+                    for i, fragment in zip(missing, fragments, strict=True):
+                        self._kept[(entries[i].path, updated[i], other)] = fragment
         done = [fragment for fragment in found if fragment is not None]
         assert len(done) == len(keys), "every entry not kept was written"
         for key, fragment in zip(keys, done, strict=True):
@@ -188,23 +198,29 @@ class Fragments:
             del self._kept[next(iter(self._kept))]  # the least recently used
         return done
 
-    def _write(self, entries: Sequence[tuple[Record, datetime]], fmt: str) -> list[bytes]:
-        fg = self._writers.get(fmt)
-        if fg is None:
-            fg = self._writers[fmt] = _generator(_FRAGMENT_FEED, _FRAGMENT_SITE, fmt, EMPTY_FEED_DATE, "", None)
+    def _write(self, entries: Sequence[tuple[Record, datetime]]) -> dict[str, list[bytes]]:
+        """The entries in each format, from one set of feedgen entries (building them is half the cost)."""
+        if self._writer is None:
+            self._writer = _generator(_FRAGMENT_FEED, _FRAGMENT_SITE, "atom", EMPTY_FEED_DATE, "", None)
+        fg = self._writer
         fg.entry([], replace=True)
         for record, when in entries:
             _entry(fg.add_entry(order="append"), record, when)
-        doc = _serialize(fg, fmt)
+        docs = {fmt: _serialize(fg, fmt) for fmt in MEDIA_TYPES}
         fg.entry([], replace=True)
-        # Text and attribute values are escaped, so an entry's start tag at the
-        # start of a line appears nowhere else: splitting there gives the entries
-        # (bytes.split, not a regular expression: a zero-width pattern tries
-        # every position of the document, a quarter of the time an entry takes).
-        start = _ENTRY_START[fmt]
-        parts = doc[doc.index(start) + len(start) : -len(_ENTRIES_END[fmt])].split(start)
-        tag = start[1:]
-        return [tag + part + b"\n" for part in parts[:-1]] + [tag + parts[-1]]
+        return {fmt: _split_entries(doc, fmt) for fmt, doc in docs.items()}
+
+
+def _split_entries(doc: bytes, fmt: str) -> list[bytes]:
+    """The serialized entries of a document feedgen wrote (see `Fragments`)."""
+    # Text and attribute values are escaped, so an entry's start tag at the
+    # start of a line appears nowhere else: splitting there gives the entries
+    # (bytes.split, not a regular expression: a zero-width pattern tries
+    # every position of the document, a quarter of the time an entry takes).
+    start = _ENTRY_START[fmt]
+    parts = doc[doc.index(start) + len(start) : -len(_ENTRIES_END[fmt])].split(start)
+    tag = start[1:]
+    return [tag + part + b"\n" for part in parts[:-1]] + [tag + parts[-1]]
 
 
 _FRAGMENTS = Fragments()
