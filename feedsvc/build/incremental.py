@@ -322,11 +322,12 @@ def fingerprint(config: Config) -> str:
     """Everything that shapes the output besides the records themselves.
 
     The settings that reach documents, feedsvc's version, the cache layout,
-    the gzip level and the templates' bytes (an edited template changes every page).
+    the gzip levels and the templates' bytes (an edited template changes every page).
     """
     shaping = {k: v for k, v in asdict(config).items() if k not in _NOT_SHAPING}
     shaping["server"] = {"cache_max_age": config.server.cache_max_age}
-    text = repr((__version__, codec.VERSION, compress.LEVEL, templates_digest(), sorted(shaping.items())))
+    levels = (compress.LEVEL, compress.ARCHIVE_LEVEL)
+    text = repr((__version__, codec.VERSION, levels, templates_digest(), sorted(shaping.items())))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 

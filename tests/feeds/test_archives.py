@@ -37,6 +37,7 @@ from feedsvc.build.served import ARCHIVE_MAX_AGE
 from feedsvc.config import ArchivesConfig, Config
 from feedsvc.feeds.archives import FIRST, Paging, layout, mark, page_order, split, threshold
 from feedsvc.feeds.rules import select, topic_keys
+from feedsvc.formats import compress
 from feedsvc.formats.documents import build_in_memory
 from feedsvc.formats.rss_atom import FH_NS
 from feedsvc.model import FeedKind
@@ -276,6 +277,22 @@ def test_without_archives_nothing_changes(records_dir: Path, tmp_path: Path) -> 
     body = off.documents["feeds/all.atom"].body
     assert b"prev-archive" not in body and FH_NS.encode() not in body
     assert len(feedparser.parse(body).entries) == MAX_ENTRIES
+
+
+def test_archive_pages_are_gzipped_at_their_own_level(records_dir: Path, tmp_path: Path) -> None:
+    """Archive pages (fetched once, most of the bytes) at `compress.ARCHIVE_LEVEL`; what readers poll at `LEVEL`."""
+    out = tmp_path / "out"
+    rebuild(small_config(records_dir, out))
+    levels: dict[int, int] = {}
+    differ = 0
+    for gz in sorted(out.rglob("*.gz")):
+        body = gz.with_suffix("").read_bytes()
+        level = compress.ARCHIVE_LEVEL if "/archive/" in gz.as_posix() else compress.LEVEL
+        assert gz.read_bytes() == gzip.compress(body, compresslevel=level, mtime=0), gz
+        levels[level] = levels.get(level, 0) + 1
+        differ += gzip.compress(body, compresslevel=compress.LEVEL, mtime=0) != gz.read_bytes()
+    assert compress.ARCHIVE_LEVEL != compress.LEVEL and set(levels) == {compress.LEVEL, compress.ARCHIVE_LEVEL}
+    assert differ, "at this size the two levels give other bytes, so the test tells them apart"
 
 
 # --- Walking the chain ----------------------------------------------------------------
