@@ -21,9 +21,12 @@ from click.testing import CliRunner
 from servers import write_config
 
 from feedsvc import synth
-from feedsvc.build import incremental
+from feedsvc.build import incremental, rows
+from feedsvc.build.archive import Archives
 from feedsvc.cli import main
-from feedsvc.config import load_config
+from feedsvc.config import Config, load_config
+from feedsvc.records import codec
+from feedsvc.records.read import load_file, settings_for
 
 
 def tree(root: Path) -> dict[str, str]:
@@ -148,3 +151,20 @@ def test_random_damage_to_the_file_never_ends_in_a_traceback(
         data[at] ^= 1 << rng.randrange(8)
     cache.write_bytes(bytes(data))
     _build_after_a_change(tmp_path, config_path, records)
+
+
+def test_records_kept_decoded_for_archive_pages_are_checked_like_the_rest(tmp_path: Path) -> None:
+    """`Archives` keeps decoded records by their bytes and checksum: the same bytes with a checksum
+    that no longer matches are refused, however often they were decoded before."""
+    synth.write_corpus(tmp_path, 1, seed=3)
+    (path,) = tmp_path.glob("*.txt")
+    loaded = load_file(tmp_path, path.name, settings_for(Config()))
+    assert loaded.record is not None
+    rec = codec.encode(loaded.record)
+    archives = Archives(sqlite3.connect(":memory:"))
+    first = archives._decode(rec, rows.rec_sum(rec))
+    assert first == loaded.record and archives._decode(rec, rows.rec_sum(rec)) is first
+    with pytest.raises(rows.CacheDamaged):
+        archives._decode(rec, rows.rec_sum(rec) ^ 1)
+    with pytest.raises(rows.CacheDamaged):
+        archives._decode(rec[:-1] + bytes([rec[-1] ^ 1]), rows.rec_sum(rec))
