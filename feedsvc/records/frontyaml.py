@@ -98,7 +98,11 @@ def _maybe_alias(fm: str) -> bool:
 
 def _may_nest_deeply(fm: str) -> bool:
     # An upper bound on the depth, from a few fast counts (no regex, no loop per character).
-    return _DEEP_INDENT in fm or nesting_openers(fm) > _MAX_OPENERS
+    if _DEEP_INDENT in fm:
+        return True
+    # Every "-" opener starts with a "-": four counts bound the six, and usually settle it.
+    bound = fm.count("[") + fm.count("{") + fm.count("?") + fm.count("-")
+    return bound > _MAX_OPENERS and nesting_openers(fm) > _MAX_OPENERS
 
 
 def nesting_openers(fm: str) -> int:

@@ -5,6 +5,7 @@
 - A URL `http_url` takes the fast way for comes out as the general way makes it,
   and `canonical_url`'s shortcut agrees with urlsplit.
 - A file is read whole, whatever its size against the read-ahead.
+- The depth pre-check decides as the exact count of openers does.
 - Entry ids are `uuid.uuid5`'s, and ASCII text skips cleaning only when
   cleaning would not change it.
 """
@@ -19,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from feedsvc import text
+from feedsvc.records import frontyaml
 from feedsvc.records import read as records
 from feedsvc.records.fields import entry_id
 from feedsvc.records.read import _BOUNDARY, _closing_boundary, read_bytes
@@ -86,3 +88,17 @@ def test_entry_ids_are_uuid5_of_the_url(url: str) -> None:
 def test_ascii_text_skips_cleaning_only_when_cleaning_changes_nothing(parts: list[str]) -> None:
     value = "".join(parts)
     assert text.plain_text(value) == text._plain_text(value, True, None)
+
+
+OPENER_PARTS = ["- ", "-\t", "-\n", "-", "[", "{", "?", "a", "x-y", "\n"]
+
+
+@PROPERTY
+@given(st.lists(st.sampled_from(OPENER_PARTS), max_size=60), st.integers(0, 40))
+def test_the_depth_pre_check_decides_as_the_exact_count(parts: list[str], limit: int) -> None:
+    """`_may_nest_deeply`'s first bound (one count for every "-") never decides otherwise than the six counts."""
+    doc = "".join(parts)
+    exact = frontyaml._DEEP_INDENT in doc or frontyaml.nesting_openers(doc) > limit
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(frontyaml, "_MAX_OPENERS", limit)
+        assert frontyaml._may_nest_deeply(doc) == exact
