@@ -64,26 +64,22 @@ def render(cache: Path, store: Store, config: Config, plan: Plan, workers: int, 
     files: dict[str, Body | StagedBody] = {}
     documents: dict[str, Document] = {}
     feeds = [(text, names.get(text, ())) for text in plan.feeds]
-    jobs: list[_Job] = [(feeds[i : i + 16], [], paging, site) for i in range(0, len(feeds), 16)]
     # Newest pages first, across feeds: the pages that share an entry (one per
     # feed the record is in) come close together, while its fragment is kept.
     runs.sort(key=lambda run: page_order(run[2][0].name), reverse=True)
-    jobs += [([], runs[i : i + 2], paging, site) for i in range(0, len(runs), 2)]
     if workers > 1 and len(plan.feeds) + len(runs) >= PARALLEL_FEEDS:
         staging = empty_staging(out)
         with ProcessPoolExecutor(
             max_workers=workers, mp_context=get_context("fork"), initializer=_open_reader, initargs=(cache, staging)
         ) as pool:
-            # A few long runs of jobs per worker, not one job at a time: each
-            # worker then renders a span of dates, and most entries in one only.
-            for staged in pool.map(_render_chunk, jobs, chunksize=max(1, len(jobs) // (4 * workers))):
+            for staged in pool.map(_render_span, _spans(feeds, runs, workers, paging, site)):
                 for doc, written in staged:
                     documents[doc.path] = doc
                     files.update((rel, StagedBody(staging / rel, *known)) for rel, known in written.items())
     else:
         keep_fragments(FRAGMENTS_KEPT)
         try:
-            for job in jobs:
+            for job in _jobs(feeds, runs, paging, site):
                 _keep(_render_with(store, *job), files, documents)
         finally:
             keep_fragments(0)
@@ -140,6 +136,38 @@ def _plan_archives(
     return runs, names, gone
 
 
+def _spans(
+    feeds: list[tuple[str, tuple[str, ...]]], runs: list[_Run], workers: int, paging: Paging, site: Site
+) -> list[list[_Job]]:
+    """The work for the render processes, in spans of jobs each rendered in one of them.
+
+    Render processes keep their own entries, so a record rendered in both is
+    written twice. The feeds go first, in a few spans the processes take as
+    they come (they hold the newest entries, and only those of each feed).
+    Then the archive pages, newest first, in one span of dates per process,
+    of about as many entries each: dealt out in turn instead, as the feeds
+    are, they put two fifths of the records in both processes (at 100,000
+    records with config.yaml, 40,816 written in both; 21,882 this way).
+    """
+    feed_jobs = _jobs(feeds, [], paging, site)
+    step = max(1, len(feed_jobs) // (4 * workers))
+    spans = [feed_jobs[i : i + step] for i in range(0, len(feed_jobs), step)]
+    sizes = [sum(ref.hi - ref.lo for ref in run[2]) for run in runs]
+    total = sum(sizes) or 1
+    pages: list[list[_Run]] = [[] for _ in range(workers)]
+    done = 0
+    for run, size in zip(runs, sizes, strict=True):
+        pages[min(workers - 1, done * workers // total)].append(run)
+        done += size
+    return spans + [_jobs([], span, paging, site) for span in pages if span]
+
+
+def _jobs(feeds: list[tuple[str, tuple[str, ...]]], runs: list[_Run], paging: Paging, site: Site) -> list[_Job]:
+    """Render jobs of a few feeds or a few runs of pages each (the worker's results go back per job)."""
+    jobs: list[_Job] = [(feeds[i : i + 16], [], paging, site) for i in range(0, len(feeds), 16)]
+    return jobs + [([], runs[i : i + 2], paging, site) for i in range(0, len(runs), 2)]
+
+
 def _consecutive(refs: Sequence[PageRef]) -> list[tuple[PageRef, ...]]:
     """`refs` (newest first) in runs of pages that are adjacent in the feed (read in one query)."""
     runs: list[list[PageRef]] = []
@@ -166,9 +194,10 @@ def _open_reader(cache: Path, staging: Path) -> None:
 _Job = tuple[list[tuple[str, tuple[str, ...]]], list[_Run], Paging, Site]
 
 
-def _render_chunk(args: _Job) -> list[tuple[Document, dict[str, tuple[str, int]]]]:
+def _render_span(jobs: list[_Job]) -> list[tuple[Document, dict[str, tuple[str, int]]]]:
+    """Render `jobs` in order in this worker, staging each job's files as it is done."""
     assert _READER is not None and _STAGING is not None
-    return stage(_STAGING, _render_with(_READER, *args))
+    return [staged for job in jobs for staged in stage(_STAGING, _render_with(_READER, *job))]
 
 
 def _render_with(
