@@ -97,9 +97,10 @@ def _keep(docs: Iterable[Document], files: dict[str, Body | StagedBody], documen
 
 
 #: Entry fragments each render process keeps (`rss_atom.Fragments`): about 3 KB
-#: each, enough for the pages of every feed around one date. Measured on 20,000
-#: records with config.yaml: one process writes 1.08 entries per entry needed;
-#: two, which keep their own, 1.68 (docs/benchmarks.md).
+#: each, enough for the pages of every feed around one date. Measured at 100,000
+#: records with config.yaml: the two processes write 141,907 entries (in both
+#: formats) for the 100,000 records; 65,536 kept would make it 129,278, for
+#: some 100 MB more in each process (docs/benchmarks.md).
 FRAGMENTS_KEPT = 32_768
 
 #: Most archive pages one render job reads (in one query) and renders.
@@ -147,7 +148,7 @@ def _spans(
     Then the archive pages, newest first, in one span of dates per process,
     of about as many entries each: dealt out in turn instead, as the feeds
     are, they put two fifths of the records in both processes (at 100,000
-    records with config.yaml, 40,816 written in both; 21,882 this way).
+    records with config.yaml, 40,816 written in both; 22,629 this way).
     """
     feed_jobs = _jobs(feeds, [], paging, site)
     step = max(1, len(feed_jobs) // (4 * workers))
