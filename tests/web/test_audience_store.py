@@ -391,3 +391,43 @@ def test_a_report_during_a_write_counts_the_lost_polls_once(
     reading.join()
     assert seen == [3]
     assert report_of(recorder)["dropped"] == 3
+
+
+def test_a_store_set_aside_while_a_worker_connects_is_noticed(
+    workers: Callable[[], Recorder], audience_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another worker sets the file aside and starts afresh while this one is connecting to it.
+
+    The worker must not take the new file for the one it is connected to:
+    it would write into the file set aside from then on, and every poll it
+    counts would be lost (seen as a flaky end-to-end test: 2 of 5 polls).
+    """
+    path = store_path(audience_config.output_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Store(path).open()  # the store both workers use
+    connect = sqlite3.connect
+    raced: list[bool] = []
+
+    def connect_while_the_other_worker_starts_afresh(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        db = connect(*args, **kwargs)
+        if not raced and not kwargs.get("uri"):
+            raced.append(True)
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()  # this one has the old file open
+            os.replace(path, path.with_name(path.name + ".damaged"))
+            for suffix in ("-wal", "-shm"):
+                path.with_name(path.name + suffix).unlink(missing_ok=True)
+            other = Store(path)  # the other worker's fresh store
+            other.open()
+            other.close()
+        return db
+
+    monkeypatch.setattr(sqlite3, "connect", connect_while_the_other_worker_starts_afresh)
+    recorder = workers()
+    recorder.note(environ(), 200)
+    recorder.flush()
+    recorder.note(environ(addr="198.51.100.2"), 200)
+    recorder.flush()
+    monkeypatch.undo()
+    assert raced
+    # The first poll may go with the file set aside; the second is written where reports read.
+    assert report_of(recorder)["polls"] >= 1

@@ -102,6 +102,34 @@ class Store:
                 self.set_aside()
 
     def _connect(self) -> None:
+        """Connect, and know which file the connection has: the one at `path` before and after.
+
+        Another worker may set the file aside and start a fresh one while this
+        one connects; taking the identity after connecting would then name the
+        fresh file while the connection writes into the one set aside, and
+        every poll this worker counts would be lost from then on. So the file
+        at `path` must be the same before and after; a file that came or went
+        in between (this connect created it, or another worker replaced it)
+        means connecting again.
+        """
+        for _attempt in range(3):
+            before = self._identity_at_path()
+            self._connect_once()
+            after = self._identity_at_path()
+            if before is not None and before == after:
+                self.identity = after
+                return
+            self.close()
+        raise StoreError(f"{self.path}: replaced again and again while connecting")
+
+    def _identity_at_path(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def _connect_once(self) -> None:
         if self.readonly:
             db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=BUSY_SECONDS, check_same_thread=False)
         else:
@@ -121,8 +149,6 @@ class Store:
             db.execute("INSERT OR IGNORE INTO meta VALUES ('version', ?)", (VERSION,))
             db.execute("COMMIT")
             (self.salt,) = db.execute("SELECT value FROM meta WHERE key = 'salt'").fetchone()
-        st = os.stat(self.path)
-        self.identity = (st.st_dev, st.st_ino)
 
     def current(self) -> bool:
         """Whether the open connection is to the file now at `path` (not one replaced or set aside since)."""
