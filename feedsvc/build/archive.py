@@ -8,6 +8,7 @@ it and at most one beside it (docs/design.md, "Archive pages").
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -84,10 +85,10 @@ class Archives:
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
-        #: Decoded records by the arguments of `rows.decode` (the cached bytes
-        #: and their checksum), the least recently used first: the same bytes
-        #: always decode to the same record, so nothing kept can be stale.
-        self._decoded: dict[tuple[bytes, int | None], Record] = {}
+        #: `rows.decode`, its answers kept by its arguments (the cached bytes and
+        #: their checksum): the same bytes always decode to the same record, so
+        #: nothing kept can be stale, and a refusal (it raises) is never kept.
+        self._decode: Callable[[bytes, int | None], Record] = functools.lru_cache(maxsize=RECORDS_KEPT)(decode)
 
     def use_page_size(self, page_size: int) -> None:
         """Make the cache ready for archive pages averaging `page_size` entries (0: archives off).
@@ -187,13 +188,3 @@ class Archives:
             ArchivePage(key, name, ref.name, tuple(records[ref.lo - first : ref.hi - first]), ref.prev, ref.next)
             for ref in refs
         ]
-
-    def _decode(self, rec: bytes, check: int | None) -> Record:
-        key = (rec, check)
-        record = self._decoded.pop(key, None)
-        if record is None:
-            record = decode(rec, check)
-        self._decoded[key] = record  # (again) the most recently used
-        if len(self._decoded) > RECORDS_KEPT:
-            del self._decoded[next(iter(self._decoded))]
-        return record

@@ -135,10 +135,7 @@ def stage(staging: Path, documents: Iterable[Document]) -> list[tuple[Document, 
     checked: dict[Path, bool] = {}
     for doc in documents:
         files: dict[str, tuple[str, int]] = {}
-        packed = gzipped(doc)
-        for rel, data in ((doc.path, doc.body), (doc.path + ".gz", packed)):
-            if data is None:
-                continue
+        for rel, data in files_for({doc.path: doc}).items():
             target = safe_target(staging, rel, checked)
             _made(target.parent, folders)
             with open(target, "xb") as f:  # a fresh folder: a name taken twice is a bug

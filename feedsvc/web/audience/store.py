@@ -152,11 +152,7 @@ class Store:
 
     def current(self) -> bool:
         """Whether the open connection is to the file now at `path` (not one replaced or set aside since)."""
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            return False
-        return self.db is not None and self.identity == (st.st_dev, st.st_ino)
+        return self.db is not None and self.identity is not None and self.identity == self._identity_at_path()
 
     def intact(self) -> bool:
         """Whether the file still starts as an SQLite database does (or is empty, as a new one may be).
